@@ -1,0 +1,31 @@
+# The two commands a newcomer needs:  make demo   and   make test
+PY ?= python3
+VENV := .venv
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test bench clean-venv ui
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml requirements-nodeps.txt
+	@command -v ffmpeg >/dev/null 2>&1 || (command -v apt-get >/dev/null 2>&1 && (apt-get update -qq && apt-get install -y -qq ffmpeg >/dev/null) || echo "note: ffmpeg CLI not installed (only a few reference tests use it)")
+	test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[test]'
+	$(VENV)/bin/pip install -q --no-deps -r requirements-nodeps.txt
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/efhq demo
+
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest -q
+
+ui: $(STAMP)
+	$(VENV)/bin/efhq ui
+
+bench: $(STAMP)
+	$(VENV)/bin/python benchmarks/decode.py
+
+clean-venv:
+	rm -rf $(VENV)

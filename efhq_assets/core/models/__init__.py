@@ -1,0 +1,1 @@
+"""Model interfaces, backends and the weights registry."""
