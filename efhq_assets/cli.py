@@ -1,0 +1,185 @@
+"""The `efhq` command: demo, build, sql, status, ui.
+
+The data root comes from --data-root, else EFHQ_DATA_ROOT, else ./efhq_data; nothing is written
+outside it. Progress goes to stderr, results to stdout (so `--format csv` output is just the table).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from efhq_assets.core.storage import DataRoot, NoManifestError, ReadOnlyQueryError
+
+
+def _root(args) -> DataRoot:
+    return DataRoot.at(args.data_root)
+
+
+def cmd_build(args) -> int:
+    from efhq_assets import runner
+    from efhq_assets.core.sources import SourceConfig
+
+    config = SourceConfig(
+        videos=[str(Path(p).resolve()) for p in args.videos or []],
+        vfhq_annotations=[str(Path(p).resolve()) for p in args.vfhq_annotations or []],
+        celebv_info=[str(Path(p).resolve()) for p in args.celebv_info or []],
+    )
+    for folder in config.videos:
+        if not Path(folder).is_dir():
+            print(f"efhq build: --videos {folder} is not a folder", file=sys.stderr)
+            return 2
+    report = runner.build(_root(args), config, sampling=args.sample, force=args.force)
+    print(runner.summary_json(report))
+    if report.failed:
+        print(f"efhq build: {len(report.failed)} video(s) failed; see `efhq status` and the `errors` table",
+              file=sys.stderr)
+    return 1 if report.failed else 0
+
+
+def cmd_demo(args) -> int:
+    from efhq_assets import runner
+    from efhq_assets.core.demo import make_demo_corpus
+
+    root = _root(args).ensure()
+    sources = root.path / "demo_sources"
+    runner.log(f"efhq demo: synthesizing the demo corpus in {sources}")
+    corpus = make_demo_corpus(sources, seed=args.seed)
+    report = runner.build(root, corpus.source_config(), sampling=args.sample)
+    print(runner.summary_json(report))
+    runner.log(f"efhq demo: done in {report.seconds} s. Try:\n"
+               f"  efhq sql \"select source, status, count(*) from videos group by all\"\n"
+               f"  efhq sql \"select clip_id, count(*) as frames from frames group by 1 order by 1\"\n"
+               f"  efhq ui     # the Dagster UI for this data root")
+    return 1 if report.failed else 0
+
+
+def _print_table(names: list[str], rows: list[tuple]) -> None:
+    cells = [[("" if v is None else str(v)) for v in row] for row in rows]
+    widths = [max([len(n)] + [len(r[i]) for r in cells]) for i, n in enumerate(names)]
+    print("  ".join(n.ljust(w) for n, w in zip(names, widths)))
+    print("  ".join("-" * w for w in widths))
+    for r in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(r, widths)))
+    print(f"({len(rows)} row{'s' if len(rows) != 1 else ''})", file=sys.stderr)
+
+
+def cmd_sql(args) -> int:
+    from efhq_assets.core.storage import query
+
+    try:
+        names, rows = query(_root(args), args.query)
+    except (ReadOnlyQueryError, NoManifestError) as exc:
+        print(f"efhq sql: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # duckdb errors: a message, not a traceback
+        print(f"efhq sql: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+    if args.format == "csv":
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(names)
+        writer.writerows(rows)
+    elif args.format == "json":
+        print(json.dumps([dict(zip(names, r)) for r in rows], default=str, indent=1))
+    else:
+        _print_table(names, rows)
+    return 0
+
+
+def cmd_status(args) -> int:
+    from efhq_assets.core import ingest
+
+    root = _root(args)
+    catalog = ingest.load_catalog(root)
+    if not catalog.videos:
+        print(f"no sources registered in {root.path}: run `efhq demo` or `efhq build --videos DIR`")
+        return 0
+    if args.missing:
+        missing = [v for v in catalog.videos if v["status"] == "missing"]
+        for v in missing:
+            clips = catalog.clips_of(v["video_id"])
+            print(f"{v['video_id']}\t{v['source']}\tyoutube_id={v['youtube_id']}\tclips={len(clips)}")
+        print(f"{len(missing)} annotated video(s) not on disk: download them into a --videos folder", file=sys.stderr)
+        return 0
+    try:
+        from efhq_assets.core.storage import query
+
+        _, by_status = query(root, "select status, count(*) from videos group by 1 order by 1")
+        _, errors = query(root, "select video_id, stage, message from errors order by 1, 2")
+        _, counts = query(root, "select (select count(*) from clips), (select count(*) from frames)")
+    except NoManifestError as exc:
+        print(str(exc))
+        return 0
+    print(f"data root: {root.path}")
+    print("videos: " + ", ".join(f"{s} {n}" for s, n in by_status))
+    print(f"clips: {counts[0][0]}  frames: {counts[0][1]}")
+    print(f"errors: {len(errors)}")
+    for vid, stage, message in errors:
+        print(f"  {vid} [{stage}]: {message}")
+    return 0
+
+
+def cmd_ui(args) -> int:
+    from efhq_assets import runner
+
+    root = _root(args)
+    runner.prepare_instance(root)
+    workspace = runner.REPO_ROOT / "workspace.yaml"
+    cmd = [shutil.which("dagster") or "dagster", "dev", "-h", args.host, "-p", str(args.port)]
+    if workspace.exists():
+        cmd += ["-w", str(workspace)]
+        os.chdir(runner.REPO_ROOT)
+    else:
+        cmd += ["-m", "efhq_assets.definitions"]
+    print(f"efhq ui: Dagster UI for {root.path} at http://{args.host}:{args.port}", file=sys.stderr)
+    os.execvpe(cmd[0], cmd, os.environ.copy())
+    return 0
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="efhq", description="EFHQ extreme-pose face dataset pipeline (Dagster + DuckDB)")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data-root", help="data root (default: $EFHQ_DATA_ROOT, else ./efhq_data)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", parents=[common], help="synthesize the offline demo corpus and build it end to end")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sample", default=None, help="frame sampling: all | fps:N | max:N (default: all, as EFHQ)")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("build", parents=[common], help="register sources and process every new or changed video")
+    p.add_argument("--videos", action="append", help="folder of video files (repeatable)")
+    p.add_argument("--vfhq-annotations", action="append", help="folder of VFHQ per-clip annotation .txt files")
+    p.add_argument("--celebv-info", action="append", help="CelebV-HQ celebvhq_info.json")
+    p.add_argument("--sample", default=None, help="frame sampling: all | fps:N | max:N (saved in the data root)")
+    p.add_argument("--force", action="store_true", help="re-materialize videos even when up to date")
+    p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("sql", parents=[common], help="run one read-only SQL query on the manifest")
+    p.add_argument("query")
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.set_defaults(func=cmd_sql)
+
+    p = sub.add_parser("status", parents=[common], help="videos by status, errors; --missing lists what to download")
+    p.add_argument("--missing", action="store_true")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("ui", parents=[common], help="run the Dagster UI (dagster dev) on this data root's instance")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=3000)
+    p.set_defaults(func=cmd_ui)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+"""Column schemas of the manifest tables (ARCHITECTURE.md "Tables users query").
+
+Table and column names are an interface: users' SQL, the docs and the tests rely on them. A stage
+writes its per-video Parquet with exactly these columns (more may be appended); the manifest
+creates an empty table with this schema when no file exists yet, so SQL never fails on a fresh root.
+Types are DuckDB type names, so this module needs no heavy import.
+"""
+
+from __future__ import annotations
+
+TABLE_SCHEMAS: dict[str, dict[str, str]] = {
+    "videos": {
+        "video_id": "VARCHAR", "source_name": "VARCHAR", "source": "VARCHAR", "path": "VARCHAR",
+        "sha256": "VARCHAR", "size_bytes": "BIGINT", "status": "VARCHAR", "error": "VARCHAR",
+        "duplicate_of": "VARCHAR", "youtube_id": "VARCHAR", "codec": "VARCHAR", "fps": "DOUBLE",
+        "frame_count": "BIGINT", "width": "INTEGER", "height": "INTEGER", "duration_s": "DOUBLE",
+        "rotation": "INTEGER",
+    },
+    "clips": {
+        "clip_id": "VARCHAR", "video_id": "VARCHAR", "source": "VARCHAR", "youtube_id": "VARCHAR",
+        "person_id": "VARCHAR", "start_frame": "BIGINT", "end_frame": "BIGINT",
+        "crop": "INTEGER[]", "bbox": "DOUBLE[]", "attributes": "VARCHAR", "annotation_file": "VARCHAR",
+    },
+    "frames": {
+        "video_id": "VARCHAR", "clip_id": "VARCHAR", "frame_index": "BIGINT", "pts_s": "DOUBLE",
+        "width": "INTEGER", "height": "INTEGER", "crop_x0": "INTEGER", "crop_y0": "INTEGER",
+        "frame_hash": "VARCHAR",
+    },
+    "errors": {"video_id": "VARCHAR", "stage": "VARCHAR", "message": "VARCHAR", "at": "VARCHAR"},
+    "lineage": {
+        "asset": "VARCHAR", "partition": "VARCHAR", "code_version": "VARCHAR", "model_versions": "VARCHAR",
+        "run_id": "VARCHAR", "input_fingerprint": "VARCHAR", "rows": "BIGINT", "at": "VARCHAR",
+    },
+}
+
+# Tables that are written per video (tables/<table>/<video_id>.parquet) vs. keyed per (video, stage).
+PER_VIDEO_TABLES = ("videos", "clips", "frames")
+KEYED_TABLES = ("errors", "lineage")

@@ -1,0 +1,19 @@
+"""The single Definitions object: every asset, job, sensor and resource of efhq-assets."""
+
+import dagster as dg
+
+from efhq_assets.defs.frames import decoded_frames
+from efhq_assets.defs.manifest import manifest
+from efhq_assets.defs.resources import EfhqStorage
+from efhq_assets.defs.sensors import per_video_job, video_files_sensor
+from efhq_assets.defs.sources import source_videos
+
+manifest_job = dg.define_asset_job("manifest_job", selection=dg.AssetSelection.assets(manifest),
+                                   description="Rebuild the DuckDB manifest from every per-video table.")
+
+defs = dg.Definitions(
+    assets=[source_videos, decoded_frames, manifest],
+    jobs=[per_video_job, manifest_job],
+    sensors=[video_files_sensor],
+    resources={"storage": EfhqStorage()},
+)

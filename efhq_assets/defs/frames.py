@@ -1,0 +1,69 @@
+"""`decoded_frames`: one streaming decode pass per video; the `frames` table, never frame images."""
+
+
+import base64
+
+import dagster as dg
+
+from efhq_assets.core import ingest
+from efhq_assets.core.storage import empty_frame, read_rows, write_table
+
+from .partitions import video_files
+from .resources import EfhqStorage
+from .sources import CODE_VERSION as SOURCE_CODE_VERSION
+from .sources import catalog_entry, source_videos
+
+CODE_VERSION = "decoded_frames-1"
+
+
+@dg.asset(
+    partitions_def=video_files,
+    deps=[source_videos],
+    group_name="ingest",
+    kinds={"python", "video"},
+    code_version=CODE_VERSION,
+    description="Decode each clip window once (PyAV, streaming), apply crop and sampling, hash each kept frame. "
+                "Table `frames`.",
+)
+def decoded_frames(context: dg.AssetExecutionContext, storage: EfhqStorage) -> dg.MaterializeResult:
+    from efhq_assets.core.video import VideoError
+
+    root = storage.root()
+    video_id = context.partition_key
+    catalog_video, catalog_clips = catalog_entry(storage, video_id)
+    video = read_rows(root, "videos", video_id)
+    clips = read_rows(root, "clips", video_id)
+    if not video or video[0]["status"] != "ok":
+        raise dg.Failure(description=f"{video_id}: source_videos has no successful output; materialize it first")
+    video = video[0]
+    sampling = ingest.load_settings(root)["sampling"]
+    policy = ingest.parse_sampling(sampling)
+
+    def progress(done: int, total: int) -> None:
+        context.log.info(f"{video_id}: decoded {done}/{total} frames")
+
+    try:
+        df, previews = ingest.decode_frames(video, clips, policy, on_progress=progress)
+    except VideoError as exc:
+        message = f"{video['source_name']}: {exc}"
+        ingest.record_error(root, video_id, "decoded_frames", message)
+        raise dg.Failure(description=message, allow_retries=False) from None
+    df = df if df is not None else empty_frame("frames")
+    write_table(root, "frames", video_id, df)
+    ingest.clear_error(root, video_id, "decoded_frames")
+    source_fp = ingest.source_fingerprint(catalog_video, catalog_clips, SOURCE_CODE_VERSION)
+    ingest.record_lineage(root, "decoded_frames", video_id, CODE_VERSION, context.run_id,
+                          ingest.frames_fingerprint(source_fp, sampling, CODE_VERSION), df.height)
+    metadata = {
+        "frames": df.height,
+        "clips": len(clips),
+        "sampling": sampling,
+        "frames_per_clip": dg.MetadataValue.md(
+            "| clip | frames |\n|---|---|\n" + "\n".join(
+                f"| {r['clip_id']} | {r['len']} |" for r in df.group_by("clip_id").len().sort("clip_id").to_dicts()[:50])),
+        "dagster/row_count": df.height,
+    }
+    strip = ingest.preview_strip_png(previews)
+    if strip:
+        metadata["preview"] = dg.MetadataValue.md(f"![frames](data:image/png;base64,{base64.b64encode(strip).decode()})")
+    return dg.MaterializeResult(metadata=metadata)

@@ -1,0 +1,36 @@
+"""`manifest`: compact every per-video Parquet file into the DuckDB catalog users query with SQL."""
+
+
+import dagster as dg
+
+from efhq_assets.core.ingest import record_lineage
+from efhq_assets.core.storage import compact_manifest
+
+from .frames import decoded_frames
+from .resources import EfhqStorage
+from .sources import source_videos
+
+CODE_VERSION = "manifest-1"
+
+
+@dg.asset(
+    deps=[source_videos, decoded_frames],
+    group_name="manifest",
+    kinds={"duckdb"},
+    code_version=CODE_VERSION,
+    pool="manifest",
+    description="Native DuckDB tables built from tables/*/<video>.parquet in a new file, swapped in under an "
+                "fcntl lock. Query with `efhq sql`.",
+)
+def manifest(context: dg.AssetExecutionContext, storage: EfhqStorage) -> dg.MaterializeResult:
+    root = storage.root()
+    stats = compact_manifest(root)
+    record_lineage(root, "manifest", "all", CODE_VERSION, context.run_id, "", sum(stats["tables"].values()))
+    counts = stats["tables"]
+    return dg.MaterializeResult(metadata={
+        "path": dg.MetadataValue.path(str(root.manifest_path)),
+        "tables": dg.MetadataValue.md("| table | rows |\n|---|---|\n" + "\n".join(
+            f"| {t} | {n} |" for t, n in sorted(counts.items()))),
+        "videos": counts.get("videos", 0), "frames": counts.get("frames", 0), "errors": counts.get("errors", 0),
+        "files_read": stats["files_read"], "compaction_s": stats["seconds"], "bytes": stats["bytes"],
+    })

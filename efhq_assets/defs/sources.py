@@ -1,0 +1,63 @@
+"""`source_videos`: probe + hash one video file and resolve its annotated clip windows."""
+
+
+import dagster as dg
+
+from efhq_assets.core import ingest
+from efhq_assets.core.sources import Sha256Cache
+
+from .partitions import video_files
+from .resources import EfhqStorage
+
+CODE_VERSION = "source_videos-1"
+
+
+def catalog_entry(storage: EfhqStorage, video_id: str) -> tuple[dict, list[dict]]:
+    root = storage.root()
+    catalog = ingest.load_catalog(root)
+    video = catalog.video(video_id)
+    if video is None or video["status"] == "missing":
+        raise dg.Failure(description=f"video {video_id!r} is not in the source catalog of {root.path} "
+                                     "(was its file removed? run `efhq build` or let the sensor rescan)")
+    return video, catalog.clips_of(video_id)
+
+
+@dg.asset(
+    partitions_def=video_files,
+    group_name="ingest",
+    kinds={"python", "video"},
+    code_version=CODE_VERSION,
+    description="Probe (codec, fps, frames, size, duration, rotation), sha256 and clip windows of one video file. "
+                "Tables `videos`, `clips`.",
+)
+def source_videos(context: dg.AssetExecutionContext, storage: EfhqStorage) -> dg.MaterializeResult:
+    from efhq_assets.core.video import VideoError
+
+    root = storage.root()
+    video_id = context.partition_key
+    video, clips = catalog_entry(storage, video_id)
+    try:
+        result = ingest.probe_source_video(video, clips, Sha256Cache(root.catalog / "sha256_cache.json"))
+    except (VideoError, OSError) as exc:
+        message = f"{video['source_name']}: {exc}"
+        ingest.write_failed_video(root, video, message)
+        raise dg.Failure(description=message, allow_retries=False) from None
+    ingest.write_source_video(root, result)
+    ingest.clear_error(root, video_id, "source_videos")
+    for warning in result.warnings:
+        context.log.warning(warning)
+    ingest.record_lineage(root, "source_videos", video_id, CODE_VERSION, context.run_id,
+                          ingest.source_fingerprint(video, clips, CODE_VERSION), len(result.clips))
+    v = result.video
+    return dg.MaterializeResult(metadata={
+        "path": dg.MetadataValue.path(v["path"]),
+        "sha256": v["sha256"],
+        "codec": v["codec"], "fps": float(v["fps"]), "frame_count": int(v["frame_count"]),
+        "size": f"{v['width']}x{v['height']}", "duration_s": float(v["duration_s"]),
+        "rotation": int(v["rotation"]), "source": v["source"],
+        "clips": len(result.clips),
+        "clip_windows": dg.MetadataValue.md("\n".join(
+            ["| clip | frames | crop |", "|---|---|---|"]
+            + [f"| {c['clip_id']} | {c['start_frame']}-{c['end_frame']} | {c.get('crop')} |" for c in result.clips[:50]])),
+        "warnings": len(result.warnings),
+    })

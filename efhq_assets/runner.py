@@ -1,0 +1,155 @@
+"""Runs the assets through Dagster for the CLI: one long-lived process, one partition at a time.
+
+Each data root has its own instance (<data_root>/dagster_home), so runs of two roots never mix.
+A failing video fails alone; the manifest is refreshed after every build, failures included.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from efhq_assets.core import ingest
+from efhq_assets.core.sources import SourceConfig
+from efhq_assets.core.storage import DataRoot, table_files
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+FALLBACK_INSTANCE_YAML = "telemetry:\n  enabled: false\n"
+QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def prepare_instance(root: DataRoot):
+    """Point Dagster at this data root's instance (seeded from the top-level dagster.yaml)."""
+    root.ensure()
+    home = root.dagster_home
+    home.mkdir(parents=True, exist_ok=True)
+    target = home / "dagster.yaml"
+    if not target.exists():
+        template = REPO_ROOT / "dagster.yaml"
+        target.write_text(template.read_text() if template.exists() else FALLBACK_INSTANCE_YAML)
+    os.environ["DAGSTER_HOME"] = str(home)
+    os.environ["EFHQ_DATA_ROOT"] = str(root.path)
+    warnings.filterwarnings("ignore", module="dagster")
+    import dagster as dg
+
+    return dg.DagsterInstance.get()
+
+
+@dataclass
+class BuildReport:
+    ran: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)
+    source_errors: int = 0
+    manifest: dict | None = None
+    seconds: float = 0.0
+
+
+def _failure_message(root: DataRoot, video_id: str) -> str:
+    import polars as pl
+
+    for path in table_files(root, "errors"):
+        if path.stem.startswith(video_id + "@"):
+            return pl.read_parquet(path)["message"][0]
+    return "failed (see the Dagster run log)"
+
+
+def _up_to_date(root: DataRoot, video: dict, clips: list[dict], sampling: str) -> bool:
+    from efhq_assets.defs import frames, sources
+
+    source_fp = ingest.source_fingerprint(video, clips, sources.CODE_VERSION)
+    frames_fp = ingest.frames_fingerprint(source_fp, sampling, frames.CODE_VERSION)
+    return (ingest.lineage_fingerprint(root, "source_videos", video["video_id"]) == source_fp
+            and ingest.lineage_fingerprint(root, "decoded_frames", video["video_id"]) == frames_fp
+            and not any(p.stem.startswith(video["video_id"] + "@") for p in table_files(root, "errors")))
+
+
+def build(root: DataRoot, config: SourceConfig | None = None, sampling: str | None = None,
+          force: bool = False) -> BuildReport:
+    """Scan sources, register partitions, materialize what changed, refresh the manifest."""
+    import dagster as dg
+
+    from efhq_assets.definitions import defs
+    from efhq_assets.defs.partitions import video_files
+
+    started = time.perf_counter()
+    instance = prepare_instance(root)
+    if config is not None:
+        ingest.save_source_config(root, ingest.load_source_config(root).merged(config))
+    if sampling is not None:
+        ingest.parse_sampling(sampling)  # validate before saving
+        ingest.save_settings(root, {**ingest.load_settings(root), "sampling": sampling})
+    settings = ingest.load_settings(root)
+    catalog = ingest.refresh_catalog(root)
+    report = BuildReport(source_errors=len(catalog.errors))
+    report.missing = [v["video_id"] for v in catalog.videos if v["status"] == "missing"]
+    report.duplicates = [v["video_id"] for v in catalog.videos if v["status"] == "duplicate"]
+    for err in catalog.errors:
+        log(f"  source error: {err['message']}")
+
+    keys = catalog.partition_keys()
+    known = set(instance.get_dynamic_partitions(video_files.name))
+    new = [k for k in keys if k not in known]
+    if new:
+        instance.add_dynamic_partitions(video_files.name, new)  # one batched call
+    assets = [defs.get_assets_def(k) for k in ("source_videos", "decoded_frames")]
+    resources = {"storage": defs.resources["storage"].model_copy(update={"data_root": str(root.path)})}
+    log(f"efhq: {len(keys)} videos to check in {root.path} ({len(report.missing)} missing, "
+        f"{len(report.duplicates)} duplicates)")
+    for n, key in enumerate(keys, start=1):
+        video = catalog.video(key)
+        clips = catalog.clips_of(key)
+        if not force and _up_to_date(root, video, clips, settings["sampling"]):
+            report.skipped.append(key)
+            log(f"  [{n}/{len(keys)}] {key}: up to date")
+            continue
+        t0 = time.perf_counter()
+        result = dg.materialize(assets, partition_key=key, instance=instance, resources=resources,
+                                raise_on_error=False, run_config=QUIET_RUN_CONFIG,
+                                tags={"efhq/command": "build"})
+        if result.success:
+            report.ran.append(key)
+            log(f"  [{n}/{len(keys)}] {key}: ok ({time.perf_counter() - t0:.1f} s)")
+        else:
+            report.failed[key] = _failure_message(root, key)
+            log(f"  [{n}/{len(keys)}] {key}: FAILED: {report.failed[key]}")
+    report.manifest = refresh_manifest(root, instance, resources, changed=bool(report.ran or report.failed or new))
+    report.seconds = round(time.perf_counter() - started, 2)
+    return report
+
+
+def refresh_manifest(root: DataRoot, instance, resources, changed: bool = True) -> dict | None:
+    """Materialize `manifest` unless nothing under tables/ or catalog/ changed since the last one."""
+    import dagster as dg
+
+    from efhq_assets.definitions import defs
+
+    state = ingest.fingerprint(sorted((str(p), p.stat().st_size, p.stat().st_mtime_ns)
+                                      for folder in (root.tables, root.catalog) for p in folder.rglob("*.parquet")))
+    marker = root.path / ".manifest.state"
+    if not changed and root.manifest_path.exists() and marker.exists() and marker.read_text() == state:
+        log("  manifest: up to date")
+        return None
+    result = dg.materialize([defs.get_assets_def("manifest")], instance=instance, resources=resources,
+                            run_config=QUIET_RUN_CONFIG, tags={"efhq/command": "build"})
+    mat = result.asset_materializations_for_node("manifest")[0]
+    ingest.atomic_write_bytes(marker, state.encode())
+    log(f"  manifest: rebuilt ({mat.metadata['compaction_s'].value} s)")
+    return {k: v.value for k, v in mat.metadata.items() if k in ("videos", "frames", "errors")}
+
+
+def summary_json(report: BuildReport) -> str:
+    return json.dumps({"ran": len(report.ran), "skipped": len(report.skipped), "failed": report.failed,
+                       "missing": len(report.missing), "duplicates": len(report.duplicates),
+                       "source_errors": report.source_errors, "seconds": report.seconds})
