@@ -1,0 +1,478 @@
+"""The project's one head-pose angle convention, rotation math, and a batched landmark pose fit.
+
+Convention (ARCHITECTURE.md, "Identity of videos and partitions")
+------------------------------------------------------------------
+All angles are in **degrees**.
+
+* ``yaw > 0``: the subject turns to their own left, the nose moves toward the image's right side;
+* ``pitch > 0``: the subject looks up;
+* ``roll > 0``: the top of the head tilts toward the image's right side.
+
+Frames.  Image coordinates are (u, v) pixels, u to the right, v **down**.  The *camera
+frame* is x right, y **up**, z toward the viewer (right-handed); the *head frame*
+(:mod:`efhq_assets.core.face_models_3d`) is x toward the subject's left (image right on a
+frontal face), y up, z out of the face.  A head pose is the rotation ``R`` that maps head
+coordinates to camera coordinates, ``p_cam = R @ p_head``, with ``R = I`` for a frontal face.
+
+Composition.  With the right-handed elementary rotations ``Rx, Ry, Rz`` (positive =
+counter-clockwise looking down the axis toward the origin)::
+
+    R(yaw, pitch, roll) = Rz(-roll) @ Rx(-pitch) @ Ry(yaw)
+
+Read right to left in fixed camera axes: first turn the head by ``yaw`` about the vertical
+axis, then nod by ``pitch`` about the image's horizontal axis, then rotate by ``roll`` about
+the optical axis.  (The signs: ``Ry(+a)`` takes the nose (0,0,1) toward +x = image right;
+``Rx(-a)`` takes it toward +y = up; ``Rz(-a)`` takes the top of the head (0,1,0) toward +x.)
+Ranges: yaw and roll in (-180, 180], pitch in [-90, 90]; at pitch = +-90 (gimbal lock)
+roll is set to 0.  Because roll is applied last about the camera axis, the two image-space
+invariants hold *exactly*, for any pose:
+
+* mirroring the image (u -> W - u, i.e. conjugating R by diag(-1, 1, 1), with landmarks
+  relabelled left<->right) maps (yaw, pitch, roll) -> (-yaw, pitch, -roll);
+* rotating the image in-plane by ``a`` degrees **clockwise as seen on screen** (its top moves
+  toward the right) maps roll -> roll + a and leaves yaw and pitch unchanged.
+
+Weak perspective (scaled orthographic) projection of a head point ``p``::
+
+    u = s * (R p)_x + t_u,    v = -s * (R p)_y + t_v
+
+Fit.  :func:`fit_pose` solves ``min_{s,R,t} sum_i w_i |x_i - proj(X_i)|^2`` for B faces at
+once in torch: weighted centring, a closed-form affine camera (normal equations) projected
+onto the nearest scaled rotation by a batched SVD, then a few "depth completion"
+iterations (fill in each landmark's depth from the current pose, solve the full 3D weighted
+Procrustes/Umeyama problem by SVD; each step cannot increase the 2D error and the fixed
+point is the weak-perspective optimum).  It runs under ``torch.inference_mode()``, on CUDA
+with fp16 autocast for the matrix products when CUDA is available (coordinates are
+normalised first; SVD and solves stay fp32), on the CPU otherwise.
+
+Only numpy and torch are imported here (the GPU machine has nothing else); the 3D reference
+shapes are loaded lazily from :mod:`efhq_assets.core.face_models_3d` (numpy only).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+
+__all__ = [
+    "euler_to_matrix",
+    "matrix_to_euler",
+    "euler_to_matrix_np",
+    "matrix_to_euler_np",
+    "project",
+    "project_np",
+    "PoseFit",
+    "fit_pose",
+    "estimate_batch",
+    "PoseEstimate",
+    "LandmarkPoseEstimator",
+    "facemesh_estimator",
+    "dlib68_estimator",
+    "get_estimator",
+    "ESTIMATOR_NAMES",
+    "RELIABILITY_DEG",
+    "combine",
+    "residual_confidence",
+    "default_device",
+]
+
+
+# ------------------------------------------------------------------------------------------
+# Rotation math
+# ------------------------------------------------------------------------------------------
+
+def _as_tensor(x, dtype=None, device=None) -> torch.Tensor:
+    if isinstance(x, torch.Tensor):
+        if dtype is None:
+            dtype = x.dtype if x.is_floating_point() else torch.float64
+        return x.to(dtype=dtype, device=device or x.device)
+    return torch.as_tensor(np.asarray(x, dtype=np.float64), dtype=dtype or torch.float64, device=device)
+
+
+def _rx(a: torch.Tensor) -> torch.Tensor:
+    c, s = torch.cos(a), torch.sin(a)
+    o, z = torch.ones_like(a), torch.zeros_like(a)
+    return torch.stack([o, z, z, z, c, -s, z, s, c], dim=-1).reshape(*a.shape, 3, 3)
+
+
+def _ry(a: torch.Tensor) -> torch.Tensor:
+    c, s = torch.cos(a), torch.sin(a)
+    o, z = torch.ones_like(a), torch.zeros_like(a)
+    return torch.stack([c, z, s, z, o, z, -s, z, c], dim=-1).reshape(*a.shape, 3, 3)
+
+
+def _rz(a: torch.Tensor) -> torch.Tensor:
+    c, s = torch.cos(a), torch.sin(a)
+    o, z = torch.ones_like(a), torch.zeros_like(a)
+    return torch.stack([c, -s, z, s, c, z, z, z, o], dim=-1).reshape(*a.shape, 3, 3)
+
+
+def euler_to_matrix(yaw, pitch, roll) -> torch.Tensor:
+    """(...,) degrees -> (..., 3, 3) rotation ``R = Rz(-roll) @ Rx(-pitch) @ Ry(yaw)`` (head -> camera)."""
+    yaw, pitch, roll = (_as_tensor(v) for v in (yaw, pitch, roll))
+    yaw, pitch, roll = torch.broadcast_tensors(yaw, pitch, roll)
+    d = math.pi / 180.0
+    return _rz(-roll * d) @ _rx(-pitch * d) @ _ry(yaw * d)
+
+
+def matrix_to_euler(R: torch.Tensor, eps: float = 1e-6) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(..., 3, 3) rotation -> (yaw, pitch, roll) in degrees, inverse of :func:`euler_to_matrix`.
+
+    With ``R = Rz(c) Rx(b) Ry(a)`` (a = yaw, b = -pitch, c = -roll): ``R[2] = (-cos b sin a, sin b,
+    cos b cos a)`` and ``R[:, 1] = (-sin c cos b, cos c cos b, sin b)``.
+    """
+    R = _as_tensor(R)
+    r21 = R[..., 2, 1].clamp(-1.0, 1.0)
+    cb = torch.sqrt(R[..., 2, 0] ** 2 + R[..., 2, 2] ** 2)
+    regular = cb > eps
+    yaw = torch.where(regular, torch.atan2(-R[..., 2, 0], R[..., 2, 2]), torch.atan2(R[..., 0, 2], R[..., 0, 0]))
+    pitch = -torch.asin(r21)
+    roll = torch.where(regular, torch.atan2(R[..., 0, 1], R[..., 1, 1]), torch.zeros_like(r21))
+    k = 180.0 / math.pi
+    return yaw * k, pitch * k, roll * k
+
+
+def euler_to_matrix_np(yaw, pitch, roll) -> np.ndarray:
+    """numpy wrapper of :func:`euler_to_matrix` (float64)."""
+    return euler_to_matrix(yaw, pitch, roll).numpy()
+
+
+def matrix_to_euler_np(R) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """numpy wrapper of :func:`matrix_to_euler` (float64)."""
+    y, p, r = matrix_to_euler(np.asarray(R, dtype=np.float64))
+    return y.numpy(), p.numpy(), r.numpy()
+
+
+def project(points_3d: torch.Tensor, R: torch.Tensor, scale, translation) -> torch.Tensor:
+    """Weak-perspective projection to image pixels (u right, v down).
+
+    ``points_3d`` (N, 3) or (B, N, 3) head frame; ``R`` (B, 3, 3); ``scale`` (B,); ``translation`` (B, 2).
+    """
+    pts = _as_tensor(points_3d)
+    R = _as_tensor(R, dtype=pts.dtype)
+    scale = _as_tensor(scale, dtype=pts.dtype)
+    translation = _as_tensor(translation, dtype=pts.dtype)
+    cam = pts @ R.transpose(-1, -2)  # (B, N, 3)
+    uv = torch.stack([cam[..., 0], -cam[..., 1]], dim=-1) * scale[..., None, None]
+    return uv + translation[..., None, :]
+
+
+def project_np(points_3d, yaw, pitch, roll, scale=1.0, translation=(0.0, 0.0)) -> np.ndarray:
+    """Project a (N, 3) shape under (B,) angles (or scalars) to (B, N, 2) (or (N, 2)) pixels."""
+    yaw_a = np.atleast_1d(np.asarray(yaw, dtype=np.float64))
+    R = euler_to_matrix(yaw_a, np.atleast_1d(pitch), np.atleast_1d(roll))
+    b = R.shape[0]
+    s = torch.as_tensor(np.broadcast_to(np.asarray(scale, dtype=np.float64), (b,)).copy())
+    t = torch.as_tensor(np.broadcast_to(np.asarray(translation, dtype=np.float64), (b, 2)).copy())
+    out = project(np.asarray(points_3d, dtype=np.float64), R, s, t).numpy()
+    return out if np.ndim(yaw) else out[0]
+
+
+# ------------------------------------------------------------------------------------------
+# Batched weak-perspective fit
+# ------------------------------------------------------------------------------------------
+
+def default_device() -> torch.device:
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+@dataclass
+class PoseFit:
+    """Result of :func:`fit_pose` for B faces (torch tensors on the fit's device, float32).
+
+    ``residual`` is the weighted RMS reprojection error divided by the projected size of the
+    reference (``scale`` x the reference's weighted RMS radius): dimensionless, ~0.01-0.05
+    for a good fit, NaN where the face had fewer than 4 valid landmarks.
+    ``residual_px`` is the same error in pixels.
+    """
+
+    yaw: torch.Tensor
+    pitch: torch.Tensor
+    roll: torch.Tensor
+    scale: torch.Tensor
+    translation: torch.Tensor
+    residual: torch.Tensor
+    rotation: torch.Tensor = field(repr=False)
+    residual_px: torch.Tensor = field(repr=False)
+
+
+def _procrustes_from_cov(H: torch.Tensor, xx: torch.Tensor):
+    """min_{s,R} sum w |y - s R x|^2 given H = sum w x y^T (B, 3, 3) and xx = sum w |x|^2 (fp32, det R = +1)."""
+    U, S, Vh = torch.linalg.svd(H)
+    V = Vh.transpose(1, 2)
+    d = torch.sign(torch.linalg.det(V @ U.transpose(1, 2)))
+    d = torch.where(d == 0, torch.ones_like(d), d)
+    D = torch.diag_embed(torch.stack([torch.ones_like(d), torch.ones_like(d), d], dim=-1))
+    R = V @ D @ U.transpose(1, 2)
+    s = (S * torch.diagonal(D, dim1=-2, dim2=-1)).sum(-1) / xx.clamp_min(1e-12)
+    return R, s
+
+
+def fit_pose(
+    landmarks_2d,
+    reference_3d,
+    weights=None,
+    *,
+    iterations: int = 30,
+    device: str | torch.device | None = None,
+    autocast: bool = True,
+) -> PoseFit:
+    """Fit a weak-perspective rigid pose of ``reference_3d`` to B sets of 2D landmarks.
+
+    ``landmarks_2d``: (B, N, 2) (or (N, 2)) image pixels, u right, v down; NaN rows are ignored.
+    ``reference_3d``: (N, 3) head frame (x right, y up, z toward camera).
+    ``weights``: optional (N,) or (B, N) non-negative point weights.
+    Returns a :class:`PoseFit` with (B,) angles in degrees (NaN for faces with < 4 valid points).
+    """
+    dev = torch.device(device) if device is not None else default_device()
+    with torch.inference_mode():
+        lm = torch.as_tensor(landmarks_2d).to(device=dev, dtype=torch.float32)
+        squeeze = lm.dim() == 2
+        if squeeze:
+            lm = lm[None]
+        ref = torch.as_tensor(reference_3d).to(device=dev, dtype=torch.float32)
+        B, N, _ = lm.shape
+        if ref.shape != (N, 3):
+            raise ValueError(f"reference_3d has shape {tuple(ref.shape)}, expected ({N}, 3) for {N} landmarks")
+        if weights is None:
+            w = torch.ones(B, N, device=dev)
+        else:
+            w = torch.as_tensor(weights).to(device=dev, dtype=torch.float32)
+            w = w.expand(B, N).clone() if w.dim() == 1 else w.clone()
+        valid = torch.isfinite(lm).all(-1) & (w > 0)
+        w = torch.where(valid, w, torch.zeros_like(w))
+        lm = torch.where(valid[..., None], lm, torch.zeros_like(lm))
+        n_valid = valid.sum(-1)
+        wsum = w.sum(-1, keepdim=True).clamp_min(1e-12)
+        w = w / wsum  # (B, N), sums to 1
+
+        # image -> y-up coordinates, weighted centring and normalisation (fp32)
+        q = torch.stack([lm[..., 0], -lm[..., 1]], dim=-1)
+        qc = (w[..., None] * q).sum(1)  # (B, 2)
+        q0 = q - qc[:, None]
+        sq = torch.sqrt((w * (q0 ** 2).sum(-1)).sum(-1)).clamp_min(1e-12)  # (B,)
+        q0 = q0 / sq[:, None, None]
+        Xc = w @ ref  # (B, 3)
+        X0 = ref[None] - Xc[:, None]  # (B, N, 3)
+        sX = torch.sqrt((w * (X0 ** 2).sum(-1)).sum(-1)).clamp_min(1e-12)
+        X0 = X0 / sX[:, None, None]
+
+        use_amp = autocast and dev.type == "cuda"
+        with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=use_amp):
+            XtW = (X0 * w[..., None]).transpose(1, 2)  # (B, 3, N)
+            G = XtW @ X0  # (B, 3, 3)
+            C = XtW @ q0  # (B, 3, 2)
+        G = G.float() + 1e-6 * torch.eye(3, device=dev)
+        A = torch.linalg.solve(G, C.float())  # (B, 3, 2): q0 ~ X0 @ A
+        U, S, Vh = torch.linalg.svd(A.transpose(1, 2), full_matrices=False)  # (2,3) = U S Vh
+        R2 = U @ Vh  # (B, 2, 3) orthonormal rows
+        r3 = torch.linalg.cross(R2[:, 0], R2[:, 1], dim=-1)
+        R = torch.cat([R2, r3[:, None]], dim=1)  # (B, 3, 3), det +1
+        s = S.mean(-1)
+
+        # Depth completion: with z_i = s X0_i . r3 the 3D cross-covariance is
+        # H = sum_i w_i X0_i [q0_i, z_i]^T = [C, s G r3], so each iteration costs O(B), not O(B N).
+        Gf, Cf = G.float(), C.float()
+        for _ in range(iterations):
+            H = torch.cat([Cf, s[:, None, None] * (Gf @ R[:, 2][..., None])], dim=-1)  # (B, 3, 3)
+            R, s = _procrustes_from_cov(H, torch.diagonal(Gf, dim1=-2, dim2=-1).sum(-1))
+
+        pred = s[:, None, None] * (X0 @ R[:, :2].transpose(1, 2))  # (B, N, 2), normalised units
+        err2 = (w * ((pred - q0) ** 2).sum(-1)).sum(-1)  # weighted mean squared error
+        residual = torch.sqrt(err2) / s.clamp_min(1e-12)  # relative to the projected reference size
+        residual_px = torch.sqrt(err2) * sq
+
+        scale = s * sq / sX  # pixels per reference unit
+        cam_c = (R @ Xc[..., None])[..., 0]  # (B, 3)
+        t_up = qc - scale[:, None] * cam_c[:, :2]
+        translation = torch.stack([t_up[:, 0], -t_up[:, 1]], dim=-1)
+
+        yaw, pitch, roll = matrix_to_euler(R)
+        bad = n_valid < 4
+        nan = torch.full_like(yaw, float("nan"))
+        out = PoseFit(
+            yaw=torch.where(bad, nan, yaw),
+            pitch=torch.where(bad, nan, pitch),
+            roll=torch.where(bad, nan, roll),
+            scale=torch.where(bad, nan, scale),
+            translation=torch.where(bad[:, None], torch.full_like(translation, float("nan")), translation),
+            residual=torch.where(bad, nan, residual),
+            rotation=torch.where(bad[:, None, None], torch.full_like(R, float("nan")), R),
+            residual_px=torch.where(bad, nan, residual_px),
+        )
+        if squeeze:
+            out = PoseFit(*(getattr(out, f)[0] for f in PoseFit.__dataclass_fields__))
+        return out
+
+
+def estimate_batch(landmarks_2d, reference_3d, weights=None, *, device=None, batch_size: int = 4096):
+    """numpy in, numpy out: (B, N, 2) pixels -> yaw, pitch, roll (B,) float64 degrees (in chunks)."""
+    lm = np.asarray(landmarks_2d, dtype=np.float32)
+    if lm.ndim == 2:
+        lm = lm[None]
+    outs = [np.empty(len(lm)) for _ in range(3)]
+    for start in range(0, len(lm), batch_size):
+        fit = fit_pose(lm[start : start + batch_size], reference_3d, weights, device=device)
+        for o, v in zip(outs, (fit.yaw, fit.pitch, fit.roll)):
+            o[start : start + batch_size] = v.double().cpu().numpy()
+    return tuple(outs)
+
+
+# ------------------------------------------------------------------------------------------
+# Estimators
+# ------------------------------------------------------------------------------------------
+
+#: Residual at which :func:`residual_confidence` is 0.5.  Measured on real photos
+#: (astronaut + the 6 faces of insightface t1.jpg, FaceMesh and dlib): good fits have
+#: relative residuals of 0.02-0.06.
+RESIDUAL_HALF_CONFIDENCE = 0.10
+
+
+def residual_confidence(residual) -> np.ndarray:
+    """Per-face fit confidence in [0, 1] from the relative residual: ``1 / (1 + (r / 0.10)^2)``; NaN -> 0."""
+    r = np.asarray(residual, dtype=np.float64)
+    c = 1.0 / (1.0 + (r / RESIDUAL_HALF_CONFIDENCE) ** 2)
+    return np.where(np.isfinite(c), c, 0.0)
+
+
+@dataclass
+class PoseEstimate:
+    """numpy (B,) arrays: angles in degrees, relative fit residual and its confidence."""
+
+    yaw: np.ndarray
+    pitch: np.ndarray
+    roll: np.ndarray
+    residual: np.ndarray
+    confidence: np.ndarray
+
+    def as_tuple(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.yaw, self.pitch, self.roll
+
+
+@dataclass
+class LandmarkPoseEstimator:
+    """Head pose from one landmark scheme: a 3D reference of the *full* scheme + the subset fitted.
+
+    ``estimate_batch`` accepts (B, N_full, 2) landmarks in image pixels (the landmarker's own
+    output order) and fits only ``landmark_indices``.
+    """
+
+    name: str
+    reference_3d: np.ndarray
+    landmark_indices: np.ndarray | None = None
+    weights: np.ndarray | None = None
+
+    def __post_init__(self):
+        self.reference_3d = np.asarray(self.reference_3d, dtype=np.float64)
+        if self.landmark_indices is None:
+            self.landmark_indices = np.arange(len(self.reference_3d))
+        self.landmark_indices = np.asarray(self.landmark_indices, dtype=np.int64)
+
+    @property
+    def n_points(self) -> int:
+        return len(self.reference_3d)
+
+    def fit(self, landmarks_2d, *, device=None) -> PoseFit:
+        lm = np.asarray(landmarks_2d, dtype=np.float32)
+        if lm.ndim == 2:
+            lm = lm[None]
+        if lm.shape[1:] != (self.n_points, 2):
+            raise ValueError(f"{self.name}: expected (B, {self.n_points}, 2) landmarks, got {lm.shape}")
+        idx = self.landmark_indices
+        return fit_pose(lm[:, idx], self.reference_3d[idx], self.weights, device=device)
+
+    def estimate_batch(self, landmarks_2d, *, device=None) -> PoseEstimate:
+        lm = np.asarray(landmarks_2d, dtype=np.float32)
+        if lm.ndim == 2:
+            lm = lm[None]
+        if len(lm) == 0:
+            e = np.empty(0)
+            return PoseEstimate(e, e, e, e, e)
+        fit = self.fit(lm, device=device)
+        to = lambda t: t.double().cpu().numpy()  # noqa: E731
+        res = to(fit.residual)
+        return PoseEstimate(to(fit.yaw), to(fit.pitch), to(fit.roll), res, residual_confidence(res))
+
+
+def facemesh_estimator() -> LandmarkPoseEstimator:
+    """FaceMesh (478 points in MediaPipe order; the 468 mesh vertices are fitted, iris points not)."""
+    from efhq_assets.core import face_models_3d as fm3d  # numpy only  # noqa: PLC0415
+
+    return LandmarkPoseEstimator("facemesh", fm3d.facemesh_reference(), fm3d.FACEMESH_STABLE_INDICES)
+
+
+def dlib68_estimator(*, with_jaw: bool = False) -> LandmarkPoseEstimator:
+    """dlib / iBUG 68 points against insightface's mean shape.
+
+    By default the 17 jaw points are left out: dlib places them on the visible silhouette,
+    while the reference's jaw is a fixed 3D contour, which pulls large yaws toward 0.
+    """
+    from efhq_assets.core import face_models_3d as fm3d  # noqa: PLC0415
+
+    idx = None if with_jaw else fm3d.IBUG68_INNER_INDICES
+    return LandmarkPoseEstimator("dlib68", fm3d.dlib68_reference(), idx)
+
+
+ESTIMATOR_NAMES = ("facemesh", "dlib68")
+
+
+def get_estimator(name: str) -> LandmarkPoseEstimator:
+    if name == "facemesh":
+        return facemesh_estimator()
+    if name == "dlib68":
+        return dlib68_estimator()
+    raise KeyError(f"unknown landmark pose estimator {name!r}; known: {', '.join(ESTIMATOR_NAMES)}")
+
+
+# ------------------------------------------------------------------------------------------
+# Ensemble
+# ------------------------------------------------------------------------------------------
+
+#: Per-angle standard deviation (degrees) of each estimator, (yaw, pitch, roll), used as
+#: inverse-variance weights by :func:`combine`.  See the module README in combine()'s
+#: docstring for how they were measured.
+RELIABILITY_DEG: dict[str, tuple[float, float, float]] = {
+    "facemesh": (3.0, 5.0, 1.5),
+    "dlib68": (4.0, 8.0, 2.0),
+}
+
+
+def combine(
+    estimates: Mapping[str, Sequence],
+    reliabilities: Mapping[str, Sequence[float]] | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Inverse-variance weighted mean of several estimators' (yaw, pitch, roll), per angle.
+
+    ``estimates[name] = (yaw, pitch, roll)``, arrays of the same shape (or scalars).
+    ``reliabilities[name] = (std_yaw, std_pitch, std_roll)`` in degrees (default
+    :data:`RELIABILITY_DEG`); the weight of an estimator on an angle is ``1 / std**2``.
+    NaN-aware: an estimator whose value is NaN for a face is ignored for that face and angle;
+    a face where every estimator is NaN gets NaN.  Estimators without a reliability entry
+    raise KeyError.  Yaw is averaged linearly (the landmark estimators never wrap at +-180).
+    """
+    rel = RELIABILITY_DEG if reliabilities is None else reliabilities
+    if not estimates:
+        raise ValueError("combine() needs at least one estimate")
+    out = []
+    for k in range(3):
+        num = None
+        den = None
+        for name, angles in estimates.items():
+            if name not in rel:
+                raise KeyError(f"no reliability given for estimator {name!r}")
+            std = float(rel[name][k])
+            if not std > 0:
+                raise ValueError(f"reliability of {name!r} must be > 0, got {std}")
+            v = np.asarray(angles[k], dtype=np.float64)
+            ok = np.isfinite(v)
+            wk = np.where(ok, 1.0 / std**2, 0.0)
+            term = np.where(ok, v, 0.0) * wk
+            num = term if num is None else num + term
+            den = wk if den is None else den + wk
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out.append(np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan))
+    return out[0], out[1], out[2]
