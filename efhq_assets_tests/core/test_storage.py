@@ -1,0 +1,109 @@
+import threading
+
+import polars as pl
+import pytest
+
+from efhq_assets.core.storage import (
+    DataRoot, ReadOnlyQueryError, atomic_path, compact_manifest, connect_read_only, query, read_table, table_files,
+    write_table,
+)
+
+
+def frames_df(video_id, n):
+    return pl.DataFrame({"video_id": [video_id] * n, "clip_id": [video_id] * n, "frame_index": list(range(n))})
+
+
+def test_atomic_write_keeps_the_old_file_on_a_crash(tmp_path):
+    root = DataRoot(tmp_path).ensure()
+    write_table(root, "frames", "v1", frames_df("v1", 3))
+    path = root.table_file("frames", "v1")
+    before = path.read_bytes()
+    with pytest.raises(RuntimeError):
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(b"half a parquet file")
+            raise RuntimeError("crash mid-write")
+    assert path.read_bytes() == before
+    assert read_table(root, "frames", "v1").height == 3
+    assert [p.name for p in path.parent.iterdir()] == ["v1.parquet"]  # no temp file left behind
+
+
+def test_unchanged_rewrite_keeps_bytes_and_mtime(tmp_path):
+    root = DataRoot(tmp_path).ensure()
+    path = write_table(root, "frames", "v1", frames_df("v1", 3))
+    stat = path.stat()
+    write_table(root, "frames", "v1", frames_df("v1", 3))
+    assert path.stat().st_mtime_ns == stat.st_mtime_ns
+
+
+def test_table_keys_cannot_escape_the_data_root(tmp_path):
+    root = DataRoot(tmp_path)
+    for key in ("../x", "/etc/passwd", "a/b", "..", "x\x00"):
+        with pytest.raises(ValueError):
+            root.table_file("frames", key)
+    with pytest.raises(ValueError):
+        root.table_file("../tables", "v1")
+
+
+def test_manifest_has_every_table_even_when_empty(tmp_path):
+    root = DataRoot(tmp_path)
+    stats = compact_manifest(root)
+    assert stats["tables"]["videos"] == 0 and stats["tables"]["frames"] == 0
+    assert query(root, "select count(*) from errors")[1] == [(0,)]
+
+
+def test_manifest_swap_under_a_concurrent_reader(tmp_path):
+    root = DataRoot(tmp_path).ensure()
+    write_table(root, "frames", "v1", frames_df("v1", 5))
+    compact_manifest(root)
+    reader = connect_read_only(root)  # a reader holding the old file open
+    assert reader.execute("select count(*) from frames").fetchone() == (5,)
+    errors = []
+
+    def rebuild():
+        try:
+            for i in range(3):
+                write_table(root, "frames", f"w{i}", frames_df(f"w{i}", 10))
+                compact_manifest(root)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    writer = threading.Thread(target=rebuild)
+    writer.start()
+    for _ in range(20):  # the old reader keeps answering while the manifest is rebuilt
+        assert reader.execute("select count(*) from frames").fetchone() == (5,)
+    writer.join()
+    assert not errors
+    assert reader.execute("select count(*) from frames").fetchone() == (5,)
+    reader.close()
+    assert query(root, "select count(*) from frames")[1] == [(35,)]  # a new reader sees the new file
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
+
+
+@pytest.mark.parametrize("sql", [
+    "delete from frames", "insert into frames (video_id) values ('x')", "copy frames to 'out.csv'",
+    "attach 'other.duckdb'", "select 1; delete from frames", "create table t as select 1", "drop table frames",
+    "update frames set frame_index = 0", "set enable_external_access = true", "install httpfs",
+])
+def test_sql_refuses_writes(tmp_path, sql):
+    root = DataRoot(tmp_path).ensure()
+    write_table(root, "frames", "v1", frames_df("v1", 2))
+    compact_manifest(root)
+    before = root.manifest_path.read_bytes()
+    with pytest.raises(ReadOnlyQueryError, match="refused|one statement"):
+        query(root, sql)
+    assert root.manifest_path.read_bytes() == before
+    assert query(root, "select count(*) from frames")[1] == [(2,)]
+
+
+def test_sql_cannot_read_files_outside_the_manifest(tmp_path):
+    root = DataRoot(tmp_path).ensure()
+    compact_manifest(root)
+    with pytest.raises(Exception, match="disabled by configuration"):
+        query(root, "select * from read_csv('/etc/passwd')")
+
+
+def test_table_files_ignore_temp_files(tmp_path):
+    root = DataRoot(tmp_path).ensure()
+    write_table(root, "frames", "v1", frames_df("v1", 1))
+    (root.tables / "frames" / ".tmp-v2.parquet.abc").write_bytes(b"partial")
+    assert [p.name for p in table_files(root, "frames")] == ["v1.parquet"]

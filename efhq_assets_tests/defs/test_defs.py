@@ -1,0 +1,100 @@
+"""The Dagster layer: loadable definitions, assets through dg.materialize, the sensor via build_sensor_context."""
+
+import json
+
+import dagster as dg
+import pytest
+
+from efhq_assets.core import ingest
+from efhq_assets.core.sources import SourceConfig
+from efhq_assets.core.storage import DataRoot, query, read_table
+from efhq_assets.definitions import defs
+from efhq_assets.defs.partitions import video_files
+from efhq_assets.defs.resources import EfhqStorage
+from efhq_assets.defs.sensors import video_files_sensor
+
+
+def test_definitions_load():
+    dg.Definitions.validate_loadable(defs)
+    graph = defs.resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    assert {"source_videos", "decoded_frames", "manifest"} <= keys
+
+
+@pytest.fixture
+def sources(tmp_path, make_video):
+    videos = tmp_path / "videos"
+    make_video(videos / "good_a.mp4", n=12)
+    make_video(videos / "good_b.mp4", n=7, seed=2)
+    (videos / "empty.mp4").write_bytes(b"")
+    (videos / "notes.mp4").write_text("this is a text file, not a video\n" * 20)
+    good = (videos / "good_a.mp4").read_bytes()
+    (videos / "truncated.mp4").write_bytes(good[: len(good) // 2])
+    return SourceConfig(videos=[str(videos)])
+
+
+def materialize_partition(instance, root, key):
+    assets = [defs.get_assets_def("source_videos"), defs.get_assets_def("decoded_frames")]
+    return dg.materialize(assets, partition_key=key, instance=instance,
+                          resources={"storage": EfhqStorage(data_root=str(root.path))}, raise_on_error=False)
+
+
+def test_assets_materialize_per_partition_and_bad_files_fail_alone(tmp_path, sources):
+    root = DataRoot(tmp_path / "root").ensure()
+    ingest.save_source_config(root, sources)
+    catalog = ingest.refresh_catalog(root)
+    keys = catalog.partition_keys()
+    assert keys == ["empty", "good_a", "good_b", "notes", "truncated"]
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(video_files.name, keys)
+        outcome = {k: materialize_partition(instance, root, k).success for k in keys}
+        assert outcome == {"empty": False, "good_a": True, "good_b": True, "notes": False, "truncated": False}
+        mats = instance.fetch_materializations(dg.AssetKey("decoded_frames"), limit=10).records
+        assert {m.partition_key for m in mats} == {"good_a", "good_b"}
+        meta = mats[0].asset_materialization.metadata
+        assert meta["frames"].value in (12, 7) and "preview" in meta
+        result = dg.materialize([defs.get_assets_def("manifest")], instance=instance,
+                                resources={"storage": EfhqStorage(data_root=str(root.path))})
+        assert result.success
+    assert query(root, "select video_id, count(*) from frames group by 1 order by 1")[1] == [("good_a", 12), ("good_b", 7)]
+    errors = dict(query(root, "select video_id, message from errors order by 1")[1])
+    assert set(errors) == {"empty", "notes", "truncated"}  # one clear row each
+    assert "empty" in errors["empty"].lower() or "zero" in errors["empty"].lower()
+    assert all("Traceback" not in m for m in errors.values())
+    status = dict(query(root, "select video_id, status from videos")[1])
+    assert status["empty"] == "failed" and status["good_a"] == "ok"
+    assert read_table(root, "lineage", "good_a@decoded_frames")["rows"][0] == 12
+
+
+def test_sensor_adds_partitions_once_and_caps_per_tick(tmp_path, sources, monkeypatch):
+    root = DataRoot(tmp_path / "root").ensure()
+    ingest.save_source_config(root, sources)
+    storage = EfhqStorage(data_root=str(root.path))
+    with dg.instance_for_test() as instance:
+        ctx = dg.build_sensor_context(instance=instance, resources={"storage": storage})
+        result = video_files_sensor(ctx)
+        assert sorted(r.partition_key for r in result.run_requests) == ["empty", "good_a", "good_b", "notes", "truncated"]
+        assert result.dynamic_partitions_requests[0].partition_keys == [r.partition_key for r in result.run_requests]
+        instance.add_dynamic_partitions(video_files.name, list(result.dynamic_partitions_requests[0].partition_keys))
+        # Same listing: the cursor says nothing changed.
+        again = video_files_sensor(dg.build_sensor_context(instance=instance, cursor=result.cursor,
+                                                           resources={"storage": storage}))
+        assert isinstance(again, dg.SkipReason)
+        # A vanished file is reported, never deleted.
+        (tmp_path / "videos" / "good_b.mp4").unlink()
+        gone = video_files_sensor(dg.build_sensor_context(instance=instance, cursor=result.cursor,
+                                                          resources={"storage": storage}))
+        assert "vanished" in gone.skip_message
+        assert "good_b" in instance.get_dynamic_partitions(video_files.name)
+
+
+def test_sensor_cap_leaves_a_backlog_for_the_next_tick(tmp_path, sources, monkeypatch):
+    from efhq_assets.defs import sensors
+
+    root = DataRoot(tmp_path / "root").ensure()
+    ingest.save_source_config(root, sources)
+    first = sensors.new_partitions_tick(EfhqStorage(data_root=str(root.path)), set(), None, cap=2)
+    batch, vanished, cursor = first
+    assert batch == ["empty", "good_a"] and json.loads(cursor)["backlog"] == 3
+    second = sensors.new_partitions_tick(EfhqStorage(data_root=str(root.path)), set(batch), cursor, cap=2)
+    assert second[0] == ["good_b", "notes"]

@@ -1,0 +1,102 @@
+"""The `efhq` command end to end, through subprocesses, on the demo corpus and on bad input."""
+
+import csv
+import hashlib
+import io
+import json
+import shutil
+
+from efhq_assets_tests.conftest import run_efhq
+
+
+def data_file_hashes(root):
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted((root / "tables").rglob("*.parquet")) if "lineage" not in p.parts}
+
+
+def sql(root, query, fmt="csv"):
+    out = run_efhq("sql", query, "--format", fmt, data_root=root).stdout
+    return list(csv.reader(io.StringIO(out))) if fmt == "csv" else out
+
+
+def test_demo_counts_match_the_corpus_truth(demo_root):
+    truth = json.loads((demo_root / "demo_sources" / "demo_truth.json").read_text())
+    files = {c["video_file"] for c in truth["clips"]}
+    assert sql(demo_root, "select count(*) from videos where status = 'ok'") == [["count_star()"], [str(len(files))]]
+    expected_frames = sum(c["end_frame"] - c["start_frame"] + 1 for c in truth["clips"])
+    assert sql(demo_root, "select count(*) as n from frames") == [["n"], [str(expected_frames)]]
+    assert len(truth["identities"]) >= 7
+    statuses = dict(sql(demo_root, "select status, count(*) from videos group by 1")[1:])
+    assert statuses["missing"] == "1" and statuses["duplicate"] == "1"
+    missing = run_efhq("status", "--missing", data_root=demo_root).stdout
+    assert "celebvDemoGone" in missing
+
+
+def test_csv_output_is_exactly_header_and_rows(demo_root):
+    out = run_efhq("sql", "select video_id, status from videos order by 1 limit 2", "--format", "csv",
+                   data_root=demo_root).stdout
+    lines = out.splitlines()
+    assert lines[0] == "video_id,status" and len(lines) == 3
+
+
+def test_sql_refusals_change_nothing(demo_root, tmp_path):
+    before = data_file_hashes(demo_root)
+    manifest = (demo_root / "manifest.duckdb").read_bytes()
+    for q in ("delete from frames", "insert into videos (video_id) values ('x')",
+              f"copy frames to '{tmp_path}/leak.csv'", f"attach '{tmp_path}/x.duckdb'",
+              "select * from read_csv('/etc/passwd')"):
+        proc = run_efhq("sql", q, data_root=demo_root, check=False)
+        assert proc.returncode == 2 and proc.stderr.startswith("efhq sql:"), q
+        assert "Traceback" not in proc.stderr
+    assert list(tmp_path.iterdir()) == []
+    assert (demo_root / "manifest.duckdb").read_bytes() == manifest
+    assert data_file_hashes(demo_root) == before
+
+
+def test_rerun_changes_no_row_and_no_data_file(demo_root):
+    before = data_file_hashes(demo_root)
+    rows = sql(demo_root, "select * from frames order by video_id, clip_id, frame_index")
+    proc = run_efhq("demo", data_root=demo_root)
+    assert json.loads(proc.stdout.splitlines()[-1])["ran"] == 0
+    assert data_file_hashes(demo_root) == before
+    assert sql(demo_root, "select * from frames order by video_id, clip_id, frame_index") == rows
+
+
+def test_build_from_an_empty_directory_leaves_it_empty_and_roots_are_isolated(tmp_path, make_video):
+    videos = tmp_path / "videos"
+    make_video(videos / "one.mp4", n=6)
+    cwd = tmp_path / "empty_cwd"
+    cwd.mkdir()
+    root_a, root_b = tmp_path / "root_a", tmp_path / "root_b"
+    run_efhq("build", "--videos", str(videos), data_root=root_a, cwd=cwd)
+    assert list(cwd.iterdir()) == []
+    make_video(videos / "two.mp4", n=4, seed=1)
+    run_efhq("build", "--videos", str(videos), data_root=root_b, cwd=cwd)
+    assert list(cwd.iterdir()) == []
+    assert sql(root_a, "select count(*) from videos")[1] == ["1"]
+    # Each root has its own Dagster instance: root_a's run history never mentions root_b's videos.
+    runs_a = list((root_a / "dagster_home").rglob("runs.db"))
+    assert runs_a and (root_b / "dagster_home" / "dagster.yaml").exists()
+    assert sql(root_b, "select count(*) from frames")[1] == ["10"]
+
+
+def test_bad_inputs_each_give_one_error_row_while_others_complete(tmp_path, make_video):
+    videos, ann = tmp_path / "videos", tmp_path / "vfhq"
+    make_video(videos / "fine.mp4", n=8)
+    (videos / "zero.mp4").write_bytes(b"")
+    (videos / "text.mp4").write_text("hello\n" * 100)
+    data = (videos / "fine.mp4").read_bytes()
+    (videos / "cut.mp4").write_bytes(data[: len(data) // 3])
+    ann.mkdir()
+    (ann / "Clip+fine+P0+C0+F0-3.txt").write_text("H 64\nW 96\nFPS 25\n1 2 3\n")
+    root = tmp_path / "root"
+    proc = run_efhq("build", "--videos", str(videos), "--vfhq-annotations", str(ann), data_root=root, check=False)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    summary = json.loads(proc.stdout.splitlines()[-1])
+    assert set(summary["failed"]) == {"zero", "text", "cut"}
+    errors = sql(root, "select video_id, stage from errors order by 1")[1:]
+    assert [e[0] for e in errors] == sorted(["zero", "text", "cut", "Clip+fine+P0+C0+F0-3"])
+    assert sql(root, "select count(*) from frames where video_id = 'fine'")[1] == ["8"]
+    status = run_efhq("status", data_root=root).stdout
+    assert "errors: 4" in status
