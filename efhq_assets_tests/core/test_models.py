@@ -158,7 +158,7 @@ def test_mtcnn_t1_finds_all_six_faces(t1_dets):
         assert float(np.dot(mouth_mid - eye_mid, down)) > 0.2 * d.width
 
 
-def test_mtcnn_t1_enlarged_3x(t1, t1_dets):
+def test_mtcnn_t1_enlarged_3x(detector, t1, t1_dets):
     big = cv2.resize(t1, None, fx=3, fy=3, interpolation=cv2.INTER_CUBIC)
     det = registry.create("detector", "mtcnn", min_face=120)
     det.detect([big[:64, :64]])  # warm-up
@@ -175,6 +175,14 @@ def test_mtcnn_t1_enlarged_3x(t1, t1_dets):
     # 3x the 1x face sizes: every face now passes the EFHQ area rule
     assert all(d.passes_efhq_filter() for d in strong)
     assert elapsed < 5.0
+
+    # the default detector (min_face=40) also finds the 6 faces at 4K; anything
+    # extra it finds there is tiny and fails the EFHQ filter
+    dets40 = detector.detect([big])[0]
+    for ref in t1_dets:
+        best = max(dets40, key=lambda d: iou(d.box, ref.box * 3))
+        assert iou(best.box, ref.box * 3) > 0.6 and best.score >= 0.9
+    assert sum(d.passes_efhq_filter() for d in dets40) == 6
 
 
 def test_mtcnn_batch_equals_single(detector, astronaut, t1, astro_det, t1_dets):

@@ -427,7 +427,7 @@ def fetch(
     file is deleted and nothing is left at the target path.
     """
     spec = get_spec(name)
-    if spec.package is not None and url is None:
+    if spec.package is not None:
         raise FetchError(
             f"model '{name}' ships in the Python package '{spec.package}' and needs no download"
         )
