@@ -197,8 +197,19 @@ def peak_rss_mib(path: Path) -> tuple[float, int]:
 
 def rss_child(path: Path) -> None:
     frames = sum(1 for _ in iter_clip_frames(path, stage_windows(path), SamplingPolicy("all")))
-    maxrss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"frames": frames, "maxrss_mib": round(maxrss_kib / 1024, 1)}))
+    print(json.dumps({"frames": frames, "maxrss_mib": round(peak_rss_kib() / 1024, 1)}))
+
+
+def peak_rss_kib() -> int:
+    """This process's peak RSS. Linux keeps ru_maxrss across fork+exec, so a child started by a
+    big parent reports the parent's peak; /proc/self/status VmHWM belongs to this image alone."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def dir_bytes(root: Path, skip: tuple[str, ...] = ()) -> int:
