@@ -2,9 +2,11 @@
 
 import dagster as dg
 
+from efhq_assets.defs.faces import face_detections
 from efhq_assets.defs.frames import decoded_frames
 from efhq_assets.defs.manifest import manifest
-from efhq_assets.defs.resources import EfhqStorage
+from efhq_assets.defs.pose import pose_annotations
+from efhq_assets.defs.resources import EfhqStorage, FaceAnalysis
 from efhq_assets.defs.sensors import per_video_job, video_files_sensor
 from efhq_assets.defs.sources import source_videos
 
@@ -12,8 +14,8 @@ manifest_job = dg.define_asset_job("manifest_job", selection=dg.AssetSelection.a
                                    description="Rebuild the DuckDB manifest from every per-video table.")
 
 defs = dg.Definitions(
-    assets=[source_videos, decoded_frames, manifest],
+    assets=[source_videos, decoded_frames, face_detections, pose_annotations, manifest],
     jobs=[per_video_job, manifest_job],
     sensors=[video_files_sensor],
-    resources={"storage": EfhqStorage()},
+    resources={"storage": EfhqStorage(), "face_analysis": FaceAnalysis()},
 )

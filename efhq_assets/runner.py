@@ -65,13 +65,23 @@ def _failure_message(root: DataRoot, video_id: str) -> str:
     return "failed (see the Dagster run log)"
 
 
-def _up_to_date(root: DataRoot, video: dict, clips: list[dict], sampling: str) -> bool:
-    from efhq_assets.defs import frames, sources
+PER_VIDEO_ASSETS = ("source_videos", "decoded_frames", "face_detections", "pose_annotations")
+
+
+def expected_fingerprints(video: dict, clips: list[dict], sampling: str, face_analysis) -> dict[str, str]:
+    """The lineage fingerprint each per-video asset would record now (a chain: each includes its upstream's)."""
+    from efhq_assets.defs import faces, frames, pose, sources
 
     source_fp = ingest.source_fingerprint(video, clips, sources.CODE_VERSION)
     frames_fp = ingest.frames_fingerprint(source_fp, sampling, frames.CODE_VERSION)
-    return (ingest.lineage_fingerprint(root, "source_videos", video["video_id"]) == source_fp
-            and ingest.lineage_fingerprint(root, "decoded_frames", video["video_id"]) == frames_fp
+    faces_fp = faces.face_fingerprint(frames_fp, face_analysis)
+    return {"source_videos": source_fp, "decoded_frames": frames_fp, "face_detections": faces_fp,
+            "pose_annotations": pose.pose_fingerprint(faces_fp)}
+
+
+def _up_to_date(root: DataRoot, video: dict, clips: list[dict], sampling: str, face_analysis) -> bool:
+    expected = expected_fingerprints(video, clips, sampling, face_analysis)
+    return (all(ingest.lineage_fingerprint(root, asset, video["video_id"]) == fp for asset, fp in expected.items())
             and not any(p.stem.startswith(video["video_id"] + "@") for p in table_files(root, "errors")))
 
 
@@ -103,14 +113,14 @@ def build(root: DataRoot, config: SourceConfig | None = None, sampling: str | No
     new = [k for k in keys if k not in known]
     if new:
         instance.add_dynamic_partitions(video_files.name, new)  # one batched call
-    assets = [defs.get_assets_def(k) for k in ("source_videos", "decoded_frames")]
-    resources = {"storage": defs.resources["storage"].model_copy(update={"data_root": str(root.path)})}
+    assets = [defs.get_assets_def(k) for k in PER_VIDEO_ASSETS]
+    resources = dict(defs.resources, storage=defs.resources["storage"].model_copy(update={"data_root": str(root.path)}))
     log(f"efhq: {len(keys)} videos to check in {root.path} ({len(report.missing)} missing, "
         f"{len(report.duplicates)} duplicates)")
     for n, key in enumerate(keys, start=1):
         video = catalog.video(key)
         clips = catalog.clips_of(key)
-        if not force and _up_to_date(root, video, clips, settings["sampling"]):
+        if not force and _up_to_date(root, video, clips, settings["sampling"], resources["face_analysis"]):
             report.skipped.append(key)
             log(f"  [{n}/{len(keys)}] {key}: up to date")
             continue

@@ -26,6 +26,20 @@ TABLE_SCHEMAS: dict[str, dict[str, str]] = {
         "width": "INTEGER", "height": "INTEGER", "crop_x0": "INTEGER", "crop_y0": "INTEGER",
         "frame_hash": "VARCHAR",
     },
+    "faces": {
+        "video_id": "VARCHAR", "clip_id": "VARCHAR", "frame_index": "BIGINT", "face_index": "INTEGER",
+        "track_id": "BIGINT", "x1": "DOUBLE", "y1": "DOUBLE", "x2": "DOUBLE", "y2": "DOUBLE", "score": "DOUBLE",
+        "lmk5": "DOUBLE[]", "passes_efhq_filter": "BOOLEAN", "detector": "VARCHAR", "detector_sha256": "VARCHAR",
+    },
+    "landmarks": {
+        "video_id": "VARCHAR", "clip_id": "VARCHAR", "frame_index": "BIGINT", "face_index": "INTEGER",
+        "lmk478": "FLOAT[]", "lmk68": "FLOAT[]",
+    },
+    "poses": {
+        "video_id": "VARCHAR", "clip_id": "VARCHAR", "frame_index": "BIGINT", "face_index": "INTEGER",
+        "estimator": "VARCHAR", "yaw": "DOUBLE", "pitch": "DOUBLE", "roll": "DOUBLE", "residual": "DOUBLE",
+        "confidence": "DOUBLE", "weights_sha256": "VARCHAR",
+    },
     "errors": {"video_id": "VARCHAR", "stage": "VARCHAR", "message": "VARCHAR", "at": "VARCHAR"},
     "lineage": {
         "asset": "VARCHAR", "partition": "VARCHAR", "code_version": "VARCHAR", "model_versions": "VARCHAR",
@@ -34,5 +48,5 @@ TABLE_SCHEMAS: dict[str, dict[str, str]] = {
 }
 
 # Tables that are written per video (tables/<table>/<video_id>.parquet) vs. keyed per (video, stage).
-PER_VIDEO_TABLES = ("videos", "clips", "frames")
+PER_VIDEO_TABLES = ("videos", "clips", "frames", "faces", "landmarks", "poses")
 KEYED_TABLES = ("errors", "lineage")

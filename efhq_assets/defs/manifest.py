@@ -6,7 +6,9 @@ import dagster as dg
 from efhq_assets.core.ingest import record_lineage
 from efhq_assets.core.storage import compact_manifest
 
+from .faces import face_detections
 from .frames import decoded_frames
+from .pose import pose_annotations
 from .resources import EfhqStorage
 from .sources import source_videos
 
@@ -14,7 +16,7 @@ CODE_VERSION = "manifest-1"
 
 
 @dg.asset(
-    deps=[source_videos, decoded_frames],
+    deps=[source_videos, decoded_frames, face_detections, pose_annotations],
     group_name="manifest",
     kinds={"duckdb"},
     code_version=CODE_VERSION,

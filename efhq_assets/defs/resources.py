@@ -1,8 +1,11 @@
 """Typed resources: where the data root is."""
 
 
+import functools
+
 import dagster as dg
 
+from efhq_assets.core.faces import FaceModels
 from efhq_assets.core.storage import DataRoot
 
 
@@ -13,3 +16,29 @@ class EfhqStorage(dg.ConfigurableResource):
 
     def root(self) -> DataRoot:
         return DataRoot.at(self.data_root).ensure()
+
+
+@functools.lru_cache(maxsize=4)
+def _face_models(detector: str, min_face: int, landmarkers: tuple[str, ...]) -> FaceModels:
+    """Loaded once per process and configuration: `efhq build` keeps models across videos."""
+    from efhq_assets.core.models import registry
+
+    return FaceModels(
+        detector=registry.create("detector", detector, min_face=min_face),
+        facemesh=registry.create("landmarker", "facemesh") if "facemesh" in landmarkers else None,
+        dlib68=registry.create("landmarker", "dlib68") if "dlib68" in landmarkers else None,
+    )
+
+
+class FaceAnalysis(dg.ConfigurableResource):
+    """Which detector and landmarkers analyse faces, and EFHQ's filter thresholds."""
+
+    detector: str = "mtcnn"
+    min_face: int = 40
+    landmarkers: list[str] = ["facemesh", "dlib68"]
+    efhq_min_score: float = 0.9
+    efhq_min_side: int = 256
+    batch: int = 8
+
+    def models(self) -> FaceModels:
+        return _face_models(self.detector, self.min_face, tuple(self.landmarkers))

@@ -100,3 +100,30 @@ def test_bad_inputs_each_give_one_error_row_while_others_complete(tmp_path, make
     assert sql(root, "select count(*) from frames where video_id = 'fine'")[1] == ["8"]
     status = run_efhq("status", data_root=root).stdout
     assert "errors: 4" in status
+
+
+def test_demo_faces_and_pose_convention_on_mirrored_clips(demo_root):
+    truth = json.loads((demo_root / "demo_sources" / "demo_truth.json").read_text())
+    rows = sql(demo_root, "select f.clip_id, avg(p.yaw), avg(p.pitch), avg(p.roll), count(*) from poses p "
+                          "join faces f using (video_id, clip_id, frame_index, face_index) "
+                          "where p.estimator = 'combined' and f.passes_efhq_filter group by 1 order by 1")[1:]
+    by_clip = {r[0]: tuple(float(v) for v in r[1:4]) for r in rows}
+    annotated = [c for c in truth["clips"] if c.get("identity")]
+    assert set(by_clip) == {c["clip_id"] for c in annotated}  # every rendered face passes the EFHQ filter
+    # Pairs of clips of one identity, one mirrored: yaw and roll negate, pitch stays.
+    pairs = {}
+    for c in annotated:
+        pairs.setdefault((c["identity"], c["source_id"]), []).append(c)
+    checked = 0
+    for clips in pairs.values():
+        plain = [c for c in clips if not c["mirrored"]]
+        flipped = [c for c in clips if c["mirrored"]]
+        for a in plain:
+            for b in flipped:
+                ya, pa, ra = by_clip[a["clip_id"]]
+                yb, pb, rb = by_clip[b["clip_id"]]
+                assert abs(ya + yb) < 6 and abs(ra + rb) < 6 and abs(pa - pb) < 6, (a["clip_id"], b["clip_id"])
+                checked += 1
+    assert checked >= 5
+    tracks = sql(demo_root, "select count(distinct track_id) from faces where video_id = 'celebvDemoT1person2_0'")
+    assert tracks[1] == ["1"]

@@ -1,0 +1,129 @@
+"""Face detection, tracking and landmarks over one video: the `faces` and `landmarks` tables.
+
+One streaming decode pass feeds batches of frames to the detector (every face is kept; EFHQ's
+filter is a column, not a deletion), links faces through each clip into tracks, and runs the two
+landmarkers (FaceMesh 478 3D, dlib 68) on each face so the pose stage needs no pixels. All
+coordinates are in full source-frame pixels (crop origin added back).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+DETECT_BATCH = 8
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU matrix between boxes a (N,4) and b (M,4), x1 y1 x2 y2."""
+    a, b = np.asarray(a, np.float64).reshape(-1, 4), np.asarray(b, np.float64).reshape(-1, 4)
+    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
+
+
+@dataclass
+class IouTracker:
+    """Greedy IoU linking of faces through one clip (frames must arrive in order).
+
+    A face joins the live track whose last box overlaps it most (IoU >= threshold); a track not
+    seen for more than `max_gap` frames ends. Track ids count up per video, so (video_id, track_id)
+    is unique.
+    """
+
+    iou_threshold: float = 0.3
+    max_gap: int = 5
+    next_id: int = 0
+    live: dict[int, tuple[int, np.ndarray]] = field(default_factory=dict)  # track -> (last frame, box)
+
+    def reset(self) -> None:
+        self.live.clear()
+
+    def update(self, frame_index: int, boxes: np.ndarray) -> list[int]:
+        self.live = {t: v for t, v in self.live.items() if frame_index - v[0] <= self.max_gap}
+        ids = [-1] * len(boxes)
+        if len(boxes) and self.live:
+            tracks = list(self.live)
+            overlap = iou(boxes, np.stack([self.live[t][1] for t in tracks]))
+            while overlap.size and overlap.max() >= self.iou_threshold:
+                i, j = np.unravel_index(np.argmax(overlap), overlap.shape)
+                ids[i] = tracks[j]
+                overlap[i, :] = -1
+                overlap[:, j] = -1
+        for i, box in enumerate(boxes):
+            if ids[i] < 0:
+                ids[i] = self.next_id
+                self.next_id += 1
+            self.live[ids[i]] = (frame_index, np.asarray(box, np.float64))
+        return ids
+
+
+@dataclass
+class FaceModels:
+    detector: object
+    facemesh: object | None = None
+    dlib68: object | None = None
+
+    def versions(self) -> dict:
+        return {m.name: m.weights_sha256 for m in (self.detector, self.facemesh, self.dlib68) if m is not None}
+
+
+def analyse_video(video: dict, clips: list[dict], policy, models: FaceModels, efhq_min_score: float = 0.9,
+                  efhq_min_side: int = 256, on_progress=None, batch: int = DETECT_BATCH):
+    """Detect, track and landmark every face in the sampled frames; returns (faces rows, landmarks rows)."""
+    from .ingest import clip_windows
+    from .video import iter_clip_frames
+
+    faces: list[dict] = []
+    marks: list[dict] = []
+    tracker = IouTracker()
+    current_clip = None
+    pending: list = []
+    done = 0
+
+    def flush() -> None:
+        nonlocal current_clip, done
+        detections = models.detector.detect([f.image for f in pending])
+        for frame, dets in zip(pending, detections):
+            if frame.clip_id != current_clip:
+                tracker.reset()
+                current_clip = frame.clip_id
+            dets = sorted(dets, key=lambda d: (float(d.box[0]), float(d.box[1])))
+            boxes = np.array([d.box for d in dets], np.float32).reshape(-1, 4)
+            track_ids = tracker.update(frame.frame_index, boxes)
+            mesh = models.facemesh.landmarks(frame.image, list(boxes)) if models.facemesh and len(boxes) else []
+            dl = models.dlib68.landmarks(frame.image, list(boxes)) if models.dlib68 and len(boxes) else []
+            ox, oy = frame.origin
+            shift2 = np.array([ox, oy], np.float32)
+            for k, det in enumerate(dets):
+                box = det.box.astype(np.float64) + [ox, oy, ox, oy]
+                key = {"video_id": video["video_id"], "clip_id": frame.clip_id, "frame_index": frame.frame_index,
+                       "face_index": k}
+                faces.append({**key, "track_id": track_ids[k],
+                              "x1": box[0], "y1": box[1], "x2": box[2], "y2": box[3], "score": float(det.score),
+                              "lmk5": (det.lmk5 + shift2).reshape(-1).astype(np.float64).tolist(),
+                              "passes_efhq_filter": bool(det.passes_efhq_filter(efhq_min_score, efhq_min_side)),
+                              "detector": models.detector.name})
+                m = mesh[k] if k < len(mesh) else None
+                d = dl[k] if k < len(dl) else None
+                marks.append({**key,
+                              "lmk478": None if m is None else (m + [ox, oy, 0]).reshape(-1).astype(np.float32).tolist(),
+                              "lmk68": None if d is None else (d + shift2).reshape(-1).astype(np.float32).tolist()})
+        done += len(pending)
+        pending.clear()
+        if on_progress:
+            on_progress(done)
+
+    for frame in iter_clip_frames(video["path"], clip_windows(clips), policy):
+        pending.append(frame)
+        if len(pending) >= batch:
+            flush()
+    if pending:
+        flush()
+    return faces, marks

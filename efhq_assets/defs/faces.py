@@ -1,0 +1,61 @@
+"""`face_detections`: every face in the sampled frames, tracked through each clip, with landmarks."""
+
+import dagster as dg
+import polars as pl
+
+from efhq_assets.core import ingest
+from efhq_assets.core.faces import analyse_video
+from efhq_assets.core.storage import empty_frame, read_rows, write_table
+
+from .frames import decoded_frames
+from .partitions import video_files
+from .resources import EfhqStorage, FaceAnalysis
+
+CODE_VERSION = "face_detections-1"
+
+
+def face_fingerprint(frames_fp: str | None, face_analysis: FaceAnalysis) -> str:
+    return ingest.fingerprint(frames_fp, face_analysis.model_dump(), CODE_VERSION)
+
+
+@dg.asset(
+    partitions_def=video_files,
+    deps=[decoded_frames],
+    group_name="faces",
+    kinds={"python", "onnx"},
+    code_version=CODE_VERSION,
+    description="Detect every face (MTCNN by default), link faces into tracks per clip, run FaceMesh 478 and dlib 68 "
+                "landmarks. EFHQ's filter (score >= 0.9, area >= 256x256) is the `passes_efhq_filter` column. "
+                "Tables `faces`, `landmarks`.",
+)
+def face_detections(context: dg.AssetExecutionContext, storage: EfhqStorage, face_analysis: FaceAnalysis) -> dg.MaterializeResult:
+    root = storage.root()
+    video_id = context.partition_key
+    videos = read_rows(root, "videos", video_id)
+    if not videos or videos[0]["status"] != "ok":
+        raise dg.Failure(description=f"{video_id}: source_videos has no successful output; materialize it first")
+    video, clips = videos[0], read_rows(root, "clips", video_id)
+    sampling = ingest.load_settings(root)["sampling"]
+    models = face_analysis.models()
+    faces, marks = analyse_video(video, clips, ingest.parse_sampling(sampling), models,
+                                 face_analysis.efhq_min_score, face_analysis.efhq_min_side,
+                                 on_progress=lambda n: context.log.info(f"{video_id}: analysed {n} frames"),
+                                 batch=face_analysis.batch)
+    sha = models.detector.weights_sha256
+    faces_df = pl.DataFrame(faces, infer_schema_length=None).with_columns(detector_sha256=pl.lit(sha)) if faces \
+        else empty_frame("faces")
+    marks_df = pl.DataFrame(marks, infer_schema_length=None) if marks else empty_frame("landmarks")
+    write_table(root, "faces", video_id, faces_df)
+    write_table(root, "landmarks", video_id, marks_df)
+    ingest.record_lineage(root, "face_detections", video_id, CODE_VERSION, context.run_id,
+                          face_fingerprint(ingest.lineage_fingerprint(root, "decoded_frames", video_id), face_analysis),
+                          faces_df.height, models.versions())
+    n_pass = int(faces_df["passes_efhq_filter"].sum()) if faces_df.height else 0
+    return dg.MaterializeResult(metadata={
+        "faces": faces_df.height,
+        "faces_passing_efhq_filter": n_pass,
+        "tracks": faces_df["track_id"].n_unique() if faces_df.height else 0,
+        "frames_with_faces": faces_df.select(["clip_id", "frame_index"]).n_unique() if faces_df.height else 0,
+        "detector": f"{models.detector.name} ({sha[:12]})",
+        "dagster/row_count": faces_df.height,
+    })

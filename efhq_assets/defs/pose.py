@@ -1,0 +1,49 @@
+"""`pose_annotations`: yaw/pitch/roll per face from each landmark estimator and their combination."""
+
+import dagster as dg
+import polars as pl
+
+from efhq_assets.core import ingest
+from efhq_assets.core.pose_annotations import pose_rows
+from efhq_assets.core.storage import empty_frame, read_rows, write_table
+
+from .faces import face_detections
+from .partitions import video_files
+from .resources import EfhqStorage
+
+CODE_VERSION = "pose_annotations-1"
+ESTIMATORS = ("facemesh", "dlib68")
+
+
+def pose_fingerprint(faces_fp: str | None) -> str:
+    return ingest.fingerprint(faces_fp, ESTIMATORS, CODE_VERSION)
+
+
+@dg.asset(
+    partitions_def=video_files,
+    deps=[face_detections],
+    group_name="faces",
+    kinds={"torch"},
+    code_version=CODE_VERSION,
+    pool="gpu",
+    description="Batched rigid fits of each landmark set to its own 3D face model (torch; CUDA + fp16 when present), "
+                "combined by measured reliability. Angles in degrees, one convention (core/pose.py). Table `poses`.",
+)
+def pose_annotations(context: dg.AssetExecutionContext, storage: EfhqStorage) -> dg.MaterializeResult:
+    root = storage.root()
+    video_id = context.partition_key
+    marks = read_rows(root, "landmarks", video_id)
+    rows = pose_rows(marks, ESTIMATORS)
+    df = pl.DataFrame(rows, infer_schema_length=None) if rows else empty_frame("poses")
+    write_table(root, "poses", video_id, df)
+    versions = {r["estimator"]: r["weights_sha256"] for r in rows[:: max(len(marks), 1)]} if rows else {}
+    ingest.record_lineage(root, "pose_annotations", video_id, CODE_VERSION, context.run_id,
+                          pose_fingerprint(ingest.lineage_fingerprint(root, "face_detections", video_id)), df.height,
+                          versions)
+    combined = df.filter(pl.col("estimator") == "combined") if df.height else df
+    metadata = {"faces": len(marks), "rows": df.height, "dagster/row_count": df.height}
+    if combined.height and combined["yaw"].drop_nulls().len():
+        yaw = combined["yaw"].drop_nulls()
+        metadata.update({"yaw_min": float(yaw.min()), "yaw_max": float(yaw.max()),
+                         "yaw_mean_abs": float(yaw.abs().mean())})
+    return dg.MaterializeResult(metadata=metadata)
