@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .models.base import Detection
+
 DETECT_BATCH = 8
 
 
@@ -74,30 +76,111 @@ class FaceModels:
         return {m.name: m.weights_sha256 for m in (self.detector, self.facemesh, self.dlib68) if m is not None}
 
 
+# FaceMesh points standing in for the detector's 5 landmarks on propagated faces (image-left first):
+# iris centres, nose tip, mouth corners.
+MESH_LMK5 = (468, 473, 1, 61, 291)
+
+
+def _mesh_bbox(mesh: np.ndarray) -> np.ndarray:
+    pts = np.asarray(mesh, np.float64)[:468, :2]
+    return np.array([*pts.min(0), *pts.max(0)])
+
+
+def _box_calibration(box: np.ndarray, mesh: np.ndarray) -> np.ndarray:
+    """The detector box relative to the FaceMesh landmark box (offsets in landmark-box widths/heights)."""
+    lb = _mesh_bbox(mesh)
+    w, h = max(lb[2] - lb[0], 1.0), max(lb[3] - lb[1], 1.0)
+    return (np.asarray(box, np.float64) - lb) / np.array([w, h, w, h])
+
+
+def _calibrated_box(mesh: np.ndarray, calibration: np.ndarray) -> np.ndarray:
+    """A detector-like box from FaceMesh landmarks and a track's calibration (inverse of _box_calibration)."""
+    lb = _mesh_bbox(mesh)
+    w, h = max(lb[2] - lb[0], 1.0), max(lb[3] - lb[1], 1.0)
+    return lb + calibration * np.array([w, h, w, h])
+
+
+@dataclass
+class _Propagated:
+    """A face carried to a frame without detection: box from the previous frame's landmarks."""
+
+    box: np.ndarray
+    score: float  # the track's last detector score
+    lmk5: np.ndarray
+    track_id: int
+    mesh: np.ndarray
+    calibration: np.ndarray
+
+
 def analyse_video(video: dict, clips: list[dict], policy, models: FaceModels, efhq_min_score: float = 0.9,
-                  efhq_min_side: int = 256, on_progress=None, batch: int = DETECT_BATCH):
-    """Detect, track and landmark every face in the sampled frames; returns (faces rows, landmarks rows)."""
+                  efhq_min_side: int = 256, on_progress=None, batch: int = DETECT_BATCH, detect_stride: int = 1):
+    """Detect, track and landmark every face in the sampled frames; returns (faces rows, landmarks rows).
+
+    detect_stride k > 1 runs the detector on every k-th sampled frame of each clip only (and on the
+    first frame after a clip change). In between, each face seen on the previous frame is carried
+    over: its box comes from that frame's FaceMesh landmarks (mapped to a detector-like box with the
+    box/landmark relation measured at the track's last detection), FaceMesh re-fits the landmarks
+    there and the box is re-derived from them; the face is dropped when FaceMesh finds nothing (and
+    when no FaceMesh is configured). Carried faces have `detected` False, the track's last detector
+    `score`, and lmk5 taken from FaceMesh points (iris centres, nose tip, mouth corners).
+    New faces appear at the next detection frame. Every row has `detected` (True with stride 1).
+    """
     from .ingest import clip_windows
     from .video import iter_clip_frames
 
+    if int(detect_stride) < 1:
+        raise ValueError(f"detect_stride must be >= 1, got {detect_stride}")
+    stride = int(detect_stride)
     faces: list[dict] = []
     marks: list[dict] = []
     tracker = IouTracker()
     current_clip = None
-    pending: list = []
+    pending: list = []  # (frame, run the detector on it)
     done = 0
+    appended_clip, clip_count = None, 0
+    # track -> (last detector score, box calibration, previous frame's FaceMesh landmarks)
+    carried: dict[int, tuple[float, np.ndarray, np.ndarray]] = {}
+
+    def propagate(frame) -> list[_Propagated]:
+        out = []
+        for tid, (score, calib, prev_mesh) in carried.items():
+            guess = _calibrated_box(prev_mesh, calib)
+            mesh = models.facemesh.landmarks(frame.image, [guess.astype(np.float32)])[0]
+            if mesh is None:
+                continue
+            box = _calibrated_box(mesh, calib).astype(np.float32)
+            lmk5 = np.asarray(mesh, np.float32)[list(MESH_LMK5), :2]
+            out.append(_Propagated(box, score, lmk5, tid, mesh, calib))
+        return sorted(out, key=lambda p: (float(p.box[0]), float(p.box[1])))
 
     def flush() -> None:
         nonlocal current_clip, done
-        detections = models.detector.detect([f.image for f in pending])
-        for frame, dets in zip(pending, detections):
+        to_detect = [f.image for f, want in pending if want]
+        detections = iter(models.detector.detect(to_detect) if to_detect else [])
+        for frame, want in pending:
             if frame.clip_id != current_clip:
                 tracker.reset()
+                carried.clear()
                 current_clip = frame.clip_id
-            dets = sorted(dets, key=lambda d: (float(d.box[0]), float(d.box[1])))
-            boxes = np.array([d.box for d in dets], np.float32).reshape(-1, 4)
-            track_ids = tracker.update(frame.frame_index, boxes)
-            mesh = models.facemesh.landmarks(frame.image, list(boxes)) if models.facemesh and len(boxes) else []
+            if want:
+                dets = sorted(next(detections), key=lambda d: (float(d.box[0]), float(d.box[1])))
+                boxes = np.array([d.box for d in dets], np.float32).reshape(-1, 4)
+                track_ids = tracker.update(frame.frame_index, boxes)
+                mesh = models.facemesh.landmarks(frame.image, list(boxes)) if models.facemesh and len(boxes) else []
+                carried.clear()
+                for k, det in enumerate(dets):
+                    if stride > 1 and k < len(mesh) and mesh[k] is not None:
+                        carried[track_ids[k]] = (float(det.score), _box_calibration(det.box, mesh[k]), mesh[k])
+            else:
+                props = propagate(frame)
+                dets = [Detection(p.box, p.score, p.lmk5) for p in props]
+                boxes = np.array([d.box for d in dets], np.float32).reshape(-1, 4)
+                track_ids = [p.track_id for p in props]
+                mesh = [p.mesh for p in props]
+                carried.clear()
+                for p in props:
+                    carried[p.track_id] = (p.score, p.calibration, p.mesh)
+                    tracker.live[p.track_id] = (frame.frame_index, p.box.astype(np.float64))
             dl = models.dlib68.landmarks(frame.image, list(boxes)) if models.dlib68 and len(boxes) else []
             ox, oy = frame.origin
             shift2 = np.array([ox, oy], np.float32)
@@ -109,7 +192,7 @@ def analyse_video(video: dict, clips: list[dict], policy, models: FaceModels, ef
                               "x1": box[0], "y1": box[1], "x2": box[2], "y2": box[3], "score": float(det.score),
                               "lmk5": (det.lmk5 + shift2).reshape(-1).astype(np.float64).tolist(),
                               "passes_efhq_filter": bool(det.passes_efhq_filter(efhq_min_score, efhq_min_side)),
-                              "detector": models.detector.name})
+                              "detector": models.detector.name, "detected": bool(want)})
                 m = mesh[k] if k < len(mesh) else None
                 d = dl[k] if k < len(dl) else None
                 marks.append({**key,
@@ -121,7 +204,10 @@ def analyse_video(video: dict, clips: list[dict], policy, models: FaceModels, ef
             on_progress(done)
 
     for frame in iter_clip_frames(video["path"], clip_windows(clips), policy):
-        pending.append(frame)
+        if frame.clip_id != appended_clip:
+            appended_clip, clip_count = frame.clip_id, 0
+        pending.append((frame, clip_count % stride == 0))
+        clip_count += 1
         if len(pending) >= batch:
             flush()
     if pending:
