@@ -2,8 +2,10 @@
 
 import dagster as dg
 
+from efhq_assets.defs.bins import pose_bins
 from efhq_assets.defs.faces import face_detections
 from efhq_assets.defs.frames import decoded_frames
+from efhq_assets.defs.identities import face_identities, track_embeddings
 from efhq_assets.defs.manifest import manifest
 from efhq_assets.defs.pose import pose_annotations
 from efhq_assets.defs.resources import EfhqStorage, FaceAnalysis
@@ -14,7 +16,8 @@ manifest_job = dg.define_asset_job("manifest_job", selection=dg.AssetSelection.a
                                    description="Rebuild the DuckDB manifest from every per-video table.")
 
 defs = dg.Definitions(
-    assets=[source_videos, decoded_frames, face_detections, pose_annotations, manifest],
+    assets=[source_videos, decoded_frames, face_detections, pose_annotations, pose_bins, track_embeddings,
+            face_identities, manifest],
     jobs=[per_video_job, manifest_job],
     sensors=[video_files_sensor],
     resources={"storage": EfhqStorage(), "face_analysis": FaceAnalysis()},

@@ -56,6 +56,17 @@ class BuildReport:
     seconds: float = 0.0
 
 
+def _record_unexpected_failure(root: DataRoot, video_id: str, result) -> None:
+    """A step that raised something other than a clear dg.Failure still leaves one `errors` row."""
+    if any(p.stem.startswith(video_id + "@") for p in table_files(root, "errors")):
+        return
+    for event in result.get_step_failure_events():
+        error = event.step_failure_data.error
+        message = (error.cause.message if error and error.cause else error.message if error else "unknown error").strip()
+        ingest.record_error(root, video_id, event.step_key, f"unexpected error in {event.step_key}: {message}")
+        return
+
+
 def _failure_message(root: DataRoot, video_id: str) -> str:
     import polars as pl
 
@@ -65,22 +76,27 @@ def _failure_message(root: DataRoot, video_id: str) -> str:
     return "failed (see the Dagster run log)"
 
 
-PER_VIDEO_ASSETS = ("source_videos", "decoded_frames", "face_detections", "pose_annotations")
+PER_VIDEO_ASSETS = ("source_videos", "decoded_frames", "face_detections", "pose_annotations", "pose_bins",
+                    "track_embeddings")
+UNPARTITIONED_ASSETS = ("face_identities", "manifest")
 
 
-def expected_fingerprints(video: dict, clips: list[dict], sampling: str, face_analysis) -> dict[str, str]:
+def expected_fingerprints(root: DataRoot, video: dict, clips: list[dict], sampling: str, face_analysis) -> dict[str, str]:
     """The lineage fingerprint each per-video asset would record now (a chain: each includes its upstream's)."""
-    from efhq_assets.defs import faces, frames, pose, sources
+    from efhq_assets.defs import bins, faces, frames, identities, pose, sources
 
     source_fp = ingest.source_fingerprint(video, clips, sources.CODE_VERSION)
     frames_fp = ingest.frames_fingerprint(source_fp, sampling, frames.CODE_VERSION)
     faces_fp = faces.face_fingerprint(frames_fp, face_analysis)
+    poses_fp = pose.pose_fingerprint(faces_fp)
     return {"source_videos": source_fp, "decoded_frames": frames_fp, "face_detections": faces_fp,
-            "pose_annotations": pose.pose_fingerprint(faces_fp)}
+            "pose_annotations": poses_fp,
+            "pose_bins": bins.bins_fingerprint(poses_fp, bins.read_overrides(root, video["video_id"])),
+            "track_embeddings": identities.embeddings_fingerprint(faces_fp)}
 
 
 def _up_to_date(root: DataRoot, video: dict, clips: list[dict], sampling: str, face_analysis) -> bool:
-    expected = expected_fingerprints(video, clips, sampling, face_analysis)
+    expected = expected_fingerprints(root, video, clips, sampling, face_analysis)
     return (all(ingest.lineage_fingerprint(root, asset, video["video_id"]) == fp for asset, fp in expected.items())
             and not any(p.stem.startswith(video["video_id"] + "@") for p in table_files(root, "errors")))
 
@@ -132,29 +148,37 @@ def build(root: DataRoot, config: SourceConfig | None = None, sampling: str | No
             report.ran.append(key)
             log(f"  [{n}/{len(keys)}] {key}: ok ({time.perf_counter() - t0:.1f} s)")
         else:
+            _record_unexpected_failure(root, key, result)
             report.failed[key] = _failure_message(root, key)
             log(f"  [{n}/{len(keys)}] {key}: FAILED: {report.failed[key]}")
-    report.manifest = refresh_manifest(root, instance, resources, changed=bool(report.ran or report.failed or new))
+    report.manifest = refresh_unpartitioned(root, instance, resources,
+                                            changed=bool(report.ran or report.failed or new))
     report.seconds = round(time.perf_counter() - started, 2)
     return report
 
 
-def refresh_manifest(root: DataRoot, instance, resources, changed: bool = True) -> dict | None:
-    """Materialize `manifest` unless nothing under tables/ or catalog/ changed since the last one."""
+def _tables_state(root: DataRoot) -> str:
+    """Names, sizes and mtimes of every data file (lineage excluded: it records each run)."""
+    return ingest.fingerprint(sorted((str(p), p.stat().st_size, p.stat().st_mtime_ns)
+                                     for folder in (root.tables, root.catalog) for p in folder.rglob("*.parquet")
+                                     if p.parent.name != "lineage"))
+
+
+def refresh_unpartitioned(root: DataRoot, instance, resources, changed: bool = True) -> dict | None:
+    """Materialize identities + `manifest` unless nothing under tables/ or catalog/ changed since the last time."""
     import dagster as dg
 
     from efhq_assets.definitions import defs
 
-    state = ingest.fingerprint(sorted((str(p), p.stat().st_size, p.stat().st_mtime_ns)
-                                      for folder in (root.tables, root.catalog) for p in folder.rglob("*.parquet")))
+    state = _tables_state(root)
     marker = root.path / ".manifest.state"
     if not changed and root.manifest_path.exists() and marker.exists() and marker.read_text() == state:
         log("  manifest: up to date")
         return None
-    result = dg.materialize([defs.get_assets_def("manifest")], instance=instance, resources=resources,
+    result = dg.materialize([defs.get_assets_def(k) for k in UNPARTITIONED_ASSETS], instance=instance, resources=resources,
                             run_config=QUIET_RUN_CONFIG, tags={"efhq/command": "build"})
     mat = result.asset_materializations_for_node("manifest")[0]
-    ingest.atomic_write_bytes(marker, state.encode())
+    ingest.atomic_write_bytes(marker, _tables_state(root).encode())
     log(f"  manifest: rebuilt ({mat.metadata['compaction_s'].value} s)")
     return {k: v.value for k, v in mat.metadata.items() if k in ("videos", "frames", "errors")}
 

@@ -239,3 +239,37 @@ def hardbin_rows(*bin_columns: Sequence[str | None]) -> list[str]:
 def softbin_rows(*bin_columns: Sequence[str | None]) -> list[str]:
     """:func:`softbin` over rows: one sequence per estimator, all the same length."""
     return [softbin(row) for row in zip(*bin_columns)]
+
+
+# ------------------------------------------------------------------------------------------
+# The `bins` table
+# ------------------------------------------------------------------------------------------
+
+#: Estimators that vote (independent ones; `combined` is derived from them, so it does not vote).
+VOTING_ESTIMATORS = ("facemesh", "dlib68")
+REVIEW_LABELS = (FRONTAL, LEFT, RIGHT, UP, DOWN, EXTREME, "remove")
+
+
+def bin_rows(pose_rows: Sequence[dict], overrides: dict | None = None,
+             voters: Sequence[str] = VOTING_ESTIMATORS) -> list[dict]:
+    """One row per face: a bin per estimator (voters + combined), hardbin, softbin, smallbin,
+    the reviewed label (from `review_overrides`, keyed by (video_id, frame_index, face_index))
+    and `label` = the reviewed label when there is one, else the softbin."""
+    overrides = overrides or {}
+    faces: dict[tuple, dict] = {}
+    for r in pose_rows:
+        key = (r["video_id"], r["clip_id"], r["frame_index"], r["face_index"])
+        faces.setdefault(key, {})[r["estimator"]] = (r["yaw"], r["pitch"])
+    rows = []
+    for (video_id, clip_id, frame_index, face_index), angles in sorted(faces.items()):
+        per = {name: bin_pose(*angles.get(name, (None, None))) for name in list(voters) + ["combined"]}
+        votes = [per[name] for name in voters]
+        soft = softbin(votes)
+        yaws = [angles.get(n, (None, None))[0] for n in voters]
+        pitches = [angles.get(n, (None, None))[1] for n in voters]
+        reviewed = overrides.get((video_id, frame_index, face_index))
+        rows.append({"video_id": video_id, "clip_id": clip_id, "frame_index": frame_index, "face_index": face_index,
+                     **{f"bin_{name}": per[name] for name in per},
+                     "hardbin": hardbin(votes), "softbin": soft, "smallbin": smallbin(yaws, pitches, soft),
+                     "reviewed_label": reviewed, "label": reviewed or soft})
+    return rows

@@ -40,6 +40,20 @@ TABLE_SCHEMAS: dict[str, dict[str, str]] = {
         "estimator": "VARCHAR", "yaw": "DOUBLE", "pitch": "DOUBLE", "roll": "DOUBLE", "residual": "DOUBLE",
         "confidence": "DOUBLE", "weights_sha256": "VARCHAR",
     },
+    "bins": {
+        "video_id": "VARCHAR", "clip_id": "VARCHAR", "frame_index": "BIGINT", "face_index": "INTEGER",
+        "bin_facemesh": "VARCHAR", "bin_dlib68": "VARCHAR", "bin_combined": "VARCHAR", "hardbin": "VARCHAR",
+        "softbin": "VARCHAR", "smallbin": "VARCHAR", "reviewed_label": "VARCHAR", "label": "VARCHAR",
+    },
+    "track_embeddings": {
+        "video_id": "VARCHAR", "clip_id": "VARCHAR", "track_id": "BIGINT", "source_id": "VARCHAR",
+        "n_faces": "INTEGER", "embedding": "FLOAT[]", "embedder": "VARCHAR", "embedder_sha256": "VARCHAR",
+    },
+    "identities": {
+        "video_id": "VARCHAR", "track_id": "BIGINT", "identity_id": "VARCHAR", "source_id": "VARCHAR",
+        "n_faces": "INTEGER", "method": "VARCHAR", "distance_to_centroid": "DOUBLE",
+    },
+    "identity_merges": {"identity_id": "VARCHAR", "merged_into": "VARCHAR", "reason": "VARCHAR"},
     "errors": {"video_id": "VARCHAR", "stage": "VARCHAR", "message": "VARCHAR", "at": "VARCHAR"},
     "lineage": {
         "asset": "VARCHAR", "partition": "VARCHAR", "code_version": "VARCHAR", "model_versions": "VARCHAR",

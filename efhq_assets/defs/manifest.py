@@ -6,7 +6,9 @@ import dagster as dg
 from efhq_assets.core.ingest import record_lineage
 from efhq_assets.core.storage import compact_manifest
 
+from .bins import pose_bins
 from .faces import face_detections
+from .identities import face_identities
 from .frames import decoded_frames
 from .pose import pose_annotations
 from .resources import EfhqStorage
@@ -16,7 +18,7 @@ CODE_VERSION = "manifest-1"
 
 
 @dg.asset(
-    deps=[source_videos, decoded_frames, face_detections, pose_annotations],
+    deps=[source_videos, decoded_frames, face_detections, pose_annotations, pose_bins, face_identities],
     group_name="manifest",
     kinds={"duckdb"},
     code_version=CODE_VERSION,

@@ -8,7 +8,9 @@ import dagster as dg
 from efhq_assets.core import ingest
 from efhq_assets.core.sources import source_listing_fingerprint
 
+from .bins import pose_bins
 from .faces import face_detections
+from .identities import track_embeddings
 from .frames import decoded_frames
 from .pose import pose_annotations
 from .partitions import video_files
@@ -18,7 +20,8 @@ from .sources import source_videos
 MAX_NEW_PER_TICK = 500
 
 per_video_job = dg.define_asset_job(
-    "per_video_job", selection=dg.AssetSelection.assets(source_videos, decoded_frames, face_detections, pose_annotations), partitions_def=video_files,
+    "per_video_job", selection=dg.AssetSelection.assets(
+        source_videos, decoded_frames, face_detections, pose_annotations, pose_bins, track_embeddings), partitions_def=video_files,
     description="Everything computed per video file, for one partition.")
 
 

@@ -1,0 +1,52 @@
+"""`pose_bins`: EFHQ's pose bins per face (per estimator, hardbin, softbin, smallbin) plus reviewed labels."""
+
+import dagster as dg
+import polars as pl
+
+from efhq_assets.core import ingest
+from efhq_assets.core.bins import bin_rows
+from efhq_assets.core.storage import empty_frame, read_rows, write_table
+
+from .partitions import video_files
+from .pose import pose_annotations
+from .resources import EfhqStorage
+
+CODE_VERSION = "pose_bins-1"
+
+
+def bins_fingerprint(poses_fp: str | None, overrides: dict) -> str:
+    return ingest.fingerprint(poses_fp, sorted((list(k), v) for k, v in overrides.items()), CODE_VERSION)
+
+
+def read_overrides(root, video_id: str) -> dict:
+    return {(r["video_id"], r["frame_index"], r["face_index"]): r["label"]
+            for r in read_rows(root, "review_overrides", video_id)}
+
+
+@dg.asset(
+    partitions_def=video_files,
+    deps=[pose_annotations],
+    group_name="bins",
+    kinds={"python"},
+    code_version=CODE_VERSION,
+    description="EFHQ binning rules on the project's one angle convention: a bin per estimator, hardbin (all agree), "
+                "softbin (majority with horizontal/vertical fallbacks), smallbin (10-degree steps), then reviewed "
+                "labels from `review_overrides`. Table `bins`.",
+)
+def pose_bins(context: dg.AssetExecutionContext, storage: EfhqStorage) -> dg.MaterializeResult:
+    root = storage.root()
+    video_id = context.partition_key
+    overrides = read_overrides(root, video_id)
+    rows = bin_rows(read_rows(root, "poses", video_id), overrides)
+    df = pl.DataFrame(rows, infer_schema_length=None) if rows else empty_frame("bins")
+    write_table(root, "bins", video_id, df)
+    ingest.record_lineage(root, "pose_bins", video_id, CODE_VERSION, context.run_id,
+                          bins_fingerprint(ingest.lineage_fingerprint(root, "pose_annotations", video_id), overrides),
+                          df.height)
+    counts = df.group_by("label").len().sort("label").to_dicts() if df.height else []
+    return dg.MaterializeResult(metadata={
+        "faces": df.height,
+        "labels": dg.MetadataValue.md("| label | faces |\n|---|---|\n" + "\n".join(f"| {c['label']} | {c['len']} |" for c in counts)),
+        "reviewed": len(overrides),
+        "dagster/row_count": df.height,
+    })
