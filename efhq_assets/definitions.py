@@ -8,6 +8,7 @@ from efhq_assets.defs.frames import decoded_frames
 from efhq_assets.defs.identities import face_identities, track_embeddings
 from efhq_assets.defs.manifest import manifest
 from efhq_assets.defs.pose import pose_annotations
+from efhq_assets.defs.quality import quality_scores
 from efhq_assets.defs.resources import EfhqStorage, FaceAnalysis
 from efhq_assets.defs.sensors import per_video_job, video_files_sensor
 from efhq_assets.defs.sources import source_videos
@@ -16,7 +17,7 @@ manifest_job = dg.define_asset_job("manifest_job", selection=dg.AssetSelection.a
                                    description="Rebuild the DuckDB manifest from every per-video table.")
 
 defs = dg.Definitions(
-    assets=[source_videos, decoded_frames, face_detections, pose_annotations, pose_bins, track_embeddings,
+    assets=[source_videos, decoded_frames, face_detections, pose_annotations, quality_scores, pose_bins, track_embeddings,
             face_identities, manifest],
     jobs=[per_video_job, manifest_job],
     sensors=[video_files_sensor],

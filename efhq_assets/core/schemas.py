@@ -40,6 +40,11 @@ TABLE_SCHEMAS: dict[str, dict[str, str]] = {
         "estimator": "VARCHAR", "yaw": "DOUBLE", "pitch": "DOUBLE", "roll": "DOUBLE", "residual": "DOUBLE",
         "confidence": "DOUBLE", "weights_sha256": "VARCHAR",
     },
+    "quality": {
+        "video_id": "VARCHAR", "clip_id": "VARCHAR", "frame_index": "BIGINT", "face_index": "INTEGER",
+        "scorer": "VARCHAR", "score": "DOUBLE", "sharpness": "DOUBLE", "brightness": "DOUBLE",
+        "exposure_clipped": "DOUBLE", "noise": "DOUBLE", "face_side_px": "DOUBLE",
+    },
     "bins": {
         "video_id": "VARCHAR", "clip_id": "VARCHAR", "frame_index": "BIGINT", "face_index": "INTEGER",
         "bin_facemesh": "VARCHAR", "bin_dlib68": "VARCHAR", "bin_combined": "VARCHAR", "hardbin": "VARCHAR",

@@ -11,6 +11,7 @@ from .faces import face_detections
 from .identities import face_identities
 from .frames import decoded_frames
 from .pose import pose_annotations
+from .quality import quality_scores
 from .resources import EfhqStorage
 from .sources import source_videos
 
@@ -18,7 +19,7 @@ CODE_VERSION = "manifest-1"
 
 
 @dg.asset(
-    deps=[source_videos, decoded_frames, face_detections, pose_annotations, pose_bins, face_identities],
+    deps=[source_videos, decoded_frames, face_detections, pose_annotations, quality_scores, pose_bins, face_identities],
     group_name="manifest",
     kinds={"duckdb"},
     code_version=CODE_VERSION,

@@ -13,6 +13,7 @@ from .faces import face_detections
 from .identities import track_embeddings
 from .frames import decoded_frames
 from .pose import pose_annotations
+from .quality import quality_scores
 from .partitions import video_files
 from .resources import EfhqStorage
 from .sources import source_videos
@@ -21,7 +22,7 @@ MAX_NEW_PER_TICK = 500
 
 per_video_job = dg.define_asset_job(
     "per_video_job", selection=dg.AssetSelection.assets(
-        source_videos, decoded_frames, face_detections, pose_annotations, pose_bins, track_embeddings), partitions_def=video_files,
+        source_videos, decoded_frames, face_detections, pose_annotations, quality_scores, pose_bins, track_embeddings), partitions_def=video_files,
     description="Everything computed per video file, for one partition.")
 
 

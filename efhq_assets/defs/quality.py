@@ -1,0 +1,61 @@
+"""`quality_scores`: deterministic quality measures on each face crop (never the whole frame)."""
+
+import dagster as dg
+import numpy as np
+import polars as pl
+
+from efhq_assets.core import ingest
+from efhq_assets.core.face_crops import iter_faces_by_frame
+from efhq_assets.core.quality import DEFAULT_SCORER, SCORERS, face_crop, quality_rows
+from efhq_assets.core.storage import empty_frame, read_rows, write_table
+
+from .faces import face_detections
+from .partitions import video_files
+from .resources import EfhqStorage
+
+CODE_VERSION = "quality_scores-1"
+
+
+def quality_fingerprint(faces_fp: str | None) -> str:
+    return ingest.fingerprint(faces_fp, DEFAULT_SCORER, CODE_VERSION)
+
+
+def score_video(video: dict, faces: list[dict]) -> list[dict]:
+    """Re-decode only the frames holding faces; score each face crop."""
+    keys = ("video_id", "clip_id", "frame_index", "face_index")
+    rows = []
+    for image, frame_faces in iter_faces_by_frame(video["path"], faces):
+        boxes = [[f["x1"], f["y1"], f["x2"], f["y2"]] for f in frame_faces]
+        crops = [face_crop(image, b) for b in boxes]
+        for f, q in zip(frame_faces, quality_rows(crops, np.asarray(boxes))):
+            rows.append({**{k: f[k] for k in keys}, **q})
+    return sorted(rows, key=lambda r: (r["clip_id"], r["frame_index"], r["face_index"]))
+
+
+@dg.asset(
+    partitions_def=video_files,
+    deps=[face_detections],
+    group_name="quality",
+    kinds={"python"},
+    code_version=CODE_VERSION,
+    description="Sharpness, EFHQ's brightness formula, exposure clipping, noise, face size and a no-reference score "
+                f"({DEFAULT_SCORER}: 100 - BRISQUE) on each face crop. Same input, same bytes. Table `quality`.",
+)
+def quality_scores(context: dg.AssetExecutionContext, storage: EfhqStorage) -> dg.MaterializeResult:
+    root = storage.root()
+    video_id = context.partition_key
+    videos = read_rows(root, "videos", video_id)
+    if not videos or videos[0]["status"] != "ok":
+        raise dg.Failure(description=f"{video_id}: source_videos has no successful output; materialize it first")
+    rows = score_video(videos[0], read_rows(root, "faces", video_id))
+    df = pl.DataFrame(rows, infer_schema_length=None) if rows else empty_frame("quality")
+    write_table(root, "quality", video_id, df)
+    ingest.record_lineage(root, "quality_scores", video_id, CODE_VERSION, context.run_id,
+                          quality_fingerprint(ingest.lineage_fingerprint(root, "face_detections", video_id)), df.height,
+                          {DEFAULT_SCORER: "brisque==0.2.0"})
+    metadata = {"faces": df.height, "scorer": DEFAULT_SCORER, "score_range": str(SCORERS[DEFAULT_SCORER].range),
+                "dagster/row_count": df.height}
+    if df.height:
+        metadata.update({"score_median": float(df["score"].median()), "sharpness_median": float(df["sharpness"].median()),
+                         "brightness_median": float(df["brightness"].median())})
+    return dg.MaterializeResult(metadata=metadata)
