@@ -5,6 +5,7 @@ import polars as pl
 
 from efhq_assets.core import ingest
 from efhq_assets.core.bins import bin_rows
+from efhq_assets.core.checks import check_bins
 from efhq_assets.core.storage import empty_frame, read_rows, write_table
 
 from .partitions import video_files
@@ -29,6 +30,8 @@ def read_overrides(root, video_id: str) -> dict:
     group_name="bins",
     kinds={"python"},
     code_version=CODE_VERSION,
+    check_specs=[dg.AssetCheckSpec("bins_match_angles", asset="pose_bins", blocking=True,
+                                   description="bin_combined is what EFHQ's rules give for the combined angles")],
     description="EFHQ binning rules on the project's one angle convention: a bin per estimator, hardbin (all agree), "
                 "softbin (majority with horizontal/vertical fallbacks), smallbin (10-degree steps), then reviewed "
                 "labels from `review_overrides`. Table `bins`.",
@@ -37,14 +40,17 @@ def pose_bins(context: dg.AssetExecutionContext, storage: EfhqStorage) -> dg.Mat
     root = storage.root()
     video_id = context.partition_key
     overrides = read_overrides(root, video_id)
-    rows = bin_rows(read_rows(root, "poses", video_id), overrides)
+    poses = read_rows(root, "poses", video_id)
+    rows = bin_rows(poses, overrides)
     df = pl.DataFrame(rows, infer_schema_length=None) if rows else empty_frame("bins")
     write_table(root, "bins", video_id, df)
     ingest.record_lineage(root, "pose_bins", video_id, CODE_VERSION, context.run_id,
                           bins_fingerprint(ingest.lineage_fingerprint(root, "pose_annotations", video_id), overrides),
                           df.height)
     counts = df.group_by("label").len().sort("label").to_dicts() if df.height else []
-    return dg.MaterializeResult(metadata={
+    passed, details = check_bins(rows, poses)
+    return dg.MaterializeResult(check_results=[dg.AssetCheckResult(check_name="bins_match_angles", passed=passed,
+                                                                   metadata=details)], metadata={
         "faces": df.height,
         "labels": dg.MetadataValue.md("| label | faces |\n|---|---|\n" + "\n".join(f"| {c['label']} | {c['len']} |" for c in counts)),
         "reviewed": len(overrides),

@@ -4,6 +4,7 @@ import dagster as dg
 import polars as pl
 
 from efhq_assets.core import ingest
+from efhq_assets.core.checks import check_faces
 from efhq_assets.core.faces import analyse_video
 from efhq_assets.core.storage import empty_frame, read_rows, write_table
 
@@ -24,6 +25,8 @@ def face_fingerprint(frames_fp: str | None, face_analysis: FaceAnalysis) -> str:
     group_name="faces",
     kinds={"python", "onnx"},
     code_version=CODE_VERSION,
+    check_specs=[dg.AssetCheckSpec("faces_well_formed", asset="face_detections", blocking=True,
+                                   description="every face has a track, unique keys, well-formed boxes")],
     description="Detect every face (MTCNN by default), link faces into tracks per clip, run FaceMesh 478 and dlib 68 "
                 "landmarks. EFHQ's filter (score >= 0.9, area >= 256x256) is the `passes_efhq_filter` column. "
                 "Tables `faces`, `landmarks`.",
@@ -51,7 +54,9 @@ def face_detections(context: dg.AssetExecutionContext, storage: EfhqStorage, fac
                           face_fingerprint(ingest.lineage_fingerprint(root, "decoded_frames", video_id), face_analysis),
                           faces_df.height, models.versions())
     n_pass = int(faces_df["passes_efhq_filter"].sum()) if faces_df.height else 0
-    return dg.MaterializeResult(metadata={
+    passed, details = check_faces(faces)
+    return dg.MaterializeResult(check_results=[dg.AssetCheckResult(check_name="faces_well_formed", passed=passed,
+                                                                   metadata=details)], metadata={
         "faces": faces_df.height,
         "faces_passing_efhq_filter": n_pass,
         "tracks": faces_df["track_id"].n_unique() if faces_df.height else 0,

@@ -4,6 +4,7 @@ import dagster as dg
 import polars as pl
 
 from efhq_assets.core import ingest
+from efhq_assets.core.checks import check_poses
 from efhq_assets.core.pose_annotations import pose_rows
 from efhq_assets.core.storage import empty_frame, read_rows, write_table
 
@@ -26,6 +27,8 @@ def pose_fingerprint(faces_fp: str | None) -> str:
     kinds={"torch"},
     code_version=CODE_VERSION,
     pool="gpu",
+    check_specs=[dg.AssetCheckSpec("angles_valid", asset="pose_annotations", blocking=True,
+                                   description="one row per face and estimator; angles in range, never NaN")],
     description="Batched rigid fits of each landmark set to its own 3D face model (torch; CUDA + fp16 when present), "
                 "combined by measured reliability. Angles in degrees, one convention (core/pose.py). Table `poses`.",
 )
@@ -46,4 +49,6 @@ def pose_annotations(context: dg.AssetExecutionContext, storage: EfhqStorage) ->
         yaw = combined["yaw"].drop_nulls()
         metadata.update({"yaw_min": float(yaw.min()), "yaw_max": float(yaw.max()),
                          "yaw_mean_abs": float(yaw.abs().mean())})
-    return dg.MaterializeResult(metadata=metadata)
+    passed, details = check_poses(rows, len(marks), ESTIMATORS)
+    return dg.MaterializeResult(metadata=metadata, check_results=[
+        dg.AssetCheckResult(check_name="angles_valid", passed=passed, metadata=details)])

@@ -5,6 +5,7 @@ import numpy as np
 import polars as pl
 
 from efhq_assets.core import ingest
+from efhq_assets.core.checks import check_quality
 from efhq_assets.core.face_crops import iter_faces_by_frame
 from efhq_assets.core.quality import DEFAULT_SCORER, SCORERS, face_crop, quality_rows
 from efhq_assets.core.storage import empty_frame, read_rows, write_table
@@ -38,6 +39,8 @@ def score_video(video: dict, faces: list[dict]) -> list[dict]:
     group_name="quality",
     kinds={"python"},
     code_version=CODE_VERSION,
+    check_specs=[dg.AssetCheckSpec("scores_valid", asset="quality_scores", blocking=True,
+                                   description="scores finite (and in range where the scorer guarantees it)")],
     description="Sharpness, EFHQ's brightness formula, exposure clipping, noise, face size and a no-reference score "
                 f"({DEFAULT_SCORER}: 100 - BRISQUE) on each face crop. Same input, same bytes. Table `quality`.",
 )
@@ -58,4 +61,7 @@ def quality_scores(context: dg.AssetExecutionContext, storage: EfhqStorage) -> d
     if df.height:
         metadata.update({"score_median": float(df["score"].median()), "sharpness_median": float(df["sharpness"].median()),
                          "brightness_median": float(df["brightness"].median())})
-    return dg.MaterializeResult(metadata=metadata)
+    spec = SCORERS[DEFAULT_SCORER]
+    passed, details = check_quality(rows, spec.range, spec.strict_range)
+    return dg.MaterializeResult(metadata=metadata, check_results=[
+        dg.AssetCheckResult(check_name="scores_valid", passed=passed, metadata=details)])

@@ -98,3 +98,34 @@ def test_sensor_cap_leaves_a_backlog_for_the_next_tick(tmp_path, sources, monkey
     assert batch == ["empty", "good_a"] and json.loads(cursor)["backlog"] == 3
     second = sensors.new_partitions_tick(EfhqStorage(data_root=str(root.path)), set(batch), cursor, cap=2)
     assert second[0] == ["good_b", "notes"]
+
+
+def test_face_chain_on_a_real_face_passes_its_blocking_checks(tmp_path):
+    import numpy as np
+
+    from efhq_assets.core.models.sample_images import astronaut_bgr
+    from efhq_assets.core.video import write_test_video
+    from efhq_assets.runner import PER_VIDEO_ASSETS
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    img = astronaut_bgr()
+    write_test_video(videos / "astro.mp4", [np.ascontiguousarray(np.roll(img, 3 * i, axis=1)) for i in range(4)])
+    root = DataRoot(tmp_path / "root").ensure()
+    ingest.save_source_config(root, SourceConfig(videos=[str(videos)]))
+    ingest.refresh_catalog(root)
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(video_files.name, ["astro"])
+        result = dg.materialize([defs.get_assets_def(k) for k in PER_VIDEO_ASSETS], partition_key="astro",
+                                instance=instance,
+                                resources=dict(defs.resources, storage=EfhqStorage(data_root=str(root.path))))
+        assert result.success
+        checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+        assert checks == {"faces_well_formed": True, "angles_valid": True, "bins_match_angles": True,
+                          "scores_valid": True}
+    faces = read_table(root, "faces", "astro")
+    assert faces.height == 4 and faces["track_id"].n_unique() == 1
+    poses = read_table(root, "poses", "astro")
+    assert set(poses["estimator"]) == {"facemesh", "dlib68", "combined"} and poses.height == 12
+    assert read_table(root, "bins", "astro")["softbin"].to_list() == ["frontal"] * 4
+    assert read_table(root, "track_embeddings", "astro").height == 1
