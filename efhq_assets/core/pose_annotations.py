@@ -10,7 +10,7 @@ import hashlib
 
 import numpy as np
 
-LANDMARK_COLUMN = {"facemesh": ("lmk478", 478, 3), "dlib68": ("lmk68", 68, 2)}
+LANDMARK_COLUMN = {"facemesh": ("lmk478", 478, 2), "dlib68": ("lmk68", 68, 2)}
 
 
 def reference_sha256(estimator) -> str:

@@ -12,7 +12,7 @@ from .frames import decoded_frames
 from .partitions import video_files
 from .resources import EfhqStorage, FaceAnalysis
 
-CODE_VERSION = "face_detections-1"
+CODE_VERSION = "face_detections-2"
 
 
 def face_fingerprint(frames_fp: str | None, face_analysis: FaceAnalysis) -> str:

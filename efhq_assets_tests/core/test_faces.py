@@ -45,6 +45,6 @@ def test_analyse_video_on_a_real_face_with_a_crop(tmp_path, models):
     x1 = np.array([f["x1"] for f in faces])
     assert 150 < x1[0] < 200 and np.all(np.diff(x1) > 0)
     assert all(f["passes_efhq_filter"] is False for f in faces)  # ~100 px face: fails EFHQ's 256x256 area rule
-    assert all(len(m["lmk478"]) == 478 * 3 and len(m["lmk68"]) == 136 for m in marks)
+    assert all(len(m["lmk478"]) == 478 * 2 and len(m["lmk68"]) == 136 for m in marks)
     lmk68 = np.array(marks[0]["lmk68"]).reshape(68, 2)
     assert faces[0]["x1"] - 10 < lmk68[:, 0].mean() < faces[0]["x2"] + 10
