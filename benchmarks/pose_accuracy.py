@@ -74,6 +74,24 @@ def pnp_pose(lmk478: np.ndarray, ref: np.ndarray, size: int, focal_factor: float
     return float(y), float(p), float(r)
 
 
+def oracle_estimates(face, truths):
+    """The estimators' 3D references fitted to the EXACT projected mesh vertices (no image, no
+    landmarker): isolates the reference-shape mismatch from landmarker error.  ``oracle_facemesh_ref``:
+    the facemesh reference on the 468 vertices; ``oracle_dlib68_ref19``: the dlib68 reference on the 19
+    iBUG points with FaceMesh correspondences (IBUG68_TO_FACEMESH)."""
+    from efhq_assets.core import face_models_3d as fm3d
+    from efhq_assets.core.pose import estimate_batch, project_np
+
+    t = np.array(truths, np.float64)
+    uv = project_np(face.vertices[:468], t[:, 0], t[:, 1], t[:, 2], scale=280.0, translation=(256.0, 256.0))
+    ib = np.array(list(fm3d.IBUG68_TO_FACEMESH.keys()))
+    fi = np.array(list(fm3d.IBUG68_TO_FACEMESH.values()))
+    a = estimate_batch(uv, fm3d.facemesh_reference()[:468])
+    b = estimate_batch(uv[:, fi], fm3d.dlib68_reference()[ib])
+    return [{"oracle_facemesh_ref": (a[0][i], a[1][i], a[2][i]), "oracle_dlib68_ref19": (b[0][i], b[1][i], b[2][i])}
+            for i in range(len(t))]
+
+
 def people(quick: bool, with_astronaut: bool, detector):
     from efhq_assets.core.models.sample_images import astronaut_bgr, insightface_t1_bgr
 
@@ -96,6 +114,11 @@ def run_chain(frames, truth_boxes, models, size):
 
     detector, facemesh, dlib68 = models
     ref = fm3d.facemesh_reference()
+    try:  # the landmarks table's storage format (x, y at 1/8 px), exactly as the pipeline writes it
+        from efhq_assets.core.faces import landmark_list as to_row
+    except ImportError:  # older layout: plain x, y
+        def to_row(points):
+            return np.asarray(points, np.float32)[:, :2].reshape(-1).tolist()
     out = []
     rows = []
     for start in range(0, len(frames), 16):
@@ -112,8 +135,8 @@ def run_chain(frames, truth_boxes, models, size):
                 m = facemesh.landmarks(frames[i], [d.box])[0]
                 l68 = dlib68.landmarks(frames[i], [d.box])[0]
                 rows.append({"video_id": "bench", "clip_id": "bench", "frame_index": i, "face_index": 0,
-                             "lmk478": None if m is None else m.reshape(-1).tolist(),
-                             "lmk68": None if l68 is None else l68.reshape(-1).tolist()})
+                             "lmk478": None if m is None else to_row(m),
+                             "lmk68": None if l68 is None else to_row(l68)})
                 if m is not None:
                     rec["est"]["peer_pnp"] = pnp_pose(m, ref, size, 1.0)
                     rec["est"]["peer_pnp_f20"] = pnp_pose(m, ref, size, 20.0)
@@ -122,7 +145,25 @@ def run_chain(frames, truth_boxes, models, size):
         for r in pose_rows(rows):
             y, p, ro = (np.nan if r[a] is None else r[a] for a in ANGLES)
             out[r["frame_index"]]["est"][r["estimator"]] = (y, p, ro)
+    for rec in out:
+        rec["est"].update(suggested_gated(rec["est"]))
     return out
+
+
+def suggested_gated(est):
+    """A SUGGESTION, not the pipeline: ``combine()`` with dlib68 dropped where the face is turned past
+    35 deg by FaceMesh's reading (dlib's 68-point predictor is trained on 300-W, mostly |yaw| < 45, and
+    collapses toward 0 beyond) or where the two disagree on yaw by > 15 deg.  Thresholds are a priori,
+    not tuned on these renders."""
+    from efhq_assets.core.pose import combine
+
+    fm, dl = est.get("facemesh"), est.get("dlib68")
+    if fm is None or not np.isfinite(fm[0]):
+        return {"suggested_combined_gated": dl} if dl is not None else {}
+    if dl is None or not np.isfinite(dl[0]) or abs(fm[0]) > 35 or abs(fm[0] - dl[0]) > 15:
+        return {"suggested_combined_gated": fm}
+    y, p, r = combine({"facemesh": fm, "dlib68": dl})
+    return {"suggested_combined_gated": (float(y), float(p), float(r))}
 
 
 def metrics(records, estimators):
@@ -135,6 +176,10 @@ def metrics(records, estimators):
         "detection_rate_le60": float(np.mean([r["detected"] for r in le60])),
         "detection_rate_flipped": float(np.mean([r["detected"] for r in records if r["flipped"]])),
         "false_positive_boxes": int(sum(r["false_positives"] for r in records)),
+        "missed_le60": [[r["person"], *r["truth"]] for r in le60 if not r["detected"]],
+        "detection_rate_by_turn_from_still": {
+            label: float(np.mean([r["detected"] for r in orig if sel(abs(r["truth"][0] - r["still_yaw"]))] or [np.nan]))
+            for label, sel in (("le45", lambda d: d <= 45), ("gt45", lambda d: d > 45))},
         "estimators": {},
     }
     by_key = {(r["person"], r["truth"]): r for r in records if not r["flipped"]}
@@ -161,6 +206,13 @@ def metrics(records, estimators):
             if rows:
                 bands[f"{lo}-{hi}"] = round(float(np.mean([abs(r["est"][name][0] - r["truth"][0]) for r in rows])), 2)
         e["mae_yaw_by_abs_yaw"] = bands
+        turn = {}
+        for label, sel in (("le45", lambda d: d <= 45), ("gt45", lambda d: d > 45)):
+            rows = [r for r in le60 if sel(abs(r["truth"][0] - r["still_yaw"])) and name in r["est"]
+                    and np.isfinite(r["est"][name][0])]
+            if rows:
+                turn[label] = round(float(np.mean([abs(r["est"][name][0] - r["truth"][0]) for r in rows])), 2)
+        e["mae_yaw_le60_by_turn_from_still"] = turn
         # per person (yaw MAE, |yaw| <= 60)
         per = {}
         for person in sorted({r["person"] for r in orig}):
@@ -206,7 +258,7 @@ def main() -> None:
     yaws = list(range(-80, 81, step))
     pitches = (-20, 0, 20)
     rolls = (0, 15)
-    estimators = ("facemesh", "dlib68", "combined", "peer_pnp", "peer_pnp_f20")
+    estimators = ("facemesh", "dlib68", "combined", "peer_pnp", "peer_pnp_f20", "suggested_combined_gated", "oracle_facemesh_ref", "oracle_dlib68_ref19")
 
     records = []
     still_poses = {}
@@ -231,8 +283,10 @@ def main() -> None:
                                  "source_truth": key})
         t0 = time.perf_counter()
         out = run_chain(frames, boxes, (detector, facemesh, dlib68), size)
-        for m, o in zip(meta, out):
-            records.append({**m, **o})
+        oracle = oracle_estimates(face, [m["truth"] for m in meta])
+        for m, o, orc in zip(meta, out, oracle):
+            o["est"].update(orc)
+            records.append({**m, **o, "still_yaw": face.still_pose[0] * (-1 if m["flipped"] else 1)})
         det = np.mean([o["detected"] for o, m in zip(out, meta) if not m["flipped"]])
         log(f"{person}: still pose {still_poses[person]}, {len(frames)} frames, detected {det:.0%}, "
             f"chain {time.perf_counter() - t0:.1f} s")
@@ -251,6 +305,14 @@ def main() -> None:
                        "20 x frame width (peer_pnp_f20), principal point at the centre, no distortion",
         "main": metrics(main_records, estimators),
     }
+    near = [p for p, v in still_poses.items() if p != "astronaut" and abs(v[0]) <= 15]
+    sub = metrics([r for r in main_records if r["person"] in near], estimators)
+    keys = ("mae_yaw_le60", "mae_yaw_all", "yaw_gain_le60", "mae_pitch_le60", "bias_pitch_le60", "mae_roll_le60")
+    result["near_frontal_stills"] = {
+        "people": near, "why": "texture and still-pose removal are most reliable when the photo is near frontal "
+                               "(|still yaw| <= 15); the hidden half of a turned photo is stretched when rendered",
+        "detection_rate": sub["detection_rate"], "detection_rate_le60": sub["detection_rate_le60"],
+        "estimators": {k: {f: v.get(f) for f in keys} for k, v in sub["estimators"].items()}}
     if any(r["person"] == "astronaut" for r in records):
         result["astronaut_circular"] = {
             "flag": "CIRCULAR for facemesh, combined and both peer_pnp: their 3D reference is FaceMesh's output on "
