@@ -141,6 +141,68 @@ def cmd_ui(args) -> int:
     return 0
 
 
+def cmd_review_export(args) -> int:
+    import cv2
+    import numpy as np
+
+    from efhq_assets.core.face_crops import iter_faces_by_frame
+    from efhq_assets.core.quality import face_crop
+    from efhq_assets.core.review import write_sheet
+    root = _root(args)
+    where = "" if args.bin == "all" else "where (b.softbin = ? or b.label = ?)"
+    sql = ("select b.video_id, b.frame_index, b.face_index, b.label, p.yaw, p.pitch, p.roll, f.x1, f.y1, f.x2, f.y2, "
+           "v.path from bins b join faces f using (video_id, clip_id, frame_index, face_index) "
+           "join poses p using (video_id, clip_id, frame_index, face_index) join videos v using (video_id) "
+           f"{'where' if not where else where + ' and'} p.estimator = 'combined' "
+           f"order by b.video_id, b.frame_index, b.face_index limit {int(args.limit)}")
+    try:
+        from efhq_assets.core.storage import connect_read_only
+
+        con = connect_read_only(root)
+        cur = con.execute(sql, [] if args.bin == "all" else [args.bin, args.bin])
+        names = [d[0] for d in cur.description]
+        faces = [dict(zip(names, r)) for r in cur.fetchall()]
+        con.close()
+    except Exception as exc:  # no manifest yet, or a duckdb error: a message, not a traceback
+        print(f"efhq review export: {exc}", file=sys.stderr)
+        return 2
+    thumbs = {}
+    for path in sorted({f["path"] for f in faces}):
+        for image, rows in iter_faces_by_frame(path, [f for f in faces if f["path"] == path]):
+            for f in rows:
+                crop = face_crop(image, [f["x1"], f["y1"], f["x2"], f["y2"]], out=128)
+                ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(crop), [cv2.IMWRITE_JPEG_QUALITY, 85])
+                thumbs[(f["video_id"], int(f["frame_index"]), int(f["face_index"]))] = buf.tobytes()
+    out = Path(args.out).resolve()
+    csv_path = write_sheet(faces, thumbs, out, f"EFHQ review: {args.bin}")
+    print(f"wrote {out} ({len(faces)} faces) and {csv_path}: fill new_label, then `efhq review import {csv_path}`",
+          file=sys.stderr)
+    return 0
+
+
+def cmd_review_import(args) -> int:
+    import datetime as dt
+
+    from efhq_assets import runner
+    from efhq_assets.core.review import ReviewFileError, parse_review_csv
+    from efhq_assets.core.storage import atomic_write_bytes
+    from efhq_assets.defs.review import known_faces, review_files
+
+    root = _root(args)
+    try:
+        rows = parse_review_csv(args.file, known_faces(root))
+    except ReviewFileError as exc:
+        print(f"efhq review import: {exc}", file=sys.stderr)
+        return 2
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
+    target = root.catalog / "review" / f"{len(review_files(root)):05d}-{stamp}.csv"
+    atomic_write_bytes(target, Path(args.file).read_bytes())
+    print(f"imported {len(rows)} relabel(s) as {target.name}; re-materializing the affected pose_bins", file=sys.stderr)
+    report = runner.build(root)
+    print(runner.summary_json(report))
+    return 1 if report.failed else 0
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="efhq", description="EFHQ extreme-pose face dataset pipeline (Dagster + DuckDB)")
     common = argparse.ArgumentParser(add_help=False)
@@ -168,6 +230,17 @@ def make_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("status", parents=[common], help="videos by status, errors; --missing lists what to download")
     p.add_argument("--missing", action="store_true")
     p.set_defaults(func=cmd_status)
+
+    review = sub.add_parser("review", help="export contact sheets for manual review; import relabels")
+    review_sub = review.add_subparsers(dest="review_command", required=True)
+    p = review_sub.add_parser("export", parents=[common], help="contact sheet (HTML) + CSV to edit, for one bin")
+    p.add_argument("--bin", default="profile_horizontal", help="softbin or label to review, or 'all'")
+    p.add_argument("--out", required=True, help="HTML file to write (the CSV goes beside it)")
+    p.add_argument("--limit", type=int, default=500)
+    p.set_defaults(func=cmd_review_export)
+    p = review_sub.add_parser("import", parents=[common], help="validate an edited review CSV and apply it")
+    p.add_argument("file")
+    p.set_defaults(func=cmd_review_import)
 
     p = sub.add_parser("ui", parents=[common], help="run the Dagster UI (dagster dev) on this data root's instance")
     p.add_argument("--host", default="127.0.0.1")

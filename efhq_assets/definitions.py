@@ -10,6 +10,7 @@ from efhq_assets.defs.manifest import manifest
 from efhq_assets.defs.pose import pose_annotations
 from efhq_assets.defs.quality import quality_scores
 from efhq_assets.defs.resources import EfhqStorage, FaceAnalysis
+from efhq_assets.defs.review import review_overrides
 from efhq_assets.defs.sensors import per_video_job, video_files_sensor
 from efhq_assets.defs.sources import source_videos
 
@@ -18,7 +19,7 @@ manifest_job = dg.define_asset_job("manifest_job", selection=dg.AssetSelection.a
 
 defs = dg.Definitions(
     assets=[source_videos, decoded_frames, face_detections, pose_annotations, quality_scores, pose_bins, track_embeddings,
-            face_identities, manifest],
+            face_identities, review_overrides, manifest],
     jobs=[per_video_job, manifest_job],
     sensors=[video_files_sensor],
     resources={"storage": EfhqStorage(), "face_analysis": FaceAnalysis()},

@@ -95,10 +95,34 @@ def expected_fingerprints(root: DataRoot, video: dict, clips: list[dict], sampli
             "track_embeddings": identities.embeddings_fingerprint(faces_fp)}
 
 
-def _up_to_date(root: DataRoot, video: dict, clips: list[dict], sampling: str, face_analysis) -> bool:
+def stale_assets(root: DataRoot, video: dict, clips: list[dict], sampling: str, face_analysis) -> list[str]:
+    """Per-video assets whose recorded fingerprint differs from what they would record now.
+
+    The fingerprints chain (each includes its upstream's), so a change anywhere marks exactly its
+    downstream stale; a video with an error row is redone whole.
+    """
+    if any(p.stem.startswith(video["video_id"] + "@") for p in table_files(root, "errors")):
+        return list(PER_VIDEO_ASSETS)
     expected = expected_fingerprints(root, video, clips, sampling, face_analysis)
-    return (all(ingest.lineage_fingerprint(root, asset, video["video_id"]) == fp for asset, fp in expected.items())
-            and not any(p.stem.startswith(video["video_id"] + "@") for p in table_files(root, "errors")))
+    return [a for a, fp in expected.items() if ingest.lineage_fingerprint(root, a, video["video_id"]) != fp]
+
+
+def refresh_reviews(root: DataRoot, instance, resources) -> None:
+    """Rebuild `review_overrides` when the imported review sheets changed."""
+    import dagster as dg
+
+    from efhq_assets.definitions import defs
+    from efhq_assets.defs.review import review_files
+
+    files = review_files(root)
+    state = ingest.fingerprint([(p.name, p.stat().st_size) for p in files])
+    marker = root.catalog / ".reviews.state"
+    if (marker.read_text() if marker.exists() else ingest.fingerprint([])) == state:
+        return
+    dg.materialize([defs.get_assets_def("review_overrides")], instance=instance, resources=resources,
+                   run_config=QUIET_RUN_CONFIG, tags={"efhq/command": "build"})
+    ingest.atomic_write_bytes(marker, state.encode())
+    log(f"  review_overrides: rebuilt from {len(files)} sheet(s)")
 
 
 def build(root: DataRoot, config: SourceConfig | None = None, sampling: str | None = None,
@@ -125,23 +149,26 @@ def build(root: DataRoot, config: SourceConfig | None = None, sampling: str | No
         log(f"  source error: {err['message']}")
 
     keys = catalog.partition_keys()
+    resources = dict(defs.resources, storage=defs.resources["storage"].model_copy(update={"data_root": str(root.path)}))
+    refresh_reviews(root, instance, resources)
     known = set(instance.get_dynamic_partitions(video_files.name))
     new = [k for k in keys if k not in known]
     if new:
         instance.add_dynamic_partitions(video_files.name, new)  # one batched call
     assets = [defs.get_assets_def(k) for k in PER_VIDEO_ASSETS]
-    resources = dict(defs.resources, storage=defs.resources["storage"].model_copy(update={"data_root": str(root.path)}))
     log(f"efhq: {len(keys)} videos to check in {root.path} ({len(report.missing)} missing, "
         f"{len(report.duplicates)} duplicates)")
     for n, key in enumerate(keys, start=1):
         video = catalog.video(key)
         clips = catalog.clips_of(key)
-        if not force and _up_to_date(root, video, clips, settings["sampling"], resources["face_analysis"]):
+        stale = list(PER_VIDEO_ASSETS) if force else stale_assets(root, video, clips, settings["sampling"],
+                                                                    resources["face_analysis"])
+        if not stale:
             report.skipped.append(key)
             log(f"  [{n}/{len(keys)}] {key}: up to date")
             continue
         t0 = time.perf_counter()
-        result = dg.materialize(assets, partition_key=key, instance=instance, resources=resources,
+        result = dg.materialize(assets, selection=stale, partition_key=key, instance=instance, resources=resources,
                                 raise_on_error=False, run_config=QUIET_RUN_CONFIG,
                                 tags={"efhq/command": "build"})
         if result.success:

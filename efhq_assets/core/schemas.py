@@ -50,6 +50,7 @@ TABLE_SCHEMAS: dict[str, dict[str, str]] = {
         "bin_facemesh": "VARCHAR", "bin_dlib68": "VARCHAR", "bin_combined": "VARCHAR", "hardbin": "VARCHAR",
         "softbin": "VARCHAR", "smallbin": "VARCHAR", "reviewed_label": "VARCHAR", "label": "VARCHAR",
     },
+    "review_overrides": {"video_id": "VARCHAR", "frame_index": "BIGINT", "face_index": "INTEGER", "label": "VARCHAR"},
     "track_embeddings": {
         "video_id": "VARCHAR", "clip_id": "VARCHAR", "track_id": "BIGINT", "source_id": "VARCHAR",
         "n_faces": "INTEGER", "embedding": "FLOAT[]", "embedder": "VARCHAR", "embedder_sha256": "VARCHAR",

@@ -26,7 +26,9 @@ if TYPE_CHECKING:  # polars/duckdb are imported where used: core must import wit
 
 DEFAULT_DATA_ROOT = "efhq_data"
 TABLE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
-KEY_SEPARATOR = "@"  # never valid in a video id, so "<video_id>@<stage>" file names are unambiguous
+KEY_SEPARATOR = "@"
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)  # never valid in a video id, so "<video_id>@<stage>" file names are unambiguous
 
 
 def resolve_data_root(explicit: str | os.PathLike | None = None) -> Path:
@@ -119,6 +121,7 @@ def atomic_path(target: Path) -> Iterator[Path]:
     """
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".tmp-{target.name}.", dir=target.parent)
+    os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; data files are as readable as any other
     os.close(fd)
     tmp = Path(tmp_name)
     try:

@@ -11,6 +11,7 @@ from efhq_assets.core.storage import empty_frame, read_rows, write_table
 from .partitions import video_files
 from .pose import pose_annotations
 from .resources import EfhqStorage
+from .review import review_overrides
 
 CODE_VERSION = "pose_bins-1"
 
@@ -26,7 +27,7 @@ def read_overrides(root, video_id: str) -> dict:
 
 @dg.asset(
     partitions_def=video_files,
-    deps=[pose_annotations],
+    deps=[pose_annotations, review_overrides],
     group_name="bins",
     kinds={"python"},
     code_version=CODE_VERSION,

@@ -1,0 +1,58 @@
+"""`review_overrides`: reviewed labels rebuilt from every imported review sheet, in import order."""
+
+import dagster as dg
+import polars as pl
+
+from efhq_assets.core import ingest
+from efhq_assets.core.review import merge_reviews
+from efhq_assets.core.storage import remove_table_file, table_files, write_table
+
+from .resources import EfhqStorage
+
+CODE_VERSION = "review_overrides-1"
+
+
+def known_faces(root) -> set[tuple[str, int, int]]:
+    files = table_files(root, "faces")
+    if not files:
+        return set()
+    df = pl.concat([pl.read_parquet(p, columns=["video_id", "frame_index", "face_index"]) for p in files])
+    return {(v, int(f), int(i)) for v, f, i in df.iter_rows()}
+
+
+def review_files(root) -> list:
+    folder = root.catalog / "review"
+    return sorted(folder.glob("*.csv")) if folder.is_dir() else []
+
+
+@dg.asset(
+    group_name="bins",
+    kinds={"python"},
+    code_version=CODE_VERSION,
+    description="Human relabels (frontal / profile_* / remove) from the review sheets imported with "
+                "`efhq review import`, kept as data so the review is reproducible. Table `review_overrides`; "
+                "applied by `pose_bins` on its next materialization.",
+)
+def review_overrides(context: dg.AssetExecutionContext, storage: EfhqStorage) -> dg.MaterializeResult:
+    root = storage.root()
+    files = review_files(root)
+    merged = merge_reviews(files, known_faces(root))
+    by_video: dict[str, list[dict]] = {}
+    for (video_id, frame_index, face_index), label in sorted(merged.items()):
+        by_video.setdefault(video_id, []).append({"video_id": video_id, "frame_index": frame_index,
+                                                  "face_index": face_index, "label": label})
+    for path in table_files(root, "review_overrides"):
+        if path.stem not in by_video:
+            remove_table_file(root, "review_overrides", path.stem)
+    for video_id, rows in by_video.items():
+        write_table(root, "review_overrides", video_id, pl.DataFrame(rows))
+    ingest.record_lineage(root, "review_overrides", "all", CODE_VERSION, context.run_id,
+                          ingest.fingerprint([p.name for p in files]), len(merged))
+    counts = pl.DataFrame({"label": list(merged.values())}).group_by("label").len().sort("label").to_dicts() \
+        if merged else []
+    return dg.MaterializeResult(metadata={
+        "sheets": len(files), "overrides": len(merged), "videos": len(by_video),
+        "labels": dg.MetadataValue.md("| label | faces |\n|---|---|\n" + "\n".join(f"| {c['label']} | {c['len']} |"
+                                                                             for c in counts)),
+    })
+
