@@ -1,0 +1,365 @@
+"""Face-analysis benchmark on CPU: end-to-end frames/s, detect stride vs coverage, per-stage speed, pose batching.
+
+Run: .venv/bin/python benchmarks/analysis.py [--quick] [--strides 1,2,3,4] [--repeats N]
+Progress goes to stderr; the figures are ONE JSON object on the last stdout line.
+
+Clips (512x512, 25 fps, H.264 crf 23) are synthesized from real face photos shipped in installed
+packages (skimage's astronaut, insightface's t1.jpg; read at run time, never written to the repo):
+
+- steady:  the demo corpus' gentle-motion segments (`core.demo._steady_segment`): face 300-360 px,
+           small drift, a roll sweep (the VFHQ / CelebV-HQ case: one tracked face per clip);
+- fast:    one face crossing the frame at ~5 px/frame while zooming 200 -> 330 px and rolling +-20 deg;
+- group:   a fast pan (10 px/frame) over the six-person group photo: small faces (~60-90 px), faces
+           entering and leaving at the edges (what a detect stride can miss until its next detection).
+
+Measured (times are the best of `--repeats` interleaved runs; the machine may be shared):
+
+- end_to_end_cpu_fps: frames/s from the video file to the `combined` pose row, i.e.
+  `analyse_video` (decode + detect + track + FaceMesh + dlib68, one pass) + `pose_rows`, stride 1.
+  decode_fps is reported separately (decoding alone) so the analysis-only rate can be derived.
+- per detect stride k: the same end to end rate, its speed-up over k = 1, and `coverage`: the share of
+  the faces found with k = 1 that the k run also finds on the same frame (IoU >= 0.5); also the extra
+  faces it reports, the share of propagated (not detected) rows and how far their combined pose is
+  from the k = 1 pose of the same face.
+- per stage faces/s on the stride-1 faces: detector (batch 8 frames), FaceMesh, dlib68, pose fit.
+- pose fit faces/s at batch 1 vs batch 256 (FaceMesh 468-point fit, torch on CPU) and their ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from efhq_assets.core import demo  # noqa: E402
+from efhq_assets.core.faces import DETECT_BATCH, FaceModels, analyse_video, iou  # noqa: E402
+from efhq_assets.core.pose_annotations import LANDMARK_COLUMN, pose_rows  # noqa: E402
+from efhq_assets.core.video import ClipWindow, SamplingPolicy, iter_clip_frames, write_test_video  # noqa: E402
+
+FPS = 25.0
+COVERAGE_TARGET = 0.98
+POSE_BATCH = 256
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- synthetic clips
+
+
+def fast_clip(still, rng, n: int) -> list[np.ndarray]:
+    background = demo._background(rng, (120, 100, 140))
+    frames = []
+    for t in range(n):
+        u = t / max(n - 1, 1)
+        center = (150 + 5.0 * t, 200 + 2.0 * t)
+        face_px = 200 + 130 * u
+        roll = 20.0 * np.sin(2 * np.pi * u)
+        frames.append(demo.render_frame(still, background, face_px, center, roll, False)[0])
+    return frames
+
+
+def group_pan(n: int, step: int = 4) -> list[np.ndarray]:
+    from efhq_assets.core.models.sample_images import insightface_t1_bgr
+
+    group = insightface_t1_bgr()
+    size = demo.FRAME_SIZE
+    if group.shape[0] < size + 50 or group.shape[1] < size + step * n:  # upscale so the pan fits
+        scale = max((size + 50) / group.shape[0], (size + step * n) / group.shape[1])
+        import cv2
+
+        group = cv2.resize(group, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
+    y0 = max(0, min(100, group.shape[0] - size))
+    return [np.ascontiguousarray(group[y0:y0 + size, x:x + size]) for x in range(0, step * n, step)]
+
+
+def make_clips(folder: Path, quick: bool) -> list[dict]:
+    """Write the clips; returns [{"video": ..., "clips": ..., "kind": ...}] ready for analyse_video."""
+    rng = np.random.default_rng(0)
+    stills = {s.identity: s for s in demo.face_stills()}
+    n = 40 if quick else 80
+    plan: list[tuple[str, str, list[np.ndarray]]] = []
+    steady_ids = ["astronaut"] if quick else ["astronaut", "t1_person0", "t1_person2", "t1_person4"]
+    for k, identity in enumerate(steady_ids):
+        frames, *_ = demo._steady_segment(stills[identity], rng, n, (150, 110, 90), bool(k % 2), 12.0)
+        plan.append((f"steady_{identity}", "steady", frames))
+    plan.append(("fast_astronaut", "fast", fast_clip(stills["astronaut"], rng, n)))
+    plan.append(("group_pan", "group", group_pan(min(n, 76), step=10)))
+    out = []
+    for name, kind, frames in plan:
+        path = folder / f"{name}.mp4"
+        write_test_video(path, frames, fps=FPS)
+        out.append({"kind": kind, "video": {"video_id": name, "path": str(path), "fps": FPS},
+                    "clips": [{"clip_id": name, "start_frame": 0, "end_frame": len(frames) - 1, "crop": None}],
+                    "frames": len(frames)})
+    return out
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def match_faces(ref: list[dict], other: list[dict], threshold: float = 0.5) -> tuple[int, int, list[tuple[dict, dict]]]:
+    """Greedy IoU matching per (clip, frame): (matched, extra in `other`, matched pairs)."""
+    def by_frame(rows):
+        out: dict = {}
+        for r in rows:
+            out.setdefault((r["video_id"], r["clip_id"], r["frame_index"]), []).append(r)
+        return out
+
+    a, b = by_frame(ref), by_frame(other)
+    matched, extra, pairs = 0, 0, []
+    for key in set(a) | set(b):
+        ra, rb = a.get(key, []), b.get(key, [])
+        if not ra or not rb:
+            extra += len(rb)
+            continue
+        box = lambda rows: np.array([[r["x1"], r["y1"], r["x2"], r["y2"]] for r in rows])  # noqa: E731
+        m = iou(box(ra), box(rb))
+        used = 0
+        while m.size and m.max() >= threshold:
+            i, j = np.unravel_index(np.argmax(m), m.shape)
+            pairs.append((ra[i], rb[j]))
+            m[i, :] = -1
+            m[:, j] = -1
+            used += 1
+        matched += used
+        extra += len(rb) - used
+    return matched, extra, pairs
+
+
+def combined_pose(rows: list[dict]) -> dict:
+    return {(r["video_id"], r["clip_id"], r["frame_index"], r["face_index"]): (r["yaw"], r["pitch"], r["roll"])
+            for r in rows if r["estimator"] == "combined"}
+
+
+def key(r: dict) -> tuple:
+    return (r["video_id"], r["clip_id"], r["frame_index"], r["face_index"])
+
+
+def cpu_seconds() -> float:
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def pose_rate(estimator, lm: np.ndarray, batch: int, min_seconds: float) -> float:
+    """Faces/s of estimator.estimate_batch over `lm` in chunks of `batch` (repeated for >= min_seconds)."""
+    estimator.estimate_batch(lm[:batch], device="cpu")  # warm-up
+    done, start = 0, time.perf_counter()
+    while True:
+        for s in range(0, len(lm), batch):
+            estimator.estimate_batch(lm[s:s + batch], device="cpu")
+        done += len(lm)
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_seconds:
+            return done / elapsed
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer/shorter clips (< 90 s on 2 cores)")
+    ap.add_argument("--strides", default=None, help="detect strides to compare (default 1,2,3,4; quick 1,2,3)")
+    ap.add_argument("--repeats", type=int, default=None, help="timed runs per stride (best kept; default 3, quick 2)")
+    args = ap.parse_args()
+    strides = [int(s) for s in (args.strides or ("1,2,3" if args.quick else "1,2,3,4")).split(",")]
+    if 1 not in strides:
+        strides = [1] + strides
+    repeats = args.repeats or (2 if args.quick else 3)
+    t_all = time.perf_counter()
+
+    import torch
+
+    from efhq_assets.core.models import registry
+    from efhq_assets.core.pose import get_estimator
+
+    load_start = os.getloadavg()[0]
+    log(f"analysis benchmark: cpu_count={os.cpu_count()} torch_threads={torch.get_num_threads()} "
+        f"strides={strides} repeats={repeats}")
+    t = time.perf_counter()
+    models = FaceModels(registry.create("detector", "mtcnn", min_face=40), registry.create("landmarker", "facemesh"),
+                        registry.create("landmarker", "dlib68"))
+    model_load_s = time.perf_counter() - t
+
+    with tempfile.TemporaryDirectory(prefix="efhq_bench_analysis_") as tmp:
+        log("synthesizing clips ...")
+        t = time.perf_counter()
+        clips = make_clips(Path(tmp), args.quick)
+        n_frames = sum(c["frames"] for c in clips)
+        log(f"  {len(clips)} clips, {n_frames} frames of 512x512 in {time.perf_counter() - t:.1f} s")
+
+        # decode alone
+        t = time.perf_counter()
+        images = []
+        for c in clips:
+            windows = [ClipWindow(c["video"]["video_id"], 0, c["frames"] - 1)]
+            images.append([f.image.copy() for f in iter_clip_frames(c["video"]["path"], windows, SamplingPolicy())])
+        decode_fps = n_frames / (time.perf_counter() - t)
+
+        # warm-up (first mediapipe / onnxruntime / torch calls)
+        f, m = analyse_video(clips[0]["video"], [{**clips[0]["clips"][0], "end_frame": 7}], SamplingPolicy(), models)
+        pose_rows(m, device="cpu")
+
+        # ---- end to end per stride: interleaved per clip (strides in rotating order), best wall time per
+        # (stride, clip); process CPU time (all threads) is kept too, a cross-check when the machine is shared.
+        best: dict[int, dict[str, float]] = {k: {} for k in strides}
+        cpu: dict[int, dict[str, float]] = {k: {} for k in strides}
+        runs: dict[int, dict[str, tuple]] = {k: {} for k in strides}
+        turn = 0
+        for rep in range(repeats):
+            for c in clips:
+                name = c["video"]["video_id"]
+                order = strides[turn % len(strides):] + strides[:turn % len(strides)]
+                turn += 1
+                for k in order:
+                    c0, t = cpu_seconds(), time.perf_counter()
+                    f, m = analyse_video(c["video"], c["clips"], SamplingPolicy(), models, detect_stride=k)
+                    p = pose_rows(m, device="cpu")
+                    dt, dc = time.perf_counter() - t, cpu_seconds() - c0
+                    best[k][name] = min(best[k].get(name, np.inf), dt)
+                    cpu[k][name] = min(cpu[k].get(name, np.inf), dc)
+                    runs[k][name] = (f, m, p)
+            log(f"  rep {rep}: " + ", ".join(f"stride {k} {n_frames / sum(best[k].values()):.1f} fps" for k in strides)
+                + " (best so far)")
+        results = {k: tuple(sum((list(runs[k][c["video"]["video_id"]][i]) for c in clips), []) for i in range(3))
+                   for k in strides}
+        base_faces, base_marks, base_poses = results[1]
+        base_pose = combined_pose(base_poses)
+        kind_of = {c["video"]["video_id"]: c["kind"] for c in clips}
+        stride_report = {}
+        fps_by_stride = {k: n_frames / sum(best[k].values()) for k in strides}
+        for k in strides:
+            faces_k, _, poses_k = results[k]
+            matched, extra, pairs = match_faces(base_faces, faces_k)
+            pose_k = combined_pose(poses_k)
+            deltas = []
+            for a, b in pairs:
+                if b.get("detected", True):
+                    continue
+                pa, pb = base_pose.get(key(a)), pose_k.get(key(b))
+                if pa and pb and None not in pa and None not in pb:
+                    deltas.append(max(abs(x - y) for x, y in zip(pa, pb)))
+            by_kind = {}
+            for kind in sorted(set(kind_of.values())):
+                ra = [r for r in base_faces if kind_of[r["video_id"]] == kind]
+                rb = [r for r in faces_k if kind_of[r["video_id"]] == kind]
+                mk, _, _ = match_faces(ra, rb)
+                by_kind[kind] = round(mk / max(len(ra), 1), 4)
+            propagated = sum(not r.get("detected", True) for r in faces_k)
+            stride_report[str(k)] = {
+                "end_to_end_fps": round(fps_by_stride[k], 2),
+                "speedup": round(fps_by_stride[k] / fps_by_stride[1], 3),
+                "speedup_cpu_time": round(sum(cpu[1].values()) / sum(cpu[k].values()), 3),
+                "coverage": round(matched / max(len(base_faces), 1), 4),
+                "coverage_by_clip_kind": by_kind,
+                "faces": len(faces_k),
+                "extra_faces": extra,
+                "propagated_share": round(propagated / max(len(faces_k), 1), 4),
+                "propagated_pose_delta_deg_median": round(float(np.median(deltas)), 2) if deltas else None,
+                "propagated_pose_delta_deg_p95": round(float(np.percentile(deltas, 95)), 2) if deltas else None,
+            }
+        ok = [k for k in strides if k > 1 and stride_report[str(k)]["coverage"] >= COVERAGE_TARGET
+              and stride_report[str(k)]["speedup"] >= 1.1]
+        chosen = max(ok) if ok else 1
+
+        # ---- per stage on the stride-1 faces (images already decoded)
+        log("per-stage timings ...")
+        boxes_per_frame = []
+        for c, imgs in zip(clips, images):
+            rows = [r for r in base_faces if r["video_id"] == c["video"]["video_id"]]
+            per = {}
+            for r in rows:
+                per.setdefault(r["frame_index"], []).append(np.array([r["x1"], r["y1"], r["x2"], r["y2"]], np.float32))
+            boxes_per_frame += [(img, per.get(i, [])) for i, img in enumerate(imgs)]
+        all_imgs = [img for img, _ in boxes_per_frame]
+        n_faces = sum(len(b) for _, b in boxes_per_frame)
+        t = time.perf_counter()
+        n_det = 0
+        for s in range(0, len(all_imgs), DETECT_BATCH):
+            n_det += sum(len(d) for d in models.detector.detect(all_imgs[s:s + DETECT_BATCH]))
+        det_s = time.perf_counter() - t
+        t = time.perf_counter()
+        for img, b in boxes_per_frame:
+            if b:
+                models.facemesh.landmarks(img, b)
+        mesh_s = time.perf_counter() - t
+        t = time.perf_counter()
+        for img, b in boxes_per_frame:
+            if b:
+                models.dlib68.landmarks(img, b)
+        dlib_s = time.perf_counter() - t
+        t = time.perf_counter()
+        pose_rows(base_marks, device="cpu")
+        pose_s = time.perf_counter() - t
+
+        # ---- pose fit batch 1 vs batch 256 (FaceMesh fit, 468 points)
+        log("pose fit batching ...")
+        est = get_estimator("facemesh")
+        _, n478, d478 = LANDMARK_COLUMN["facemesh"]
+        lm = np.stack([np.asarray(r["lmk478"], np.float32).reshape(n478, d478)[:, :2] for r in base_marks
+                       if r["lmk478"] is not None])
+        reps = int(np.ceil(1024 / len(lm)))
+        lm = np.concatenate([lm] * reps)[:1024]
+        b1 = pose_rate(est, lm[:128] if args.quick else lm[:256], 1, 1.0 if args.quick else 3.0)
+        bN = pose_rate(est, lm, POSE_BATCH, 1.0 if args.quick else 3.0)
+        est68 = get_estimator("dlib68")
+        lm68 = np.stack([np.asarray(r["lmk68"], np.float32).reshape(68, 2) for r in base_marks if r["lmk68"] is not None])
+        lm68 = np.concatenate([lm68] * int(np.ceil(1024 / len(lm68))))[:1024]
+        b1_68 = pose_rate(est68, lm68[:128] if args.quick else lm68[:256], 1, 1.0 if args.quick else 3.0)
+        bN_68 = pose_rate(est68, lm68, POSE_BATCH, 1.0 if args.quick else 3.0)
+
+    result = {
+        "end_to_end_cpu_fps": round(fps_by_stride[1], 2),
+        "detect_stride": chosen,
+        "coverage": stride_report[str(chosen)]["coverage"],
+        "end_to_end_cpu_fps_at_detect_stride": round(fps_by_stride[chosen], 2),
+        "coverage_target": COVERAGE_TARGET,
+        "strides": stride_report,
+        "stages_faces_per_s": {
+            "decode_frames_per_s": round(decode_fps, 1),
+            "detector_frames_per_s": round(n_frames / det_s, 2),
+            "detector": round(n_det / det_s, 2),
+            "facemesh": round(n_faces / mesh_s, 2),
+            "dlib68": round(n_faces / dlib_s, 2),
+            "pose_fit": round(len(base_marks) / pose_s, 1),
+        },
+        "pose_fit_faces_per_s": {
+            "facemesh_batch_1": round(b1, 1),
+            f"facemesh_batch_{POSE_BATCH}": round(bN, 1),
+            "facemesh_ratio": round(bN / b1, 2),
+            "dlib68_batch_1": round(b1_68, 1),
+            f"dlib68_batch_{POSE_BATCH}": round(bN_68, 1),
+            "dlib68_ratio": round(bN_68 / b1_68, 2),
+            "target_ratio": 3.0,
+        },
+        "frames": n_frames,
+        "faces_stride_1": len(base_faces),
+        "clips": {c["video"]["video_id"]: c["frames"] for c in clips},
+        "frame_size": demo.FRAME_SIZE,
+        "model_load_s": round(model_load_s, 2),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "loadavg_1min": [round(load_start, 2), round(os.getloadavg()[0], 2)],  # start, end: shared machine?
+        "quick": bool(args.quick),
+        "repeats": repeats,
+        "seconds": round(time.perf_counter() - t_all, 1),
+    }
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
