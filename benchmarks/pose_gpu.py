@@ -1,0 +1,81 @@
+"""6DRepNet throughput from uint8 face crops: CPU batch 1 vs batched, and CUDA fp32/fp16 when present.
+
+Run: python benchmarks/pose_gpu.py [--quick] [--batch 256] [--seconds 3]
+Imports only torch, numpy and efhq_assets.core (runs on a machine with only torch + numpy).
+Random weights (the architecture is what is timed).  Each timed call covers the whole path:
+uint8 BGR crops (host numpy) -> host-to-device copy -> resize/normalise on the device -> RepVGG-B1g2
+(deploy form) -> 6D -> rotation -> project angles -> numpy on the host.
+Progress goes to stderr; ONE JSON object is printed on the last stdout line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from efhq_assets.core.models.sixdrepnet import SixDRepNetEstimator  # noqa: E402
+
+
+def faces_per_s(est: SixDRepNetEstimator, crops: np.ndarray, min_seconds: float, min_reps: int = 2) -> float:
+    est.estimate_crops(crops)  # warm-up (cudnn autotune, allocator)
+    if est.device.type == "cuda":
+        torch.cuda.synchronize()
+    n, reps, t0 = 0, 0, time.perf_counter()
+    while reps < min_reps or time.perf_counter() - t0 < min_seconds:
+        est.estimate_crops(crops)  # returns numpy: includes device->host sync
+        n += len(crops)
+        reps += 1
+    return n / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--crop", type=int, default=224, help="side of the uint8 input crops")
+    ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--quick", action="store_true")
+    a = ap.parse_args()
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    cpu_batch = 32 if a.quick else a.batch
+    out: dict = {"model": "6drepnet (RepVGG-B1g2 deploy, random weights)", "crop_px": a.crop, "torch": torch.__version__,
+                 "cpu_threads": torch.get_num_threads(), "cpu_batch": cpu_batch}
+    cpu = SixDRepNetEstimator("6drepnet", random_init=True, device="cpu", fp16=False, batch_size=cpu_batch)
+    one = rng.integers(0, 256, (1, a.crop, a.crop, 3), dtype=np.uint8)
+    many = rng.integers(0, 256, (cpu_batch, a.crop, a.crop, 3), dtype=np.uint8)
+    print("cpu batch 1 ...", file=sys.stderr)
+    out["cpu_faces_per_s_batch1"] = round(faces_per_s(cpu, one, a.seconds), 2)
+    print(f"cpu batch {cpu_batch} ...", file=sys.stderr)
+    out["cpu_faces_per_s_batched"] = round(faces_per_s(cpu, many, a.seconds), 2)
+    out["cpu_batch_speedup"] = round(out["cpu_faces_per_s_batched"] / out["cpu_faces_per_s_batch1"], 2)
+    out["cuda_available"] = torch.cuda.is_available()
+    if torch.cuda.is_available():
+        out["gpu"] = torch.cuda.get_device_name(0)
+        torch.backends.cudnn.benchmark = True
+        big = rng.integers(0, 256, (a.batch, a.crop, a.crop, 3), dtype=np.uint8)
+        for fp16 in (False, True):
+            sfx = "_fp16" if fp16 else ""
+            gpu = SixDRepNetEstimator("6drepnet", random_init=True, device="cuda", fp16=fp16, batch_size=a.batch)
+            print(f"gpu fp16={fp16} ...", file=sys.stderr)
+            out[f"gpu_faces_per_s_batch1{sfx}"] = round(faces_per_s(gpu, one, a.seconds), 2)
+            out[f"gpu_faces_per_s_batched{sfx}"] = round(faces_per_s(gpu, big, a.seconds), 2)
+            # the same crops must give (nearly) the same angles on CPU and GPU
+            gpu.net.load_state_dict(cpu.net.state_dict())
+            diff = float(np.abs(gpu.estimate_crops(big[:8]) - cpu.estimate_crops(big[:8])).max())
+            out[f"gpu_vs_cpu_max_abs_deg{sfx}"] = round(diff, 4)
+            del gpu
+        out["gpu_batch"] = a.batch
+        out["gpu_fp16_speedup"] = round(out["gpu_faces_per_s_batched_fp16"] / out["gpu_faces_per_s_batched"], 2)
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
