@@ -202,9 +202,10 @@ def synergynet_angles_to_project(yaw, pitch, roll, iters: int = 30, tol: float =
 
     Finds R with ``matrix2angle_corr(R) == (yaw, pitch, roll)`` by damped Newton steps on SO(3)
     (numerical Jacobian, float64), started from the single-axis reading
-    ``R_project(-yaw, pitch, roll)``; then R is already in the project frame.  Converges to
-    < 1e-9 deg for |yaw| < 80 and |pitch|, |roll| < 60 (tests); rows whose residual stays above
-    1e-3 deg are returned as NaN rather than silently wrong.
+    ``R_project(-yaw, pitch, roll)``; then R is already in the project frame.  Measured: all 300
+    random poses with |yaw| < 60, |pitch|, |roll| < 40 recover to < 1e-6 deg (tests); over
+    |yaw| < 80, |pitch|, |roll| < 60, 9 of 2,000 did not converge.  Rows whose residual stays
+    above 1e-3 deg are returned as NaN rather than silently wrong.
     """
     tgt = torch.stack(torch.broadcast_tensors(_t(yaw), _t(pitch), _t(roll)), -1)
     shape = tgt.shape[:-1]
