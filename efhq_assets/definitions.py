@@ -3,6 +3,7 @@
 import dagster as dg
 
 from efhq_assets.defs.bins import pose_bins
+from efhq_assets.defs.card import dataset_card
 from efhq_assets.defs.faces import face_detections
 from efhq_assets.defs.frames import decoded_frames
 from efhq_assets.defs.identities import face_identities, track_embeddings
@@ -19,7 +20,7 @@ manifest_job = dg.define_asset_job("manifest_job", selection=dg.AssetSelection.a
 
 defs = dg.Definitions(
     assets=[source_videos, decoded_frames, face_detections, pose_annotations, quality_scores, pose_bins, track_embeddings,
-            face_identities, review_overrides, manifest],
+            face_identities, review_overrides, dataset_card, manifest],
     jobs=[per_video_job, manifest_job],
     sensors=[video_files_sensor],
     resources={"storage": EfhqStorage(), "face_analysis": FaceAnalysis()},

@@ -78,7 +78,7 @@ def _failure_message(root: DataRoot, video_id: str) -> str:
 
 PER_VIDEO_ASSETS = ("source_videos", "decoded_frames", "face_detections", "pose_annotations", "quality_scores",
                     "pose_bins", "track_embeddings")
-UNPARTITIONED_ASSETS = ("face_identities", "manifest")
+UNPARTITIONED_ASSETS = ("face_identities", "dataset_card", "manifest")
 
 
 def expected_fingerprints(root: DataRoot, video: dict, clips: list[dict], sampling: str, face_analysis) -> dict[str, str]:

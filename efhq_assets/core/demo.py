@@ -27,7 +27,12 @@ from pathlib import Path
 
 import numpy as np
 
-CORPUS_VERSION = "demo-1"
+CORPUS_VERSION = "demo-2"
+# People whose photo is near frontal get a head-turn clip (rendering far past a photo's own pose
+# stretches the unseen side of the face; see core/face_render.py). Not the astronaut: her FaceMesh
+# geometry is the facemesh estimator's 3D reference, so her turns would test it circularly.
+TURN_IDENTITIES = ("t1_person2", "t1_person3", "t1_person5")
+TURN_YAW_RANGE = (-50.0, 50.0)
 FRAME_SIZE = 512
 FPS = 25.0
 CLIP_FRAMES = 40
@@ -150,9 +155,15 @@ def _steady_segment(still, rng, n_frames, tint, mirrored, roll_amplitude, face_r
     return frames, boxes, lmks, rolls
 
 
-# Segment kinds a clip can be made of. "turn" (known yaw/pitch from a fitted 3D face) is added by the
-# face-profiling renderer; until then the corpus uses steady and mirrored segments only.
-SEGMENT_RENDERERS = {"steady": _steady_segment}
+def _turn_segment(still, rng, n_frames, tint, mirrored, roll_amplitude, **kw):
+    from .face_render import demo_turn_segment
+
+    return demo_turn_segment(still, rng, n_frames, tint, mirrored, roll_amplitude, yaw_range=TURN_YAW_RANGE, **kw)
+
+
+# Segment kinds a clip can be made of: steady (known roll, optional mirroring) and turn (known
+# yaw/pitch/roll from a textured 3D face fitted to the photo: "face profiling", core/face_render.py).
+SEGMENT_RENDERERS = {"steady": _steady_segment, "turn": _turn_segment}
 
 
 def _write_vfhq_annotation(path: Path, clip_name: str, first_frame: int, boxes, lmks, crop) -> None:
@@ -193,14 +204,16 @@ def make_demo_corpus(root: str | Path, seed: int = 0) -> DemoCorpus:
     identities = sorted(stills)
     truth: dict = {"version": CORPUS_VERSION, "seed": seed, "fps": FPS, "frame_size": FRAME_SIZE,
                    "identities": identities, "clips": [], "missing_videos": [], "duplicates": {},
-                   "angles_note": "roll_deg is the in-plane roll added to each still (project convention: positive "
-                                  "tilts the top of the head toward the image's right); mirrored clips negate the "
-                                  "still's yaw and roll. Absolute still poses are unknown."}
+                   "angles_note": "steady clips: roll_deg is the in-plane roll added to each still (project convention: "
+                                  "positive tilts the top of the head toward the image's right); mirrored clips negate "
+                                  "the still's yaw and roll; absolute still poses are unknown. turn clips: `angles` "
+                                  "are absolute per-frame yaw/pitch/roll of the rendered 3D face."}
 
-    def add_clip(clip_id, video_file, identity, source_id, start, frames_meta, mirrored, kind):
+    def add_clip(clip_id, video_file, identity, source_id, start, frames_meta, mirrored, kind, angles=None):
         truth["clips"].append({"clip_id": clip_id, "video_file": video_file, "identity": identity,
                                "source_id": source_id, "start_frame": start, "end_frame": start + len(frames_meta) - 1,
-                               "mirrored": mirrored, "segment": kind, "roll_deg": frames_meta})
+                               "mirrored": mirrored, "segment": kind, "roll_deg": frames_meta,
+                               **({"angles": angles} if angles else {})})
 
     # VFHQ style: astronaut twice (P0, C0/C1), a different person in the same source (P1).
     ytid = "vfhqDemoA01"
@@ -256,6 +269,15 @@ def make_demo_corpus(root: str | Path, seed: int = 0) -> DemoCorpus:
             info["clips"][clip_id] = celebv_entry(ytid, 0.0, CLIP_FRAMES / FPS, boxes,
                                                   [0] * 40, [0] * 35, "happy" if k else "neutral")
             add_clip(clip_id, f"{clip_id}.mp4", identity, ytid, 0, rolls, mirrored, "steady")
+        if identity in TURN_IDENTITIES:  # a head turn with known absolute angles
+            frames, boxes, _, angles = SEGMENT_RENDERERS["turn"](stills[identity], rng, CLIP_FRAMES, (120, 90, 90),
+                                                                 False, 6.0)
+            clip_id = f"{ytid}_2"
+            write_test_video(videos / f"{clip_id}.mp4", frames, fps=FPS)
+            info["clips"][clip_id] = celebv_entry(ytid, 0.0, CLIP_FRAMES / FPS, boxes, [0] * 40, [1] + [0] * 34,
+                                                  "neutral")
+            angles = [{k: round(float(v), 3) for k, v in a.items()} for a in angles]
+            add_clip(clip_id, f"{clip_id}.mp4", identity, ytid, 0, [a["roll"] for a in angles], False, "turn", angles)
     info["clips"]["celebvDemoGone_0"] = celebv_entry("celebvDemoGone", 1.0, 3.0, [[100, 100, 400, 400]],
                                                      [0] * 40, [0] * 35, "neutral")
     truth["missing_videos"].append("celebvDemoGone")

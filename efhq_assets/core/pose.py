@@ -488,8 +488,8 @@ def combine(
         for name, angles in estimates.items():
             if name not in rel:
                 raise KeyError(f"no reliability given for estimator {name!r}")
-            std = float(rel[name][k])
-            if not std > 0:
+            std = np.asarray(rel[name][k], dtype=np.float64)  # a scalar, or one value per face
+            if not np.all(std > 0):
                 raise ValueError(f"reliability of {name!r} must be > 0, got {std}")
             v = np.asarray(angles[k], dtype=np.float64)
             ok = np.isfinite(v)

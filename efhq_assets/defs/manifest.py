@@ -7,6 +7,7 @@ from efhq_assets.core.ingest import record_lineage
 from efhq_assets.core.storage import compact_manifest
 
 from .bins import pose_bins
+from .card import dataset_card
 from .faces import face_detections
 from .identities import face_identities
 from .frames import decoded_frames
@@ -19,7 +20,7 @@ CODE_VERSION = "manifest-1"
 
 
 @dg.asset(
-    deps=[source_videos, decoded_frames, face_detections, pose_annotations, quality_scores, pose_bins, face_identities],
+    deps=[source_videos, decoded_frames, face_detections, pose_annotations, quality_scores, pose_bins, face_identities, dataset_card],
     group_name="manifest",
     kinds={"duckdb"},
     code_version=CODE_VERSION,

@@ -12,7 +12,7 @@ from .faces import face_detections
 from .partitions import video_files
 from .resources import EfhqStorage
 
-CODE_VERSION = "pose_annotations-1"
+CODE_VERSION = "pose_annotations-2"
 ESTIMATORS = ("facemesh", "dlib68")
 
 
