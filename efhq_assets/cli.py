@@ -250,8 +250,14 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from efhq_assets.core.models.registry import ChecksumError, MissingWeightsError
+
     args = make_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except (MissingWeightsError, ChecksumError) as exc:
+        print(f"efhq {args.command}: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

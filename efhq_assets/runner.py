@@ -156,6 +156,9 @@ def build(root: DataRoot, config: SourceConfig | None = None, sampling: str | No
     if new:
         instance.add_dynamic_partitions(video_files.name, new)  # one batched call
     assets = [defs.get_assets_def(k) for k in PER_VIDEO_ASSETS]
+    if keys:
+        # Load the configured models once, before any video: a missing weight file fails here with its fetch hint.
+        resources["face_analysis"].models()
     log(f"efhq: {len(keys)} videos to check in {root.path} ({len(report.missing)} missing, "
         f"{len(report.duplicates)} duplicates)")
     for n, key in enumerate(keys, start=1):

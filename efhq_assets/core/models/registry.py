@@ -527,6 +527,22 @@ register("landmarker", "dlib68", _lazy("dlib68", "Dlib68Landmarker"))
 register("embedder", "dlib_resnet", _lazy("dlib68", "DlibResNetEmbedder"))
 
 
+def _register_published() -> None:
+    """Backends for published weights (insightface, 6DRepNet/360, SynergyNet, HyperIQA): lazy factories
+    (torch/insightface load on `create`), each named as its manifest entry."""
+    import dataclasses
+
+    from .insightface_backends import register_published_backends
+
+    register_published_backends()
+    for name, spec in list(MANIFEST.items()):
+        if spec.backend is None and name in _REGISTRY.get(spec.kind, {}):
+            MANIFEST[name] = dataclasses.replace(spec, backend=name)
+
+
+_register_published()
+
+
 def list_models() -> list[dict]:
     """One row per manifest model, for ``efhq models list``.
 
