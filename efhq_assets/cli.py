@@ -14,6 +14,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from efhq_assets.cli_models import add_models_command
 from efhq_assets.core.storage import DataRoot, NoManifestError, ReadOnlyQueryError
 
 
@@ -39,6 +40,14 @@ def cmd_build(args) -> int:
     if report.failed:
         print(f"efhq build: {len(report.failed)} video(s) failed; see `efhq status` and the `errors` table",
               file=sys.stderr)
+    return 1 if report.failed else 0
+
+
+def cmd_refresh(args) -> int:
+    from efhq_assets import runner
+
+    report = runner.refresh(_root(args))
+    print(runner.summary_json(report))
     return 1 if report.failed else 0
 
 
@@ -222,6 +231,10 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="re-materialize videos even when up to date")
     p.set_defaults(func=cmd_build)
 
+    p = sub.add_parser("refresh", parents=[common],
+                       help="one sensor tick + recompute only what is stale (new videos, changed files or code)")
+    p.set_defaults(func=cmd_refresh)
+
     p = sub.add_parser("sql", parents=[common], help="run one read-only SQL query on the manifest")
     p.add_argument("query")
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
@@ -246,6 +259,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=3000)
     p.set_defaults(func=cmd_ui)
+
+    add_models_command(sub, common)
     return parser
 
 

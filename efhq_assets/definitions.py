@@ -18,10 +18,15 @@ from efhq_assets.defs.sources import source_videos
 manifest_job = dg.define_asset_job("manifest_job", selection=dg.AssetSelection.assets(manifest),
                                    description="Rebuild the DuckDB manifest from every per-video table.")
 
+# The daemon evaluates the unpartitioned assets' cron conditions out of the box (no click in the UI).
+automation_sensor = dg.AutomationConditionSensorDefinition(
+    "refresh_unpartitioned_assets", target=dg.AssetSelection.all(), default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=60)
+
 defs = dg.Definitions(
     assets=[source_videos, decoded_frames, face_detections, pose_annotations, quality_scores, pose_bins, track_embeddings,
             face_identities, review_overrides, dataset_card, manifest],
     jobs=[per_video_job, manifest_job],
-    sensors=[video_files_sensor],
+    sensors=[video_files_sensor, automation_sensor],
     resources={"storage": EfhqStorage(), "face_analysis": FaceAnalysis()},
 )

@@ -213,6 +213,36 @@ def refresh_unpartitioned(root: DataRoot, instance, resources, changed: bool = T
     return {k: v.value for k, v in mat.metadata.items() if k in ("videos", "frames", "errors")}
 
 
+def sensor_tick(root: DataRoot) -> dict:
+    """One tick of `video_files_sensor`, in process, with the cursor kept in the data root."""
+    import dagster as dg
+
+    from efhq_assets.definitions import defs
+    from efhq_assets.defs.sensors import video_files_sensor
+
+    instance = prepare_instance(root)
+    cursor_file = root.catalog / "sensor_cursor.json"
+    storage = defs.resources["storage"].model_copy(update={"data_root": str(root.path)})
+    context = dg.build_sensor_context(instance=instance, resources={"storage": storage},
+                                      cursor=cursor_file.read_text() if cursor_file.exists() else None)
+    result = video_files_sensor(context)
+    if isinstance(result, dg.SkipReason):
+        return {"new_partitions": 0, "skip": result.skip_message}
+    keys = list(result.dynamic_partitions_requests[0].partition_keys) if result.dynamic_partitions_requests else []
+    if keys:
+        instance.add_dynamic_partitions("video_files", keys)
+    if result.cursor:
+        ingest.atomic_write_bytes(cursor_file, result.cursor.encode())
+    return {"new_partitions": len(keys)}
+
+
+def refresh(root: DataRoot) -> BuildReport:
+    """What the daemon does, once, in process: a sensor tick, then every stale asset (only those)."""
+    tick = sensor_tick(root)
+    log(f"efhq refresh: sensor tick: {tick}")
+    return build(root)
+
+
 def summary_json(report: BuildReport) -> str:
     return json.dumps({"ran": len(report.ran), "skipped": len(report.skipped), "failed": report.failed,
                        "missing": len(report.missing), "duplicates": len(report.duplicates),

@@ -15,6 +15,7 @@ from efhq_assets.core.storage import atomic_write_bytes
 from .bins import pose_bins
 from .identities import face_identities, read_all
 from .quality import quality_scores
+from .partitions import refresh_when_upstream_changed
 from .resources import EfhqStorage
 
 CODE_VERSION = "dataset_card-1"
@@ -26,6 +27,7 @@ def _md_image(png: bytes) -> str:
 
 
 @dg.asset(
+    automation_condition=refresh_when_upstream_changed,
     deps=[pose_bins, face_identities, quality_scores],
     group_name="card",
     kinds={"python"},

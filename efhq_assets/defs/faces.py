@@ -43,7 +43,7 @@ def face_detections(context: dg.AssetExecutionContext, storage: EfhqStorage, fac
     faces, marks = analyse_video(video, clips, ingest.parse_sampling(sampling), models,
                                  face_analysis.efhq_min_score, face_analysis.efhq_min_side,
                                  on_progress=lambda n: context.log.info(f"{video_id}: analysed {n} frames"),
-                                 batch=face_analysis.batch)
+                                 batch=face_analysis.batch, detect_stride=face_analysis.detect_stride)
     sha = models.detector.weights_sha256
     faces_df = pl.DataFrame(faces, infer_schema_length=None).with_columns(detector_sha256=pl.lit(sha)) if faces \
         else empty_frame("faces")

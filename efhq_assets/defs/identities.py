@@ -18,7 +18,7 @@ from efhq_assets.core.face_crops import iter_faces_by_frame, pick_track_faces
 from efhq_assets.core.storage import empty_frame, read_rows, table_files, write_table
 
 from .faces import face_detections
-from .partitions import video_files
+from .partitions import refresh_when_upstream_changed, video_files
 from .resources import EfhqStorage
 
 CODE_VERSION = "track_embeddings-1"
@@ -85,6 +85,7 @@ def read_all(root, table: str) -> list[dict]:
 
 
 @dg.asset(
+    automation_condition=refresh_when_upstream_changed,
     deps=[track_embeddings],
     group_name="identities",
     kinds={"python"},

@@ -13,6 +13,7 @@ from .identities import face_identities
 from .frames import decoded_frames
 from .pose import pose_annotations
 from .quality import quality_scores
+from .partitions import refresh_when_upstream_changed
 from .resources import EfhqStorage
 from .sources import source_videos
 
@@ -20,6 +21,7 @@ CODE_VERSION = "manifest-1"
 
 
 @dg.asset(
+    automation_condition=refresh_when_upstream_changed,
     deps=[source_videos, decoded_frames, face_detections, pose_annotations, quality_scores, pose_bins, face_identities, dataset_card],
     group_name="manifest",
     kinds={"duckdb"},
