@@ -1,0 +1,1 @@
+"""Per-task split builders (gan, eg3d, t2i, reenactment, verification) and their metrics."""
