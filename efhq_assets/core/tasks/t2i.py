@@ -1,0 +1,452 @@
+"""Text-to-image split (ControlNet on SD 1.5): selection (table ``split_t2i``), FaceMesh
+conditions, captions, and the dataset layout ControlNet's tutorial loader reads.
+
+Selection (:func:`select_t2i`): the GAN selection (quality pass, FFHQ crop in frame, at most 10 per
+(identity, bin), most extreme first) restricted to faces that satisfy the original's MediaPipe
+filter (EFHQ_REFERENCE.md 3.3): 478 FaceMesh landmarks present, image short side >= 384 px, face
+box short side >= 64 px.  The filter is applied *before* the cap, so a group's cap is filled with
+usable faces.
+
+Targets: the 512x512 EG3D-style crop (``align.eg3d_crop``), as in the original.
+
+Conditions (:func:`draw_facemesh_condition`): FaceMesh drawn on a black canvas: face oval, both
+eyes, both eyebrows, lips (mediapipe's ``FACEMESH_*`` connection sets, drawn with mediapipe's stock
+``drawing_utils.draw_landmarks``) plus the pupil points 468 and 473 (``cv2.circle``).  The original
+called ``mp_drawing.draw_landmarks_npyarray``, which does not exist in stock mediapipe.  The 478
+points are moved into the crop with the crop's own matrix (``align.warp_points(points, M)``, M from
+``eg3d_crop``), never re-detected on the crop.  Colours are this project's choice (BGR, one per
+part, left/right parts distinguishable), not a copy of any released model's palette.
+
+Captions (:func:`caption`): pose words from the reviewed bin and the angles in the project's
+convention (yaw > 0: the subject turns to their own left; pitch > 0: looks up), e.g. ``"a profile
+portrait of a person turned to their left, looking slightly up"``.  For CelebV-HQ rows, the
+human-annotated attributes are added **only when present**: appearance (multi-hot over the 40
+CelebV-HQ appearance attributes) and the emotion label.  Actions are not used (they describe the
+clip over time, not one frame), nor is ``blurry`` (image quality, not content).  Rows without
+attributes get pose words only: nothing is guessed.  The original's DeepFace age/gender/race/
+emotion guesses are not reproduced.
+
+Attribute order: :data:`CELEBVHQ_APPEARANCE` is the order of ``meta_info.appearance_mapping`` in
+``celebvhq_info.json`` as far as it could be checked without the file itself: the official README
+(CelebV-HQ/CelebV-HQ) shows it starts ``"Blurry", "Male", "Young", ...``; the official project
+page's attribute explorer (CelebV-HQ/CelebV-HQ.github.io, ``explore/index.html``) lists the other
+39 in exactly this order (Male ... Wearing_Mask) and the 35 actions in the order of
+:data:`CELEBVHQ_ACTIONS`; two independent third-party decoders of ``meta_info`` use the same two
+lists.  When a row's attributes carry their own ``appearance_mapping`` (copied from the file's
+``meta_info``), that mapping is used instead.  A vector whose length is not 40 is ignored.
+
+Layout (:func:`export_t2i`)::
+
+    out_dir/source/<video_id>/<frame:08d>_<face>.png   condition (FaceMesh drawing)
+    out_dir/target/<video_id>/<frame:08d>_<face>.png   512 crop
+    out_dir/prompts.json                               one JSON object per line:
+        {"source": "source/...png", "target": "target/...png", "prompt": "..."}
+
+ControlNet's tutorial dataset reads ``prompts.json`` (the original EFHQ docs said ``prompt.json``
+while the code reads ``prompts.json``; this writes ``prompts.json``).
+
+numpy only at module level; cv2, mediapipe and ``align`` are imported inside functions.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+from .common import (
+    atomic_write_bytes,
+    attributes_of,
+    encode_png,
+    lmk478_xy_of,
+    relative_path,
+    render_fields,
+    row_key,
+)
+from .gan import select_gan
+
+__all__ = [
+    "CELEBVHQ_APPEARANCE",
+    "CELEBVHQ_ACTIONS",
+    "CELEBVHQ_EMOTIONS",
+    "SPLIT_T2I_COLUMNS",
+    "select_t2i",
+    "draw_facemesh_condition",
+    "pose_words",
+    "caption",
+    "decode_appearance",
+    "emotion_of",
+    "export_t2i",
+]
+
+#: CelebV-HQ ``meta_info.appearance_mapping`` (40), see the module docstring for its provenance.
+CELEBVHQ_APPEARANCE = (
+    "blurry", "male", "young", "chubby", "pale_skin", "rosy_cheeks", "oval_face",
+    "receding_hairline", "bald", "bangs", "black_hair", "blonde_hair", "gray_hair", "brown_hair",
+    "straight_hair", "wavy_hair", "long_hair", "arched_eyebrows", "bushy_eyebrows",
+    "bags_under_eyes", "eyeglasses", "sunglasses", "narrow_eyes", "big_nose", "pointy_nose",
+    "high_cheekbones", "big_lips", "double_chin", "no_beard", "5_o_clock_shadow", "goatee",
+    "mustache", "sideburns", "heavy_makeup", "wearing_earrings", "wearing_hat", "wearing_lipstick",
+    "wearing_necklace", "wearing_necktie", "wearing_mask",
+)
+#: CelebV-HQ ``meta_info.action_mapping`` (35); documented, not used in captions.
+CELEBVHQ_ACTIONS = (
+    "blow", "chew", "close_eyes", "cough", "cry", "drink", "eat", "frown", "gaze", "glare",
+    "head_wagging", "kiss", "laugh", "listen_to_music", "look_around", "make_a_face", "nod",
+    "play_instrument", "read", "shake_head", "shout", "sigh", "sing", "sleep", "smile", "smoke",
+    "sneer", "sneeze", "sniff", "talk", "turn", "weep", "whisper", "wink", "yawn",
+)
+#: CelebV-HQ's 8 emotion labels -> the adjective used in captions.
+CELEBVHQ_EMOTIONS = {
+    "neutral": "neutral", "happy": "happy", "sadness": "sad", "anger": "angry",
+    "surprise": "surprised", "fear": "fearful", "disgust": "disgusted", "contempt": "contemptuous",
+}
+
+# appearance attribute -> caption phrase ("with ..."), or handled specially (subject/wearing/skip)
+_WITH_PHRASES = {
+    "pale_skin": "pale skin", "rosy_cheeks": "rosy cheeks", "oval_face": "an oval face",
+    "receding_hairline": "a receding hairline", "bald": "a bald head", "bangs": "bangs",
+    "black_hair": "black hair", "blonde_hair": "blonde hair", "gray_hair": "gray hair",
+    "brown_hair": "brown hair", "straight_hair": "straight hair", "wavy_hair": "wavy hair",
+    "long_hair": "long hair", "arched_eyebrows": "arched eyebrows",
+    "bushy_eyebrows": "bushy eyebrows", "bags_under_eyes": "bags under the eyes",
+    "eyeglasses": "eyeglasses", "sunglasses": "sunglasses", "narrow_eyes": "narrow eyes",
+    "big_nose": "a big nose", "pointy_nose": "a pointy nose", "high_cheekbones": "high cheekbones",
+    "big_lips": "big lips", "double_chin": "a double chin", "no_beard": "no beard",
+    "5_o_clock_shadow": "a five o'clock shadow", "goatee": "a goatee", "mustache": "a mustache",
+    "sideburns": "sideburns", "heavy_makeup": "heavy makeup",
+}
+_WEARING_PHRASES = {
+    "wearing_earrings": "earrings", "wearing_hat": "a hat", "wearing_lipstick": "lipstick",
+    "wearing_necklace": "a necklace", "wearing_necktie": "a necktie", "wearing_mask": "a mask",
+}
+
+#: Columns of the ``split_t2i`` table (in order).  ``path`` is the target image.
+SPLIT_T2I_COLUMNS = (
+    "video_id", "frame_index", "face_index", "clip_id", "track_id", "identity_id", "source",
+    "split", "label", "bin", "yaw", "pitch", "roll", "score", "path", "source_path", "target_path",
+    "prompt",
+)
+
+MIN_IMAGE_SIDE = 384
+MIN_FACE_SIDE = 64
+
+
+# ----------------------------------------------------------------------------- selection
+
+
+def _t2i_eligible(r: dict, min_image_side: int, min_face: int) -> bool:
+    if lmk478_xy_of(r) is None:
+        return False
+    try:
+        w, h = int(r["frame_width"]), int(r["frame_height"])
+        bw = float(r["x2"]) - float(r["x1"])
+        bh = float(r["y2"]) - float(r["y1"])
+    except (KeyError, TypeError, ValueError):
+        return False
+    if min(w, h) < min_image_side:
+        return False
+    return min(bw, bh) >= min_face
+
+
+def select_t2i(
+    rows: Iterable[dict],
+    per_group: int = 10,
+    seed: int = 0,
+    *,
+    test_pct: float = 0.0,
+    include_frontal: bool = True,
+    min_image_side: int = MIN_IMAGE_SIDE,
+    min_face: int = MIN_FACE_SIDE,
+    outside_frame: Callable | None = None,
+) -> list[dict]:
+    """Rows of ``split_t2i`` (columns :data:`SPLIT_T2I_COLUMNS`) with ``prompt`` = :func:`caption`.
+
+    Rows also carry the render-only ``common.RENDER_KEYS`` and ``lmk478`` (956 floats) that
+    :func:`export_t2i` needs; write the table with ``common.table_rows(rows, SPLIT_T2I_COLUMNS)``.
+    """
+    rows = [r for r in rows if _t2i_eligible(r, min_image_side, min_face)]
+    by_key = {row_key(r): r for r in rows}
+    out = []
+    for g in select_gan(rows, per_group, seed, test_pct=test_pct, include_frontal=include_frontal,
+                        outside_frame=outside_frame):
+        src = by_key[row_key(g)]
+        o = {k: g.get(k) for k in SPLIT_T2I_COLUMNS if k in g}
+        o["label"] = g["bin"]
+        o["source_path"] = relative_path(g, prefix="source")
+        o["target_path"] = relative_path(g, prefix="target")
+        o["path"] = o["target_path"]
+        o["prompt"] = caption(src)
+        o = {k: o.get(k) for k in SPLIT_T2I_COLUMNS}
+        o.update(render_fields(src, extra=("lmk478",)))
+        out.append(o)
+    return out
+
+
+# ----------------------------------------------------------------------------- conditions
+
+#: BGR colours per FaceMesh part (this project's palette).
+CONDITION_COLORS = {
+    "face_oval": (200, 200, 200),
+    "left_eye": (180, 200, 10),       # subject's left
+    "right_eye": (10, 200, 180),
+    "left_eyebrow": (180, 220, 10),
+    "right_eyebrow": (10, 220, 180),
+    "lips": (10, 180, 230),
+    "left_pupil": (250, 200, 10),
+    "right_pupil": (10, 200, 250),
+}
+PUPIL_LEFT_IMG = 468   # centre of the iris of the image-left eye (subject's right) for a frontal face
+PUPIL_RIGHT_IMG = 473
+
+
+def _mp_modules():
+    try:
+        from mediapipe.python.solutions import drawing_utils, face_mesh_connections
+    except ImportError:  # pragma: no cover - older/newer layouts
+        from mediapipe.solutions import drawing_utils, face_mesh_connections  # type: ignore
+    from mediapipe.framework.formats import landmark_pb2
+
+    return drawing_utils, face_mesh_connections, landmark_pb2
+
+
+def draw_facemesh_condition(lmk478_xy_in_crop, size: int = 512, thickness: int | None = None) -> np.ndarray:
+    """ControlNet face condition: (size, size, 3) uint8 BGR, FaceMesh parts on black.
+
+    ``lmk478_xy_in_crop``: (478, 2) (or (478, 3), z ignored) pixel coordinates *in the crop*.
+    Points outside the canvas or non-finite are not drawn (nor their connections).
+    """
+    import cv2
+
+    drawing_utils, fmc, landmark_pb2 = _mp_modules()
+    pts = np.asarray(lmk478_xy_in_crop, dtype=np.float64)
+    if pts.ndim != 2 or pts.shape[0] != 478 or pts.shape[1] < 2:
+        raise ValueError(f"expected (478, 2) landmarks, got {pts.shape}")
+    pts = pts[:, :2]
+    size = int(size)
+    t = int(thickness) if thickness is not None else max(1, int(round(size / 256)))
+    canvas = np.zeros((size, size, 3), np.uint8)
+
+    lst = landmark_pb2.NormalizedLandmarkList()
+    for x, y in pts:
+        if np.isfinite(x) and np.isfinite(y):
+            # mediapipe maps normalised v to floor(v * size) (clamped); (x + 0.5) / size lands on pixel x
+            lst.landmark.add(x=float((x + 0.5) / size), y=float((y + 0.5) / size))
+        else:
+            lst.landmark.add(x=-1.0, y=-1.0)  # outside [0, 1]: mediapipe skips it and its connections
+
+    parts = (
+        ("face_oval", fmc.FACEMESH_FACE_OVAL),
+        ("left_eyebrow", fmc.FACEMESH_LEFT_EYEBROW),
+        ("right_eyebrow", fmc.FACEMESH_RIGHT_EYEBROW),
+        ("left_eye", fmc.FACEMESH_LEFT_EYE),
+        ("right_eye", fmc.FACEMESH_RIGHT_EYE),
+        ("lips", fmc.FACEMESH_LIPS),
+    )
+    for name, conns in parts:
+        spec = drawing_utils.DrawingSpec(color=CONDITION_COLORS[name], thickness=t, circle_radius=t)
+        drawing_utils.draw_landmarks(
+            canvas,
+            lst,
+            connections=sorted(conns),  # a frozenset: sort for a fixed drawing order
+            landmark_drawing_spec=None,
+            connection_drawing_spec=spec,
+        )
+    for idx, name in ((PUPIL_LEFT_IMG, "right_pupil"), (PUPIL_RIGHT_IMG, "left_pupil")):
+        x, y = pts[idx]
+        if np.isfinite(x) and np.isfinite(y) and 0 <= x < size and 0 <= y < size:
+            cv2.circle(canvas, (int(round(x)), int(round(y))), max(2, t + 1), CONDITION_COLORS[name], -1)
+    return canvas
+
+
+# ----------------------------------------------------------------------------- captions
+
+
+def _f(v) -> float | None:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(f) else f
+
+
+def pose_words(label: str | None, yaw=None, pitch=None) -> tuple[str, list[str]]:
+    """(lead, clauses): e.g. ("a profile portrait", ["turned to their left", "looking slightly up"]).
+
+    The bin (reviewed label) decides the main direction where it names one; the angles decide the
+    other axis and the ``slightly`` grading (yaw: 20-45 deg slightly, >= 45 full, the bins' 45 deg
+    edge; pitch: 12-30 deg slightly, >= 30 full).  Convention: yaw > 0 = the subject's own left,
+    pitch > 0 = looking up.
+    """
+    y, p = _f(yaw), _f(pitch)
+    ay, ap = abs(y) if y is not None else 0.0, abs(p) if p is not None else 0.0
+    yaw_dir = None  # "left"/"right"
+    yaw_full = False
+    pitch_dir = None
+    pitch_full = False
+
+    if label in ("profile_left", "profile_right"):
+        yaw_dir = "left" if label == "profile_left" else "right"
+        yaw_full = True
+    elif y is not None and ay >= 20:
+        yaw_dir = "left" if y > 0 else "right"
+        yaw_full = ay >= 45
+    if label in ("profile_up", "profile_down"):
+        pitch_dir = "up" if label == "profile_up" else "down"
+        pitch_full = True
+    elif p is not None and ap >= 12:
+        pitch_dir = "up" if p > 0 else "down"
+        pitch_full = ap >= 30
+
+    if label == "frontal":
+        lead = "a frontal portrait"
+        # a frontal bin never gets "full" words, whatever the estimators' spread
+        yaw_full = pitch_full = False
+    elif yaw_dir is not None and (yaw_full or label == "profile_horizontal"):
+        lead = "a profile portrait"
+        yaw_full = True
+    else:
+        lead = "a portrait"
+
+    clauses = []
+    if yaw_dir is not None:
+        clauses.append(f"turned to their {yaw_dir}" if yaw_full else f"turned slightly to their {yaw_dir}")
+    if pitch_dir is not None:
+        clauses.append(f"looking {pitch_dir}" if pitch_full else f"looking slightly {pitch_dir}")
+    return lead, clauses
+
+
+def decode_appearance(attrs: dict | None) -> list[str]:
+    """Names of the appearance attributes set in a CelebV-HQ attributes dict ([] when unknown)."""
+    if not attrs:
+        return []
+    vec = attrs.get("appearance")
+    if not isinstance(vec, (list, tuple)):
+        return []
+    mapping = attrs.get("appearance_mapping")
+    if isinstance(mapping, (list, tuple)) and len(mapping) == len(vec) and all(isinstance(m, str) for m in mapping):
+        names = [m.strip().lower() for m in mapping]
+    else:
+        names = list(CELEBVHQ_APPEARANCE)
+    if len(vec) != len(names):
+        return []
+    out = []
+    for name, v in zip(names, vec):
+        try:
+            on = int(v) == 1
+        except (TypeError, ValueError):
+            return []
+        if on:
+            out.append(name)
+    return out
+
+
+def emotion_of(attrs: dict | None) -> str | None:
+    """The clip's emotion label when there is one for the whole clip (a known CelebV-HQ label)."""
+    if not attrs:
+        return None
+    emo = attrs.get("emotion")
+    if not isinstance(emo, dict):
+        return None
+    labels = emo.get("labels")
+    if isinstance(labels, str):
+        values = [labels]
+    elif isinstance(labels, (list, tuple)) and labels:
+        # multi-emotion clip: usable only if every segment agrees (the frame's time is not known here)
+        values = []
+        for seg in labels:
+            if isinstance(seg, dict):
+                values.append(seg.get("emotion"))
+            elif isinstance(seg, str):
+                values.append(seg)
+            else:
+                return None
+    else:
+        return None
+    values = [v.strip().lower() for v in values if isinstance(v, str)]
+    if not values or len(set(values)) != 1:
+        return None
+    v = values[0]
+    return v if v in CELEBVHQ_EMOTIONS else None
+
+
+def _join(items: Sequence[str]) -> str:
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def caption(row: dict) -> str:
+    """Prompt for one row: pose words, plus CelebV-HQ attributes only when the row has them."""
+    lead, clauses = pose_words(row.get("label"), row.get("yaw"), row.get("pitch"))
+    attrs = attributes_of(row)
+    names = decode_appearance(attrs)
+    emotion = emotion_of(attrs)
+
+    adjectives = [n for n in ("young", "chubby") if n in names]
+    noun = "man" if "male" in names else "person"
+    subject = " ".join(["a", *adjectives, noun])
+    text = f"{lead} of {subject}"
+    if clauses:
+        text += " " + ", ".join(clauses)
+    withs = [_WITH_PHRASES[n] for n in names if n in _WITH_PHRASES]
+    if emotion is not None:
+        withs.append(f"a {CELEBVHQ_EMOTIONS[emotion]} expression")
+    if withs:
+        text += ", with " + _join(withs)
+    wearing = [_WEARING_PHRASES[n] for n in names if n in _WEARING_PHRASES]
+    if wearing:
+        text += ", wearing " + _join(wearing)
+    return text
+
+
+# ----------------------------------------------------------------------------- export
+
+
+def export_t2i(
+    rows: Sequence[dict],
+    render_target_fn: Callable[[dict], tuple[np.ndarray, np.ndarray] | None],
+    out_dir: str | os.PathLike,
+    *,
+    size: int = 512,
+) -> dict:
+    """Write ``source/``, ``target/`` and ``prompts.json`` for ControlNet from ``split_t2i`` rows.
+
+    ``render_target_fn(row)`` returns ``(crop, M)``: the ``size`` x ``size`` uint8 BGR crop and the
+    2x3 matrix mapping full-frame pixels into it (``align.eg3d_crop``), or None to skip the row.
+    The condition is drawn from ``row['lmk478']`` moved into the crop with ``align.warp_points``.
+    Every file is written atomically and ``prompts.json`` last.  Returns ``{"path", "count",
+    "skipped"}``.
+    """
+    from ..align import warp_points
+
+    out = Path(out_dir)
+    ordered = sorted(rows, key=lambda r: r["source_path"])
+    lines, skipped = [], []
+    for r in ordered:
+        res = render_target_fn(r)
+        if res is None:
+            skipped.append(row_key(r))
+            continue
+        crop, M = res
+        crop = np.asarray(crop)
+        if crop.dtype != np.uint8 or crop.shape != (size, size, 3):
+            raise ValueError(f"render_target_fn must return a ({size}, {size}, 3) uint8 crop, got "
+                             f"{crop.dtype} {crop.shape}")
+        xy = lmk478_xy_of(r)
+        if xy is None:
+            raise ValueError(f"row {row_key(r)} has no 478-point landmarks (lmk478)")
+        xy_crop = np.asarray(warp_points(xy, np.asarray(M, dtype=np.float64)), dtype=np.float64)
+        cond = draw_facemesh_condition(xy_crop, size=size)
+        atomic_write_bytes(out / r["source_path"], encode_png(cond))
+        atomic_write_bytes(out / r["target_path"], encode_png(crop))
+        prompt = r.get("prompt") or caption(r)
+        lines.append({"source": r["source_path"], "target": r["target_path"], "prompt": prompt})
+    import json
+
+    text = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)
+    atomic_write_bytes(out / "prompts.json", text.encode("utf-8"))
+    return {"path": str(out), "count": len(lines), "skipped": skipped}
