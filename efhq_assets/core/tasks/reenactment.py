@@ -45,7 +45,7 @@ Pairs (rows of :func:`reenactment_rows`'s second list):
   instance of another identity (rendezvous hash); the driving sequence = its extreme frames in
   order.  No cross pair when there is only one test identity.
 
-Pure Python + numpy; cv2 only inside :func:`render_reenactment`.
+Pure Python + numpy; cv2 and core/align.py only inside :func:`render_reenactment`.
 """
 
 from __future__ import annotations
@@ -336,30 +336,8 @@ def _pairs(by_instance, seed) -> list[dict[str, Any]]:
 
 
 # --------------------------------------------------------------------------------------------
-# optional rendering (tube crop), uses core/align.py when it is there
+# optional rendering (tube crop, core/align.py)
 # --------------------------------------------------------------------------------------------
-def _tube_box_local(boxes, frame_w, frame_h, expand=0.1, min_side=256):
-    """Fallback for ``align.tube_box``: union of boxes, expanded by ``expand`` of its size on each
-    side (aspect kept), clamped to the frame; None when the tube is smaller than ``min_side``."""
-    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    x1, y1 = b[:, 0].min(), b[:, 1].min()
-    x2, y2 = b[:, 2].max(), b[:, 3].max()
-    w, h = x2 - x1, y2 - y1
-    x1, x2 = max(0.0, x1 - expand * w), min(float(frame_w), x2 + expand * w)
-    y1, y2 = max(0.0, y1 - expand * h), min(float(frame_h), y2 + expand * h)
-    if min(x2 - x1, y2 - y1) < min_side:
-        return None
-    return (x1, y1, x2, y2)
-
-
-def _crop_resize_local(image, box, size=256):
-    import cv2
-
-    x1, y1, x2, y2 = (int(round(v)) for v in box)
-    crop = image[max(0, y1):max(0, y2), max(0, x1):max(0, x2)]
-    return cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
-
-
 def render_reenactment(
     clip_rows: Sequence[Mapping[str, Any]],
     read_frame: Callable[[int], np.ndarray],
@@ -374,17 +352,14 @@ def render_reenactment(
 
     ``clip_rows``: the :func:`reenactment_rows` frame rows of ONE instance (same instance_id).
     ``read_frame(frame_index) -> HxWx3 uint8`` decodes one full frame (the caller streams the
-    video).  One tube box per instance (EFHQ ``preprocess_vox.py``), from
-    ``efhq_assets.core.align.tube_box`` / ``crop_resize`` when that module provides them, else a
-    local equivalent.  Returns the written relative paths; [] when the tube is smaller than
+    video).  One tube box per instance (EFHQ ``preprocess_vox.py``):
+    ``efhq_assets.core.align.tube_box`` (union, aspect-preserving 0.1 expansion, clamped) and
+    ``crop_resize``.  Returns the written relative paths; [] when the tube is smaller than
     ``min_side`` (EFHQ drops such clips).  Writes are atomic (temp file + ``os.replace``).
     """
     import cv2
 
-    try:  # provided by core/align.py (another module); tolerate its absence
-        from efhq_assets.core.align import crop_resize, tube_box  # type: ignore[attr-defined]
-    except ImportError:
-        tube_box, crop_resize = _tube_box_local, _crop_resize_local
+    from efhq_assets.core.align import crop_resize, tube_box
     rows = sorted(clip_rows, key=lambda r: (r["frame_index"], r["face_index"]))
     if not rows:
         return []
