@@ -16,7 +16,7 @@ from pathlib import Path
 
 from efhq_assets.core import ingest
 from efhq_assets.core.sources import SourceConfig
-from efhq_assets.core.storage import DataRoot, table_files
+from efhq_assets.core.storage import DataRoot, sweep_stale_temp_files, table_files
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FALLBACK_INSTANCE_YAML = "telemetry:\n  enabled: false\n"
@@ -135,6 +135,8 @@ def build(root: DataRoot, config: SourceConfig | None = None, sampling: str | No
 
     started = time.perf_counter()
     instance = prepare_instance(root)
+    if swept := sweep_stale_temp_files(root):
+        log(f"  removed {swept} temp file(s) left by an interrupted run")
     if config is not None:
         ingest.save_source_config(root, ingest.load_source_config(root).merged(config))
     if sampling is not None:

@@ -120,7 +120,8 @@ def atomic_path(target: Path) -> Iterator[Path]:
     (or, after SIGKILL, left with a `.tmp-` prefix that no reader globs for).
     """
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".tmp-{target.name}.", dir=target.parent)
+    # The writer's pid is in the name, so a later run can sweep what a killed writer left behind.
+    fd, tmp_name = tempfile.mkstemp(prefix=f".tmp-{os.getpid()}-{target.name}.", dir=target.parent)
     os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; data files are as readable as any other
     os.close(fd)
     tmp = Path(tmp_name)
@@ -135,6 +136,24 @@ def atomic_path(target: Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def sweep_stale_temp_files(root: "DataRoot") -> int:
+    """Remove `.tmp-<pid>-...` files whose writer process no longer exists (a SIGKILLed run)."""
+    removed = 0
+    for path in root.path.rglob(".tmp-*"):
+        try:
+            pid = int(path.name.split("-")[1])
+            os.kill(pid, 0)
+            continue  # still being written
+        except ProcessLookupError:
+            pass
+        except (ValueError, IndexError, PermissionError):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+            removed += 1
+    return removed
 
 
 def atomic_write_bytes(target: Path, data: bytes) -> None:
@@ -255,7 +274,7 @@ def compact_manifest(root: DataRoot, extra_tables: dict[str, list[Path]] | None 
     root.ensure()
     started = time.perf_counter()
     with manifest_lock(root):
-        fd, tmp_name = tempfile.mkstemp(prefix=".tmp-manifest.", suffix=".duckdb", dir=root.path)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".tmp-{os.getpid()}-manifest.", suffix=".duckdb", dir=root.path)
         os.close(fd)
         os.unlink(tmp_name)  # duckdb must create the file itself
         tmp = Path(tmp_name)

@@ -107,3 +107,22 @@ def test_table_files_ignore_temp_files(tmp_path):
     write_table(root, "frames", "v1", frames_df("v1", 1))
     (root.tables / "frames" / ".tmp-v2.parquet.abc").write_bytes(b"partial")
     assert [p.name for p in table_files(root, "frames")] == ["v1.parquet"]
+
+
+def test_sweep_removes_only_temp_files_of_dead_writers(tmp_path):
+    import os
+    import subprocess
+
+    from efhq_assets.core.storage import sweep_stale_temp_files
+
+    root = DataRoot(tmp_path).ensure()
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    folder = root.tables / "frames"
+    folder.mkdir(parents=True)
+    stale = folder / f".tmp-{proc.pid}-v1.parquet.abc"
+    live = folder / f".tmp-{os.getpid()}-v2.parquet.def"
+    stale.write_bytes(b"partial")
+    live.write_bytes(b"being written")
+    assert sweep_stale_temp_files(root) == 1
+    assert not stale.exists() and live.exists()
