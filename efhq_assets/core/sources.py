@@ -277,15 +277,22 @@ class Catalog:
     clips: list[dict]
     errors: list[dict]
 
+    def __post_init__(self) -> None:
+        # Indexes: at 50,000 videos a linear lookup per video is quadratic.
+        self._video_index = {v["video_id"]: v for v in self.videos}
+        self._clip_index: dict[str, list[dict]] = defaultdict(list)
+        for c in self.clips:
+            self._clip_index[c["video_id"]].append(c)
+
     def partition_keys(self) -> list[str]:
         """Videos that are processed: on disk and not a duplicate of another file."""
         return sorted(v["video_id"] for v in self.videos if v["status"] == "pending")
 
     def video(self, video_id: str) -> dict | None:
-        return next((v for v in self.videos if v["video_id"] == video_id), None)
+        return self._video_index.get(video_id)
 
     def clips_of(self, video_id: str) -> list[dict]:
-        return [c for c in self.clips if c["video_id"] == video_id]
+        return list(self._clip_index.get(video_id, []))
 
 
 def _vfhq_clip_rows(folder: Path, errors: list[dict]) -> list[dict]:
@@ -364,11 +371,13 @@ def build_catalog(config: SourceConfig, sha_cache: Sha256Cache | None = None) ->
         clips.extend(_celebv_clip_rows(Path(info), errors))
 
     videos: list[dict] = []
+    video_rows: dict[str, dict] = {}
     for f in files:
         status = "duplicate" if f.video_id in duplicate_of else "pending"
         videos.append({"video_id": f.video_id, "source_name": f.source_name, "source": "folder", "path": str(f.path),
                        "sha256": shas.get(f.video_id), "size_bytes": f.size_bytes, "mtime_ns": f.mtime_ns, "status": status,
                        "error": None, "duplicate_of": duplicate_of.get(f.video_id), "youtube_id": None})
+        video_rows[f.video_id] = videos[-1]
     missing: dict[str, dict] = {}
     placed: list[dict] = []
     for clip in clips:
@@ -377,7 +386,7 @@ def build_catalog(config: SourceConfig, sha_cache: Sha256Cache | None = None) ->
         target = duplicate_of.get(target, target)
         clip = dict(clip, video_id=target, whole_file=whole_file)
         if target in by_id:
-            video = next(v for v in videos if v["video_id"] == target)
+            video = video_rows[target]
             video["source"] = clip["source"]
             video["youtube_id"] = video["youtube_id"] or clip["youtube_id"]
         elif target not in missing:
