@@ -77,8 +77,9 @@ def split_of(identity_id: Any, seed: int = 0, test_pct: float = 0.0, val_pct: fl
     """'train' / 'val' / 'test' for an identity, by a hash of (seed, identity id).
 
     ``test_pct`` and ``val_pct`` are fractions in [0, 1] (0.1 = 10 %).  The assignment depends only
-    on the identity and the seed, so adding data never moves an existing sample between splits, and
-    growing ``test_pct`` only moves identities from train/val into test.
+    on the identity and the seed, so adding data never moves an existing sample between splits.
+    Test takes the bottom of the hash range and val the top, so growing ``test_pct`` only moves
+    identities into test and growing ``val_pct`` only moves identities out of train.
     """
     test_pct, val_pct = float(test_pct), float(val_pct)
     if not (0.0 <= test_pct <= 1.0 and 0.0 <= val_pct <= 1.0 and test_pct + val_pct <= 1.0):
@@ -86,7 +87,7 @@ def split_of(identity_id: Any, seed: int = 0, test_pct: float = 0.0, val_pct: fl
     u = unit_hash("split", int(seed), identity_id)
     if u < test_pct:
         return "test"
-    if u < test_pct + val_pct:
+    if u >= 1.0 - val_pct:
         return "val"
     return "train"
 

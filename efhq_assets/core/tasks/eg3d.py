@@ -31,10 +31,14 @@ follows the fitted translation and scale; intrinsics fx = fy = 2985.29/700 = 4.2
 Ours (``align.eg3d_camera_label(yaw, pitch, roll)``) come from the project's combined landmark-fit
 pose: the rotation is that pose (in the project's one angle convention), the camera sits on a sphere
 of fixed radius 2.7 looking at the origin, with the same intrinsics, and **no translation or scale
-is estimated**: the crop is assumed to centre and scale the head the way EG3D's crop does (5-point
-similarity alignment), so residual offsets of the head in the crop are not reflected in the label.
-No Deep3DFaceRecon model is needed, at the price of slightly less accurate extrinsics, especially
-for extreme poses where landmark fits are least certain.
+is estimated**: the crop (``align.eg3d_crop``: a 2-point eye-centre/mouth-centre similarity onto
+EG3D's frontal template) is assumed to centre and scale the head the way EG3D's crop does, so
+residual offsets of the head in the crop (EG3D centres the 3DMM origin behind the face, which shifts
+profiles sideways) are not reflected in the label.  ``eg3d_crop`` also makes the eye-to-mouth axis
+vertical, i.e. removes the in-plane roll that EG3D's crop keeps, so by default the camera is made
+with roll 0 (``camera_roll=False``), matching the pixels; pass ``camera_roll=True`` with a renderer
+that keeps roll.  No Deep3DFaceRecon model is needed, at the price of less accurate extrinsics,
+especially for extreme poses where landmark fits are least certain.
 
 numpy only at module level; cv2 inside functions; ``align`` imported lazily.
 """
@@ -66,6 +70,7 @@ EG3D_SIZE = 512
 SPLIT_EG3D_COLUMNS = (
     "video_id", "frame_index", "face_index", "clip_id", "track_id", "identity_id", "source",
     "split", "label", "class_index", "bin", "yaw", "pitch", "roll", "score", "path", "camera",
+    "camera_roll",
 )
 
 
@@ -97,11 +102,13 @@ def select_eg3d(
     include_frontal: bool = True,
     outside_frame: Callable | None = None,
     camera_fn: Callable | None = None,
+    camera_roll: bool = False,
 ) -> list[dict]:
     """Rows of ``split_eg3d``: the GAN selection with ``label`` = pose bin, ``path`` =
     ``<video_id>/<frame:08d>_<face>.png`` and ``camera`` = 25 floats from
     ``align.eg3d_camera_label(yaw, pitch, roll)`` (or ``camera_fn``).  Rows without finite angles
-    are dropped (no camera can be made for them).  Like :func:`gan.select_gan`, rows also carry the
+    are dropped (no camera can be made for them).  ``camera_roll=False`` (default) makes the camera
+    with roll 0, since ``align.eg3d_crop`` removes the in-plane roll from the pixels.  Like :func:`gan.select_gan`, rows also carry the
     render-only :data:`common.RENDER_KEYS`; write the table with
     ``common.table_rows(rows, SPLIT_EG3D_COLUMNS)``."""
     fn = camera_fn if camera_fn is not None else _camera_default()
@@ -110,13 +117,21 @@ def select_eg3d(
                         outside_frame=outside_frame):
         if g["yaw"] is None or g["pitch"] is None:
             continue
-        roll = g["roll"] if g["roll"] is not None else 0.0
+        roll = g["roll"] if (camera_roll and g["roll"] is not None) else 0.0
         o = dict(g)
         o["label"] = g["bin"]
         o["path"] = relative_path(g)
         o["camera"] = _camera(fn, g["yaw"], g["pitch"], roll)
+        o["camera_roll"] = float(roll)
         out.append({**{k: o[k] for k in SPLIT_EG3D_COLUMNS}, **{k: g[k] for k in RENDER_KEYS}})
     return out
+
+
+def _camera_roll_of(row: dict) -> float:
+    """The roll the row's camera was made with (0 unless select_eg3d had camera_roll=True)."""
+    if row.get("camera_roll") is not None:
+        return float(row["camera_roll"])
+    return 0.0
 
 
 def _check_crop(img: np.ndarray, size: int) -> np.ndarray:
@@ -173,7 +188,7 @@ def export_eg3d(
             labels.append([r["path"], cam])
             if mirror:
                 mname = r["path"][: -len(".png")] + "_mirror.png"
-                roll = r["roll"] if r.get("roll") is not None else 0.0
+                roll = _camera_roll_of(r)
                 entries.append((mname, encode_png(np.ascontiguousarray(img[:, ::-1]))))
                 labels.append([mname, mirror_camera(r["yaw"], r["pitch"], roll, camera_fn)])
             for name, data in entries:
