@@ -30,8 +30,14 @@ renormalised at the borders, horizontal pass rounded to uint8 before the vertica
 re-implemented with the same coefficients.  :func:`align_ffhq_fast` does the same shrink /
 crop / pad on the source (cheap, source resolution) and then ONE ``cv2.warpAffine`` straight
 to ``k * output_size`` (k = 1 when the face is upsampled, else ceil(source px per output px),
-at most 4) followed by an ``INTER_AREA`` reduction by k.  See the tests for the PSNR between
-the two and their speeds.
+at most 4) followed by an ``INTER_AREA`` reduction by k.
+
+Measured (astronaut + the 6 faces of insightface t1.jpg, MTCNN points; 2-core CPU):
+reference vs the literal PIL/scipy recipe 51 dB PSNR (max |diff| 2-3 levels); fast vs
+reference 50.7-56.7 dB at 256, 53-59 dB at 512/1024 (44 dB on a shrink-path case at 128);
+without the blur padding (``enable_padding=False`` on the fast path) 35.4-59 dB, so the
+padding is kept.  Speed per face: reference ~300-500 ms (1024 or 512), fast 0.5-2.6 ms when
+no padding is needed and 10-14 ms when it is (the float blur/median fill dominates).
 
 Rejection (:func:`ffhq_outside_frame`): EFHQ calls ``cropByInputLM(img, lmk5, rescale=[1.4255,
 2.0591, 1.6423, 1.3087])``: centre (cx, cy) = centre of the landmarks' tight box, ``t = max(box
@@ -58,6 +64,7 @@ __all__ = [
     "ffhq_quad",
     "ffhq_matrix",
     "ffhq_outside_frame",
+    "ffhq_expanded_box",
     "FFHQ_REJECT_RESCALE",
     "align_ffhq_reference",
     "align_ffhq_fast",
