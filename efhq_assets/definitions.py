@@ -14,6 +14,8 @@ from efhq_assets.defs.resources import EfhqStorage, FaceAnalysis
 from efhq_assets.defs.review import review_overrides
 from efhq_assets.defs.sensors import per_video_job, video_files_sensor
 from efhq_assets.defs.sources import source_videos
+from efhq_assets.defs.tasks import (split_eg3d, split_gan, split_reenactment, split_t2i, verification_pairs,
+                                    verification_report)
 
 manifest_job = dg.define_asset_job("manifest_job", selection=dg.AssetSelection.assets(manifest),
                                    description="Rebuild the DuckDB manifest from every per-video table.")
@@ -25,7 +27,8 @@ automation_sensor = dg.AutomationConditionSensorDefinition(
 
 defs = dg.Definitions(
     assets=[source_videos, decoded_frames, face_detections, pose_annotations, quality_scores, pose_bins, track_embeddings,
-            face_identities, review_overrides, dataset_card, manifest],
+            face_identities, review_overrides, dataset_card, split_gan, split_eg3d, split_t2i, split_reenactment,
+            verification_pairs, verification_report, manifest],
     jobs=[per_video_job, manifest_job],
     sensors=[video_files_sensor, automation_sensor],
     resources={"storage": EfhqStorage(), "face_analysis": FaceAnalysis()},

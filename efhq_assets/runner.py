@@ -78,7 +78,8 @@ def _failure_message(root: DataRoot, video_id: str) -> str:
 
 PER_VIDEO_ASSETS = ("source_videos", "decoded_frames", "face_detections", "pose_annotations", "quality_scores",
                     "pose_bins", "track_embeddings")
-UNPARTITIONED_ASSETS = ("face_identities", "dataset_card", "manifest")
+UNPARTITIONED_ASSETS = ("face_identities", "dataset_card", "split_gan", "split_eg3d", "split_t2i", "split_reenactment",
+                        "verification_pairs", "verification_report", "manifest")
 
 
 def expected_fingerprints(root: DataRoot, video: dict, clips: list[dict], sampling: str, face_analysis) -> dict[str, str]:

@@ -27,12 +27,13 @@ from pathlib import Path
 
 import numpy as np
 
-CORPUS_VERSION = "demo-2"
-# People whose photo is near frontal get a head-turn clip (rendering far past a photo's own pose
-# stretches the unseen side of the face; see core/face_render.py). Not the astronaut: her FaceMesh
-# geometry is the facemesh estimator's 3D reference, so her turns would test it circularly.
-TURN_IDENTITIES = ("t1_person2", "t1_person3", "t1_person5")
-TURN_YAW_RANGE = (-50.0, 50.0)
+CORPUS_VERSION = "demo-3"
+# Head-turn clips (rendering far past a photo's own pose stretches the unseen side of the face; see
+# core/face_render.py). The astronaut's turn is for the dataset only: her FaceMesh geometry is the
+# facemesh estimator's 3D reference, so accuracy checks skip her (truth marks it `circular`).
+TURN_IDENTITIES = ("astronaut", "t1_person0", "t1_person2", "t1_person3", "t1_person5")
+TURN_YAW_RANGE = (-65.0, 65.0)
+TURN_FRAMES = 48
 FRAME_SIZE = 512
 FPS = 25.0
 CLIP_FRAMES = 40
@@ -234,15 +235,14 @@ def make_demo_corpus(root: str | Path, seed: int = 0) -> DemoCorpus:
     # CelebV-HQ style: one full video with two time windows, and pre-cut clip files per identity.
     info: dict = {"meta_info": {"note": "efhq-assets demo corpus (synthetic)"}, "clips": {}}
 
-    def celebv_entry(ytb_id, start_s, end_s, boxes, appearance, action, emotion):
+    # No human attributes: these clips are synthetic, and attributes are never invented.
+    def celebv_entry(ytb_id, start_s, end_s, boxes):
         b = np.array(boxes)
         top, bottom = float(b[:, 1].min() / FRAME_SIZE), float(b[:, 3].max() / FRAME_SIZE)
         left, right = float(b[:, 0].min() / FRAME_SIZE), float(b[:, 2].max() / FRAME_SIZE)
         return {"ytb_id": ytb_id, "duration": {"start_sec": start_s, "end_sec": end_s},
                 "bbox": {"top": round(max(0, top), 4), "bottom": round(min(1, bottom), 4),
-                         "left": round(max(0, left), 4), "right": round(min(1, right), 4)},
-                "attributes": {"appearance": appearance, "action": action,
-                               "emotion": {"sep_flag": False, "labels": emotion}}}
+                         "left": round(max(0, left), 4), "right": round(min(1, right), 4)}}
 
     ytid = "celebvDemoB01"
     frames_all, windows = [], []
@@ -256,8 +256,7 @@ def make_demo_corpus(root: str | Path, seed: int = 0) -> DemoCorpus:
     write_test_video(videos / f"{ytid}.mp4", frames_all, fps=FPS)
     for k, (start, boxes, rolls, mirrored) in enumerate(windows):
         clip_id = f"{ytid}_{k}"
-        info["clips"][clip_id] = celebv_entry(ytid, start / FPS, (start + CLIP_FRAMES) / FPS, boxes,
-                                              [0] * 39 + [1], [0] * 34 + [1], "neutral")
+        info["clips"][clip_id] = celebv_entry(ytid, start / FPS, (start + CLIP_FRAMES) / FPS, boxes)
         add_clip(clip_id, f"{ytid}.mp4", "t1_person1", ytid, start, rolls, mirrored, "steady")
 
     for identity in [i for i in identities if i not in {"astronaut", "t1_person0", "t1_person1"}]:
@@ -266,20 +265,19 @@ def make_demo_corpus(root: str | Path, seed: int = 0) -> DemoCorpus:
             frames, boxes, _, rolls = _steady_segment(stills[identity], rng, CLIP_FRAMES, (100, 100, 150), mirrored, 10.0)
             clip_id = f"{ytid}_{k}"
             write_test_video(videos / f"{clip_id}.mp4", frames, fps=FPS)
-            info["clips"][clip_id] = celebv_entry(ytid, 0.0, CLIP_FRAMES / FPS, boxes,
-                                                  [0] * 40, [0] * 35, "happy" if k else "neutral")
+            info["clips"][clip_id] = celebv_entry(ytid, 0.0, CLIP_FRAMES / FPS, boxes)
             add_clip(clip_id, f"{clip_id}.mp4", identity, ytid, 0, rolls, mirrored, "steady")
-        if identity in TURN_IDENTITIES:  # a head turn with known absolute angles
-            frames, boxes, _, angles = SEGMENT_RENDERERS["turn"](stills[identity], rng, CLIP_FRAMES, (120, 90, 90),
-                                                                 False, 6.0)
-            clip_id = f"{ytid}_2"
-            write_test_video(videos / f"{clip_id}.mp4", frames, fps=FPS)
-            info["clips"][clip_id] = celebv_entry(ytid, 0.0, CLIP_FRAMES / FPS, boxes, [0] * 40, [1] + [0] * 34,
-                                                  "neutral")
-            angles = [{k: round(float(v), 3) for k, v in a.items()} for a in angles]
-            add_clip(clip_id, f"{clip_id}.mp4", identity, ytid, 0, [a["roll"] for a in angles], False, "turn", angles)
-    info["clips"]["celebvDemoGone_0"] = celebv_entry("celebvDemoGone", 1.0, 3.0, [[100, 100, 400, 400]],
-                                                     [0] * 40, [0] * 35, "neutral")
+    for identity in TURN_IDENTITIES:  # head turns with known absolute angles, as pre-cut CelebV-style clips
+        ytid = f"celebvDemo{identity.replace('_', '').capitalize()}"
+        frames, boxes, _, angles = SEGMENT_RENDERERS["turn"](stills[identity], rng, TURN_FRAMES, (120, 90, 90),
+                                                             False, 6.0)
+        clip_id = f"{ytid}_2"
+        write_test_video(videos / f"{clip_id}.mp4", frames, fps=FPS)
+        info["clips"][clip_id] = celebv_entry(ytid, 0.0, TURN_FRAMES / FPS, boxes)
+        angles = [{k: round(float(v), 3) for k, v in a.items()} for a in angles]
+        add_clip(clip_id, f"{clip_id}.mp4", identity, ytid, 0, [a["roll"] for a in angles], False, "turn", angles)
+        truth["clips"][-1]["circular_for_facemesh"] = identity == "astronaut"
+    info["clips"]["celebvDemoGone_0"] = celebv_entry("celebvDemoGone", 1.0, 3.0, [[100, 100, 400, 400]])
     truth["missing_videos"].append("celebvDemoGone")
     (root / "celebvhq_info.json").write_text(json.dumps(info, indent=1, sort_keys=True))
 

@@ -22,7 +22,8 @@ CODE_VERSION = "manifest-1"
 
 @dg.asset(
     automation_condition=refresh_when_upstream_changed,
-    deps=[source_videos, decoded_frames, face_detections, pose_annotations, quality_scores, pose_bins, face_identities, dataset_card],
+    deps=[source_videos, decoded_frames, face_detections, pose_annotations, quality_scores, pose_bins, face_identities, dataset_card,
+          "split_gan", "split_eg3d", "split_t2i", "split_reenactment", "verification_pairs", "verification_report"],
     group_name="manifest",
     kinds={"duckdb"},
     code_version=CODE_VERSION,

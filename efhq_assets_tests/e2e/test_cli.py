@@ -127,12 +127,58 @@ def test_demo_faces_and_pose_convention_on_mirrored_clips(demo_root):
                 checked += 1
     assert checked >= 5
     # Head-turn clips have known absolute angles: the combined estimate follows them.
-    turns = [c for c in annotated if c["segment"] == "turn"]
+    turns = [c for c in annotated if c["segment"] == "turn" and not c.get("circular_for_facemesh")]
     assert len(turns) >= 3
     for c in turns:
         got = sql(demo_root, "select p.frame_index, p.yaw from poses p where p.estimator = 'combined' "
                              f"and p.clip_id = '{c['clip_id']}' and p.yaw is not null order by 1")[1:]
-        errors = [abs(float(y) - c["angles"][int(f) - c["start_frame"]]["yaw"]) for f, y in got]
-        assert len(errors) >= 0.75 * len(c["angles"]) and sum(errors) / len(errors) < 6.0, c["clip_id"]
+        truth_yaw = {c["start_frame"] + i: a["yaw"] for i, a in enumerate(c["angles"])}
+        errors = [abs(float(y) - truth_yaw[int(f)]) for f, y in got if abs(truth_yaw[int(f)]) <= 45]
+        assert len(errors) >= 0.9 * sum(abs(v) <= 45 for v in truth_yaw.values()), c["clip_id"]
+        assert sum(errors) / len(errors) < 6.0, c["clip_id"]
     tracks = sql(demo_root, "select count(distinct track_id) from faces where video_id = 'celebvDemoT1person2_0'")
     assert tracks[1] == ["1"]
+
+
+def test_demo_splits_exist_and_exports_read_back(demo_root):
+    import zipfile
+
+    labels = dict(sql(demo_root, "select label, count(*) from split_gan group by 1")[1:])
+    assert set(labels) == {"frontal", "extreme"}
+    zpath = demo_root / "tasks" / "gan" / "efhq_gan_512.zip"
+    with zipfile.ZipFile(zpath) as z:  # read the way StyleGAN2-ADA's ImageFolderDataset does
+        meta = json.loads(z.read("dataset.json"))["labels"]
+        names = set(z.namelist())
+        assert meta and all(name in names and cls in (0, 1) for name, cls in meta)
+        assert {cls for _, cls in meta} == {0, 1}
+    eg3d = json.loads((demo_root / "tasks" / "eg3d" / "dataset.json").read_text())["labels"]
+    assert eg3d and all(len(cam) == 25 and (demo_root / "tasks" / "eg3d" / name).exists() for name, cam in eg3d)
+    prompts = [json.loads(line) for line in (demo_root / "tasks" / "t2i" / "prompts.json").read_text().splitlines()]
+    assert prompts and all((demo_root / "tasks" / "t2i" / p["source"]).exists() and
+                           (demo_root / "tasks" / "t2i" / p["target"]).exists() and p["prompt"] for p in prompts)
+    splits = {r[0] for r in sql(demo_root, "select distinct split from split_reenactment")[1:]}
+    assert splits == {"train", "test"}
+
+
+def test_demo_verification_benchmark(demo_root):
+    counts = sql(demo_root, "select protocol, issame, count(*) from verification_pairs group by all order by all")[1:]
+    by = {(p, s): int(n) for p, s, n in counts}
+    for protocol in ("f2f", "f2p", "p2p"):
+        assert by[(protocol, "true")] >= 1 and by[(protocol, "false")] >= 1, protocol
+    shared = sql(demo_root, "select count(*) from verification_pairs where not issame and identity1 = identity2")
+    assert shared[1] == ["0"]
+    tar = dict(sql(demo_root, "select protocol, tar from verification_report where far = 0.1")[1:])
+    assert set(tar) == {"f2f", "f2p", "p2p"} and all(v != "" for v in tar.values()), tar
+
+
+def test_split_gan_lineage_has_no_nulls(demo_root):
+    query = ("select s.video_id, s.frame_index, s.face_index, f.detector, f.detector_sha256, p.weights_sha256, "
+             "l.code_version from split_gan s "
+             "join faces f using (video_id, frame_index, face_index) "
+             "join poses p on p.video_id = s.video_id and p.frame_index = s.frame_index "
+             "and p.face_index = s.face_index and p.estimator = 'combined' "
+             "join lineage l on l.partition = s.video_id and l.asset = 'pose_annotations'")
+    rows = sql(demo_root, query)[1:]
+    n = sql(demo_root, "select count(*) from split_gan")[1][0]
+    assert len(rows) == int(n) > 0
+    assert all(all(v != "" for v in r) for r in rows)

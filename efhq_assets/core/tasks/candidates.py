@@ -1,0 +1,113 @@
+"""The rows every split builder starts from: EFHQ-filtered faces joined with everything known about them.
+
+One row per face that passes EFHQ's detector filter and was not reviewed as `remove`, with its
+bin label, combined pose, quality, identity, landmarks and source attributes. Built from the
+per-video tables (the manifest is compacted after the splits), so it works inside a run.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+
+KEY = ["video_id", "clip_id", "frame_index", "face_index"]
+
+
+def _concat(root, table: str, columns: list[str] | None = None):
+    import polars as pl
+
+    from ..storage import table_files
+
+    files = table_files(root, table)
+    if not files:
+        return None
+    frames = [pl.read_parquet(p, columns=columns) if columns else pl.read_parquet(p) for p in files]
+    frames = [f for f in frames if f.height]
+    return pl.concat(frames, how="diagonal_relaxed") if frames else None
+
+
+def quality_threshold(scores: np.ndarray, frozen: float | None, scorer: str) -> float:
+    """The scorer's threshold. A percentile rule is computed once and then frozen in the data root's
+    settings: recomputing it as videos arrive would move existing samples in or out of the splits."""
+    from ..quality import SCORERS, percentile_threshold
+
+    spec = SCORERS[scorer]
+    rule = spec.default_threshold
+    if isinstance(rule, str) and rule.startswith("percentile:"):
+        if frozen is not None:
+            return float(frozen)
+        return float(percentile_threshold(scores, float(rule.split(":", 1)[1]))) if len(scores) else 0.0
+    return float(rule)
+
+
+def candidate_rows(root, frozen_threshold: float | None = None) -> tuple[list[dict], float | None]:
+    """(rows, quality threshold used). Empty when nothing has been analysed yet."""
+    import polars as pl
+
+    from ..quality import DEFAULT_SCORER
+
+    faces = _concat(root, "faces")
+    if faces is None:
+        return [], frozen_threshold
+    faces = faces.filter(pl.col("passes_efhq_filter"))
+    bins = _concat(root, "bins", KEY + ["label", "softbin"])
+    poses = _concat(root, "poses")
+    quality = _concat(root, "quality", KEY + ["score"])
+    marks = _concat(root, "landmarks", KEY + ["lmk478"])
+    idents = _concat(root, "identities", ["video_id", "track_id", "identity_id", "source_id"])
+    clips = _concat(root, "clips", ["video_id", "clip_id", "youtube_id", "attributes"])
+    videos = _concat(root, "videos", ["video_id", "path", "width", "height", "source", "status"])
+    if any(t is None for t in (bins, poses, quality, videos)):
+        return [], frozen_threshold
+    combined = poses.filter(pl.col("estimator") == "combined").select(KEY + ["yaw", "pitch", "roll"])
+    df = (faces.drop(["detector", "detector_sha256"], strict=False)
+          .join(bins, on=KEY, how="inner")
+          .filter(pl.col("label") != "remove")
+          .join(combined, on=KEY, how="left")
+          .join(quality, on=KEY, how="left"))
+    if marks is not None:
+        df = df.join(marks, on=KEY, how="left")
+    else:
+        df = df.with_columns(lmk478=pl.lit(None))
+    if idents is not None:
+        df = df.join(idents, on=["video_id", "track_id"], how="left")
+    else:
+        df = df.with_columns(identity_id=pl.lit(None, pl.Utf8), source_id=pl.lit(None, pl.Utf8))
+    if clips is not None:
+        df = df.join(clips, on=["video_id", "clip_id"], how="left")
+    videos = videos.filter(pl.col("status") == "ok").rename(
+        {"path": "video_path", "width": "frame_width", "height": "frame_height"}).drop("status")
+    df = df.join(videos, on="video_id", how="inner")
+    # A face whose track has no identity yet (identities run after) stands for itself.
+    df = df.with_columns(identity_id=pl.coalesce(pl.col("identity_id"), pl.format("{}+t{}", "video_id", "track_id")))
+    scores = df["score"].drop_nulls().to_numpy()
+    threshold = quality_threshold(scores, frozen_threshold, DEFAULT_SCORER)
+    df = df.with_columns(quality_pass=pl.col("score").fill_null(-1e9) >= threshold)
+    rows = df.sort(KEY).to_dicts()
+    return rows, threshold
+
+
+class FrameCache:
+    """Frames for render functions, decoded per video in one pass (rows must be visited video by video)."""
+
+    def __init__(self, rows: list[dict], max_videos: int = 1):
+        self.wanted: dict[str, set[int]] = {}
+        for r in rows:
+            self.wanted.setdefault(r["video_path"], set()).add(int(r["frame_index"]))
+        self.cache: OrderedDict[str, dict[int, np.ndarray]] = OrderedDict()
+        self.max_videos = max_videos
+
+    def frame(self, row: dict) -> np.ndarray | None:
+        from ..face_crops import frame_runs
+        from ..video import ClipWindow, iter_clip_frames
+
+        path = row["video_path"]
+        if path not in self.cache:
+            wanted = self.wanted.get(path, {int(row["frame_index"])})
+            windows = [ClipWindow("_", a, b) for a, b in frame_runs(wanted)]
+            self.cache[path] = {f.frame_index: f.image.copy() for f in iter_clip_frames(path, windows)
+                                if f.frame_index in wanted}
+            while len(self.cache) > self.max_videos:
+                self.cache.popitem(last=False)
+        return self.cache[path].get(int(row["frame_index"]))

@@ -1,0 +1,292 @@
+"""The per-task splits: what users train on. Unpartitioned assets named as their manifest tables.
+
+Each reads the EFHQ-filtered candidate faces, selects deterministically (identity-hash splits, seeded
+caps), writes its table and its export under <data_root>/tasks/<task>/, swapped in atomically.
+"""
+
+import contextlib
+import os
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import polars as pl
+
+from efhq_assets.core import ingest
+from efhq_assets.core.storage import DataRoot, write_table
+from efhq_assets.core.tasks.candidates import FrameCache, candidate_rows
+
+from .bins import pose_bins
+from .identities import face_identities
+from .partitions import refresh_when_upstream_changed
+from .quality import quality_scores
+from .resources import EfhqStorage
+
+CODE_VERSION = "splits-1"
+TASK_DEPS = [pose_bins, face_identities, quality_scores]
+GAN_RESOLUTION = 512
+
+
+def candidates(root: DataRoot) -> list[dict]:
+    """Candidate faces with the quality threshold frozen in the data root's settings on first use."""
+    settings = ingest.load_settings(root)
+    rows, threshold = candidate_rows(root, settings.get("quality_threshold"))
+    if rows and settings.get("quality_threshold") is None and threshold is not None:
+        ingest.save_settings(root, {**settings, "quality_threshold": threshold})
+    return rows
+
+
+@contextlib.contextmanager
+def swapped_dir(target: Path):
+    """Build an export in a sibling temp folder, then swap it in: readers never see a half export."""
+    tmp = target.with_name(f".tmp-{os.getpid()}-{target.name}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+        old = target.with_name(f".tmp-{os.getpid()}-old-{target.name}")
+        if target.exists():
+            os.replace(target, old)
+        os.replace(tmp, target)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_split_table(root: DataRoot, table: str, rows: list[dict], columns) -> pl.DataFrame:
+    from efhq_assets.core.tasks.common import table_rows
+
+    df = pl.DataFrame(table_rows(rows, columns), infer_schema_length=None) if rows else pl.DataFrame(
+        {c: [] for c in columns})
+    write_table(root, table, "all", df)
+    return df
+
+
+def _counts_md(df: pl.DataFrame, *cols: str) -> dg.MetadataValue:
+    if not df.height:
+        return dg.MetadataValue.md("(empty)")
+    grouped = df.group_by(list(cols)).len().sort(list(cols)).to_dicts()
+    return dg.MetadataValue.md(f"| {' | '.join(cols)} | rows |\n|{'---|' * (len(cols) + 1)}\n" + "\n".join(
+        "| " + " | ".join(str(g[c]) for c in cols) + f" | {g['len']} |" for g in grouped))
+
+
+def _asset(name: str, description: str, deps=None, **kw):
+    return dg.asset(name=name, deps=deps or TASK_DEPS, group_name="splits", kinds={"python"}, code_version=CODE_VERSION,
+                    automation_condition=refresh_when_upstream_changed, description=description, **kw)
+
+
+@_asset("split_gan", "StyleGAN2-ADA split: FFHQ-aligned faces (single-warp alignment matching the reference recipe), "
+        "<= 10 per (identity, bin), most extreme and best first, labels frontal/extreme; exported as a zip that "
+        "StyleGAN2-ADA reads (dataset.json labels) + metadata.json lineage. Train with --cond=1.")
+def split_gan(context: dg.AssetExecutionContext, storage: EfhqStorage) -> dg.MaterializeResult:
+    from efhq_assets.core.align import align_ffhq_fast
+    from efhq_assets.core.tasks.common import lmk5_of
+    from efhq_assets.core.tasks.gan import SPLIT_GAN_COLUMNS, export_stylegan_zip, select_gan
+
+    root = storage.root()
+    rows = select_gan(candidates(root))
+    df = write_split_table(root, "split_gan", rows, SPLIT_GAN_COLUMNS)
+    cache = FrameCache(rows)
+
+    def render(row):
+        frame = cache.frame(row)
+        return None if frame is None else align_ffhq_fast(frame, lmk5_of(row), output_size=GAN_RESOLUTION)
+
+    out = root.tasks / "gan" / f"efhq_gan_{GAN_RESOLUTION}.zip"
+    result = export_stylegan_zip(sorted(rows, key=lambda r: (r["video_id"], r["frame_index"])), render, out,
+                                 resolution=GAN_RESOLUTION)
+    ingest.record_lineage(root, "split_gan", "all", CODE_VERSION, context.run_id, "", df.height)
+    return dg.MaterializeResult(metadata={"rows": df.height, "export": dg.MetadataValue.path(str(out)),
+                                          "images": result["count"], "skipped": len(result["skipped"]),
+                                          "labels": _counts_md(df, "label"), "dagster/row_count": df.height})
+
+
+@_asset("split_eg3d", "EG3D split: 512 crops from 5 landmarks and 25-value camera labels (cam2world at radius 2.7, "
+        "fx=fy=4.2647, cx=cy=0.5) from our poses; dataset.json in EG3D's format.")
+def split_eg3d(context: dg.AssetExecutionContext, storage: EfhqStorage) -> dg.MaterializeResult:
+    from efhq_assets.core.align import eg3d_crop
+    from efhq_assets.core.tasks.common import lmk5_of
+    from efhq_assets.core.tasks.eg3d import SPLIT_EG3D_COLUMNS, export_eg3d, select_eg3d
+
+    root = storage.root()
+    rows = select_eg3d(candidates(root))
+    df = write_split_table(root, "split_eg3d", rows, SPLIT_EG3D_COLUMNS)
+    cache = FrameCache(rows)
+
+    def render(row):
+        frame = cache.frame(row)
+        return None if frame is None else eg3d_crop(frame, lmk5_of(row))[0]
+
+    target = root.tasks / "eg3d"
+    with swapped_dir(target) as tmp:
+        result = export_eg3d(sorted(rows, key=lambda r: (r["video_id"], r["frame_index"])), render, tmp)
+    ingest.record_lineage(root, "split_eg3d", "all", CODE_VERSION, context.run_id, "", df.height)
+    return dg.MaterializeResult(metadata={"rows": df.height, "export": dg.MetadataValue.path(str(target)),
+                                          "images": result["count"], "labels": _counts_md(df, "label"),
+                                          "dagster/row_count": df.height})
+
+
+@_asset("split_t2i", "Text-to-image (ControlNet) split: FaceMesh 478-point condition images on black, EG3D-style "
+        "target crops, captions from pose words plus CelebV-HQ's human-annotated attributes where present; "
+        "prompts.json as ControlNet's training reads it.")
+def split_t2i(context: dg.AssetExecutionContext, storage: EfhqStorage) -> dg.MaterializeResult:
+    from efhq_assets.core.align import eg3d_crop
+    from efhq_assets.core.tasks.common import lmk5_of
+    from efhq_assets.core.tasks.t2i import SPLIT_T2I_COLUMNS, export_t2i, select_t2i
+
+    root = storage.root()
+    rows = select_t2i(candidates(root))
+    df = write_split_table(root, "split_t2i", rows, SPLIT_T2I_COLUMNS)
+    cache = FrameCache(rows)
+
+    def render(row):
+        frame = cache.frame(row)
+        return None if frame is None else eg3d_crop(frame, lmk5_of(row))
+
+    target = root.tasks / "t2i"
+    with swapped_dir(target) as tmp:
+        result = export_t2i(sorted(rows, key=lambda r: (r["video_id"], r["frame_index"])), render, tmp)
+    ingest.record_lineage(root, "split_t2i", "all", CODE_VERSION, context.run_id, "", df.height)
+    return dg.MaterializeResult(metadata={"rows": df.height, "export": dg.MetadataValue.path(str(target)),
+                                          "images": result["count"], "labels": _counts_md(df, "label"),
+                                          "example_prompts": dg.MetadataValue.md("\n".join(
+                                              f"- {p}" for p in df["prompt"].unique().sort().to_list()[:8]))
+                                          if df.height else "", "dagster/row_count": df.height})
+
+
+@_asset("split_reenactment", "Face reenactment split: 256x256 tube crops per clip, frames labelled frontal/extreme, "
+        "train pairs (frontal source, extreme driving), a 25% identity-disjoint test set chosen by identity hash "
+        "with self- and cross-identity pairs.",
+        check_specs=[dg.AssetCheckSpec("train_test_identity_disjoint", asset="split_reenactment", blocking=True)])
+def split_reenactment(context: dg.AssetExecutionContext, storage: EfhqStorage) -> dg.MaterializeResult:
+    from efhq_assets.core.tasks.common import write_json_atomic
+    from efhq_assets.core.tasks.reenactment import reenactment_rows, render_reenactment
+
+    root = storage.root()
+    frames, pairs = reenactment_rows(candidates(root))
+    columns = ["video_id", "clip_id", "frame_index", "face_index", "track_id", "identity_id", "instance_id", "split",
+               "label", "bin_label", "path"]
+    df = write_split_table(root, "split_reenactment", frames, columns)
+    target = root.tasks / "reenactment"
+    written = 0
+    with swapped_dir(target) as tmp:
+        by_instance: dict[str, list[dict]] = {}
+        for r in frames:
+            by_instance.setdefault(r["instance_id"], []).append(r)
+        for instance_rows in by_instance.values():
+            cache = FrameCache(instance_rows)  # one instance = one clip of one video
+            first = instance_rows[0]
+            width, height = _frame_size(root, first["video_id"])
+            written += len(render_reenactment(instance_rows, lambda i, r=first: cache.frame({**r, "frame_index": i}),
+                                              width, height, tmp))
+        write_json_atomic(tmp / "pairs.json", pairs, indent=1)
+    train_ids = set(df.filter(pl.col("split") == "train")["identity_id"]) if df.height else set()
+    test_ids = set(df.filter(pl.col("split") == "test")["identity_id"]) if df.height else set()
+    overlap = sorted(train_ids & test_ids)
+    ingest.record_lineage(root, "split_reenactment", "all", CODE_VERSION, context.run_id, "", df.height)
+    return dg.MaterializeResult(
+        metadata={"rows": df.height, "images": written, "pairs": len(pairs), "export": dg.MetadataValue.path(str(target)),
+                  "splits": _counts_md(df, "split", "label"), "dagster/row_count": df.height},
+        check_results=[dg.AssetCheckResult(check_name="train_test_identity_disjoint", passed=not overlap,
+                                           metadata={"overlapping_identities": len(overlap)})])
+
+
+def _frame_size(root: DataRoot, video_id: str) -> tuple[int, int]:
+    from efhq_assets.core.storage import read_rows
+
+    v = read_rows(root, "videos", video_id)[0]
+    return int(v["width"]), int(v["height"])
+
+
+@_asset("verification_pairs", "Cross-view verification benchmark: ArcFace 112x112 alignment, up to 50 frontal and 100 "
+        "per non-frontal bin per identity, seeded degradations, f2f/f2p/p2p lists (half genuine, half impostor, no "
+        "duplicates; identities from face_identities). Exported as path1<TAB>path2<TAB>issame TSVs plus the images.",
+        check_specs=[dg.AssetCheckSpec("impostors_never_one_identity", asset="verification_pairs", blocking=True)])
+def verification_pairs(context: dg.AssetExecutionContext, storage: EfhqStorage) -> dg.MaterializeResult:
+    from efhq_assets.core.align import align_arcface
+    from efhq_assets.core.tasks.common import atomic_write_bytes, encode_png, lmk5_of
+    from efhq_assets.core.tasks.verification import (PROTOCOLS, degrade, make_pairs, sample_verification_faces,
+                                                     write_pairs_tsv)
+
+    root = storage.root()
+    n_pairs = int(ingest.load_settings(root).get("verification_pairs_per_protocol", 20_000))
+    samples = sample_verification_faces(candidates(root))
+    target = root.tasks / "verification"
+    rows: list[dict] = []
+    with swapped_dir(target) as tmp:
+        cache = FrameCache(samples)
+        for s in sorted(samples, key=lambda s: (s["video_id"], s["frame_index"], s["face_index"])):
+            frame = cache.frame(s)
+            if frame is None:
+                continue
+            image = degrade(align_arcface(frame, lmk5_of(s)), s["degrade_seed"])
+            atomic_write_bytes(tmp / s["path"], encode_png(np.ascontiguousarray(image)))
+        for protocol in PROTOCOLS:
+            pairs = make_pairs(samples, protocol, n_pairs)
+            write_pairs_tsv(pairs, tmp / f"{protocol}_pairs.txt")
+            rows.extend(pairs)
+    columns = ["protocol", "path1", "path2", "issame", "identity1", "identity2", "video_id1", "frame_index1",
+               "face_index1", "video_id2", "frame_index2", "face_index2"]
+    df = write_split_table(root, "verification_pairs", rows, columns)
+    bad = df.filter(~pl.col("issame") & (pl.col("identity1") == pl.col("identity2"))).height if df.height else 0
+    ingest.record_lineage(root, "verification_pairs", "all", CODE_VERSION, context.run_id, "", df.height)
+    return dg.MaterializeResult(
+        metadata={"pairs": df.height, "images": len(samples), "export": dg.MetadataValue.path(str(target)),
+                  "by_protocol": _counts_md(df, "protocol", "issame"), "dagster/row_count": df.height},
+        check_results=[dg.AssetCheckResult(check_name="impostors_never_one_identity", passed=bad == 0,
+                                           metadata={"impostor_pairs_sharing_identity": bad})])
+
+
+def embed_aligned(paths: list[Path]) -> tuple[str, np.ndarray]:
+    """Embeddings of aligned 112x112 faces: insightface ArcFace when its weights are present, else dlib ResNet."""
+    import cv2
+
+    from efhq_assets.core.models import registry
+
+    try:
+        registry.find_weights("arcface_w600k_r50")
+        model = registry.create("embedder", "arcface_w600k_r50")
+    except Exception:  # weights absent: the offline embedder
+        model = registry.create("embedder", "dlib_resnet")
+    vectors = []
+    for path in paths:
+        image = cv2.imread(str(path))
+        big = cv2.resize(image, (224, 224), interpolation=cv2.INTER_CUBIC)  # dlib's aligner wants a larger chip
+        box = np.array([24, 16, 200, 216], np.float32) if model.name == "dlib_resnet" else np.array([0, 0, 224, 224],
+                                                                                                     np.float32)
+        vectors.append(model.embed(big, [box])[0])
+    arr = np.asarray(vectors, np.float64)
+    arr /= np.maximum(np.linalg.norm(arr, axis=1, keepdims=True), 1e-12)
+    return model.name, arr
+
+
+@_asset("verification_report", "TAR at FAR 1e-1..1e-5 (10-fold: threshold on 9 folds, applied to the held-out one), "
+        "CFP-style accuracy and the drop from f2f to f2p/p2p, for the configured face-recognition model. A FAR below "
+        "1/(impostors per fold) is null.", deps=["verification_pairs"])
+def verification_report(context: dg.AssetExecutionContext, storage: EfhqStorage) -> dg.MaterializeResult:
+    from efhq_assets.core.storage import read_rows
+    from efhq_assets.core.tasks.metrics import verification_report_rows
+
+    root = storage.root()
+    pairs = read_rows(root, "verification_pairs", "all")
+    folder = root.tasks / "verification"
+    paths = sorted({p for r in pairs for p in (r["path1"], r["path2"])})
+    model, vectors = embed_aligned([folder / p for p in paths]) if paths else ("none", np.zeros((0, 1)))
+    index = {p: i for i, p in enumerate(paths)}
+    scores = [float(vectors[index[r["path1"]]] @ vectors[index[r["path2"]]]) for r in pairs]
+    rows = verification_report_rows(pairs, scores, model) if pairs else []
+    columns = ["protocol", "far", "tar", "tar_std", "threshold", "far_measured", "n_genuine", "n_impostor", "n_folds",
+               "model", "drop_vs_f2f"]
+    df = write_split_table(root, "verification_report", rows, columns)
+    ingest.record_lineage(root, "verification_report", "all", CODE_VERSION, context.run_id, "", df.height,
+                          {"embedder": model})
+    table = "| protocol | FAR | TAR | n_genuine | n_impostor |\n|---|---|---|---|---|\n" + "\n".join(
+        f"| {r['protocol']} | {r['far']:g} | {_fmt(r['tar'])} "
+        f"| {r['n_genuine']} | {r['n_impostor']} |" for r in rows)
+    return dg.MaterializeResult(metadata={"model": model, "report": dg.MetadataValue.md(table),
+                                          "dagster/row_count": df.height})
+
+
+def _fmt(value) -> str:
+    return "null" if value is None else f"{value:.3f}"
