@@ -245,8 +245,11 @@ def softbin_rows(*bin_columns: Sequence[str | None]) -> list[str]:
 # The `bins` table
 # ------------------------------------------------------------------------------------------
 
-#: Estimators that vote (independent ones; `combined` is derived from them, so it does not vote).
-VOTING_ESTIMATORS = ("facemesh", "dlib68")
+#: Three voters, as EFHQ had three estimators: the two landmark fits and their reliability-weighted
+#: combination. The combination down-weights dlib68 beyond its training range (|yaw| > 35), so on
+#: turned faces a lone dlib68 misreading is outvoted instead of turning the face into `confused`
+#: (the head-turn benchmark showed dlib68 reading 60 degrees as ~40).
+VOTING_ESTIMATORS = ("facemesh", "dlib68", "combined")
 REVIEW_LABELS = (FRONTAL, LEFT, RIGHT, UP, DOWN, EXTREME, "remove")
 
 
@@ -262,7 +265,7 @@ def bin_rows(pose_rows: Sequence[dict], overrides: dict | None = None,
         faces.setdefault(key, {})[r["estimator"]] = (r["yaw"], r["pitch"])
     rows = []
     for (video_id, clip_id, frame_index, face_index), angles in sorted(faces.items()):
-        per = {name: bin_pose(*angles.get(name, (None, None))) for name in list(voters) + ["combined"]}
+        per = {name: bin_pose(*angles.get(name, (None, None))) for name in dict.fromkeys([*voters, "combined"])}
         votes = [per[name] for name in voters]
         soft = softbin(votes)
         yaws = [angles.get(n, (None, None))[0] for n in voters]

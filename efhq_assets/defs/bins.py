@@ -13,7 +13,7 @@ from .pose import pose_annotations
 from .resources import EfhqStorage
 from .review import review_overrides
 
-CODE_VERSION = "pose_bins-1"
+CODE_VERSION = "pose_bins-2"
 
 
 def bins_fingerprint(poses_fp: str | None, overrides: dict) -> str:

@@ -27,6 +27,7 @@ def pose_fingerprint(faces_fp: str | None) -> str:
     kinds={"torch"},
     code_version=CODE_VERSION,
     pool="gpu",
+    op_tags={"dagster-celery/queue": "gpu"},  # only read by the Celery executor (docs/scale_out.md)
     check_specs=[dg.AssetCheckSpec("angles_valid", asset="pose_annotations", blocking=True,
                                    description="one row per face and estimator; angles in range, never NaN")],
     description="Batched rigid fits of each landmark set to its own 3D face model (torch; CUDA + fp16 when present), "
