@@ -43,6 +43,27 @@ def cmd_build(args) -> int:
     return 1 if report.failed else 0
 
 
+EXPORTS = {"gan": "gan", "eg3d": "eg3d", "t2i": "t2i", "reenactment": "reenactment", "verification": "verification"}
+
+
+def cmd_export(args) -> int:
+    """Copy a task's export (built by its split asset) to --out."""
+    root = _root(args)
+    source = root.tasks / EXPORTS[args.task]
+    if not source.exists():
+        print(f"efhq export: no {args.task} export in {root.path} yet: run `efhq build` (or `efhq demo`) first",
+              file=sys.stderr)
+        return 2
+    out = Path(args.out).resolve()
+    if out.exists() and any(out.iterdir()):
+        print(f"efhq export: {out} exists and is not empty; choose a new folder", file=sys.stderr)
+        return 2
+    shutil.copytree(source, out, dirs_exist_ok=True)
+    files = sum(1 for p in out.rglob("*") if p.is_file())
+    print(json.dumps({"task": args.task, "out": str(out), "files": files}))
+    return 0
+
+
 def cmd_refresh(args) -> int:
     from efhq_assets import runner
 
@@ -234,6 +255,12 @@ def make_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("refresh", parents=[common],
                        help="one sensor tick + recompute only what is stale (new videos, changed files or code)")
     p.set_defaults(func=cmd_refresh)
+
+    p = sub.add_parser("export", parents=[common], help="copy a task's training export (gan zip, eg3d, t2i, "
+                                                        "reenactment, verification) to a folder")
+    p.add_argument("task", choices=sorted(EXPORTS))
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("sql", parents=[common], help="run one read-only SQL query on the manifest")
     p.add_argument("query")
