@@ -289,6 +289,98 @@ def test_pairs_fewer_when_data_is_short(caplog):
         V.make_pairs(samples, "x2y", 10)
 
 
+def _pair_key(p):
+    return frozenset(((p["video_id1"], p["frame_index1"], p["face_index1"]), (p["video_id2"], p["frame_index2"], p["face_index2"])))
+
+
+def _refresh_extra(samples):
+    """Samples of one new identity (two clips) and a new clip of an existing identity."""
+    old_id = sorted({s["identity_id"] for s in samples})[1]
+    extra = [face("vnew", f"vnew+C{c}", c * 100 + k, "id_new", "frontal" if k % 3 else "profile_left") for c in range(2) for k in range(6)]
+    extra += [face("vmore", "vmore+C0", k, old_id, "frontal" if k % 2 else "profile_up") for k in range(6)]
+    return V.sample_verification_faces(extra, n_frontal=1000, n_per_bin=1000)
+
+
+@pytest.mark.parametrize("protocol", V.PROTOCOLS)
+def test_pairs_refresh_only_adds_when_short(protocol):
+    """Issue 13: supply below the request -> a refresh keeps every old row, unchanged."""
+    samples = V.sample_verification_faces(verif_corpus(5), n_frontal=4, n_per_bin=3)
+    more = samples + _refresh_extra(samples)
+    sup = V.pair_supply(more, protocol)
+    n = 2 * max(sup["genuine"], sup["impostor"]) + 2  # short before and after
+    old = V.make_pairs(samples, protocol, n_pairs=n, seed=3)
+    new = V.make_pairs(more, protocol, n_pairs=n, seed=3)
+    assert len(new) > len(old) and len(new) == sup["genuine"] + sup["impostor"]
+    new_rows = [tuple(sorted(p.items())) for p in new]
+    for p in old:
+        assert tuple(sorted(p.items())) in new_rows, p
+    # genuine short, impostor not: every old genuine row stays; an impostor row leaves only for
+    # a new row with a new face (the minimal change)
+    sup_old = V.pair_supply(samples, protocol)
+    n = 2 * sup["genuine"] + 2
+    assert sup_old["impostor"] > n // 2
+    old = V.make_pairs(samples, protocol, n_pairs=n, seed=3)
+    new = V.make_pairs(more, protocol, n_pairs=n, seed=3)
+    new_rows = {tuple(sorted(p.items())) for p in new}
+    assert all(tuple(sorted(p.items())) in new_rows for p in old if p["issame"])
+    old_keys = {_pair_key(p) for p in old}
+    old_faces = {(s["video_id"], s["frame_index"], s["face_index"]) for s in samples}
+    added = [p for p in new if not p["issame"] and _pair_key(p) not in old_keys]
+    assert all(not _pair_key(p) <= old_faces for p in added)
+    kept = sum(1 for p in new if not p["issame"] and _pair_key(p) in old_keys)
+    assert kept + len(added) == n - n // 2 and kept > 0
+
+
+@pytest.mark.parametrize("protocol", V.PROTOCOLS)
+def test_pairs_refresh_minimal_when_supply_exceeds(protocol):
+    samples = V.sample_verification_faces(verif_corpus(), n_frontal=20, n_per_bin=15)
+    pairs = V.make_pairs(samples, protocol, n_pairs=600, seed=0)
+    # deterministic and independent of the input order
+    shuffled = list(samples)
+    np.random.default_rng(7).shuffle(shuffled)
+    assert pairs == V.make_pairs(shuffled, protocol, n_pairs=600, seed=0)
+    assert pairs == V.make_pairs(samples, protocol, n_pairs=600, seed=0)
+    extra = _refresh_extra(samples)
+    more = samples + extra
+    again = V.make_pairs(more, protocol, n_pairs=600, seed=0)
+    assert again == V.make_pairs(list(reversed(more)), protocol, n_pairs=600, seed=0)
+    old_faces = {(s["video_id"], s["frame_index"], s["face_index"]) for s in samples}
+    # impostors: a row that is new holds a new face (old rows only leave for better-ranked new ones)
+    old_imp = {_pair_key(p) for p in pairs if not p["issame"]}
+    new_imp = [p for p in again if not p["issame"]]
+    assert len(new_imp) == 300
+    assert all(not _pair_key(p) <= old_faces for p in new_imp if _pair_key(p) not in old_imp)
+    assert len(old_imp & {_pair_key(p) for p in new_imp}) >= 250
+    # genuine: an identity without new faces keeps a prefix of its own ranking (nested sets)
+    touched = {s["identity_id"] for s in extra}
+    for ident in {s["identity_id"] for s in samples} - touched:
+        before = {_pair_key(p) for p in pairs if p["issame"] and p["identity1"] == ident}
+        after = {_pair_key(p) for p in again if p["issame"] and p["identity1"] == ident}
+        assert before <= after or after <= before
+        assert len(before ^ after) <= 2
+
+
+def test_pairs_scale_5k_samples():
+    import time
+
+    rng = np.random.default_rng(0)
+    samples = []
+    for i in range(100):
+        for k in range(50):
+            lab = "frontal" if rng.random() < 0.35 else NONFRONTAL[int(rng.integers(len(NONFRONTAL) - 1))]
+            samples.append({
+                "identity_id": f"id{i:04d}", "video_id": f"v{i}", "clip_id": f"v{i}+C{k % 3}", "frame_index": k,
+                "face_index": 0, "bin": lab, "frontal": lab == "frontal", "path": f"images/id{i}/{lab}/{k}.png",
+            })
+    t0 = time.perf_counter()
+    for protocol in V.PROTOCOLS:
+        pairs = V.make_pairs(samples, protocol, n_pairs=20_000, seed=0)
+        assert len(pairs) == 20_000
+        assert len({_pair_key(p) for p in pairs}) == 20_000
+        assert all((p["identity1"] == p["identity2"]) == p["issame"] for p in pairs)
+    assert time.perf_counter() - t0 < 10.0
+
+
 def test_write_pairs_tsv(tmp_path):
     samples = V.sample_verification_faces(verif_corpus(4), n_frontal=5, n_per_bin=5)
     pairs = V.make_pairs(samples, "f2p", n_pairs=20)

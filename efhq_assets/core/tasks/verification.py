@@ -32,10 +32,19 @@ Pairs (:func:`make_pairs`, protocols f2f / f2p / p2p, table in 3.5):
   original's near-duplicate genuine pairs (neighbouring frames of one clip).
 * Genuine pairs are spread evenly over identities: each identity gets the same quota (capped by
   what it can supply; the remainder goes to identities chosen by hash), not "as many as its
-  image count".
-* Impostor pairs: identity A and identity B drawn uniformly (A != B) from the identities with
-  images of the needed side, then one image of each, from a ``numpy`` Generator seeded by
-  ``(seed, protocol)`` over the sorted samples; duplicates are rejected.
+  image count".  An identity's pairs are always the first ``quota`` of its own ranking, which
+  depends on its own faces only.
+* Impostor pairs: the ``n_pairs - n_pairs // 2`` pairs of two different identities with the
+  lowest score ``(h1 + h2) mod 2**64``, ``h`` = ``sha256(seed, protocol, face key)`` per face
+  (ties: face key order).  The original drew identities and images from a global RNG.  Found
+  without enumerating the O(n^2) pairs: the faces with ``h2`` in the window
+  ``[-h1, -h1 + T)`` are a binary search away, and ``T`` is widened until the window holds
+  enough impostor pairs: O(n log n + n_pairs).
+* Stable under refresh (issue 13): every ranking above is a property of the pair (and, for the
+  genuine quota, of the identity), never of the rest of the samples.  While the data supply
+  less than asked, a refresh that adds faces only adds pairs; beyond that, an old pair leaves
+  only when a new pair ranks before it (impostors) or its identity's quota shrinks (genuine:
+  its last-ranked pairs go), i.e. about as many rows change as the new faces bring in.
 * Fewer pairs than asked: when the data cannot supply ``n_pairs // 2`` unique genuine (or
   impostor) pairs, all that exist are returned and a warning is logged;
   :func:`pair_supply` tells how many exist.
@@ -74,7 +83,6 @@ PROTOCOLS = ("f2f", "f2p", "p2p")
 #: protocol -> (side of image 1, side of image 2): True = frontal, False = non-frontal
 _SIDES = {"f2f": (True, True), "f2p": (True, False), "p2p": (False, False)}
 _SAFE = re.compile(r"[^A-Za-z0-9_+.\-]+")
-_MASK64 = (1 << 64) - 1
 
 
 def _h64(*parts: Any) -> int:
@@ -254,22 +262,28 @@ def _genuine_supply(sides, idx) -> int:
     return len(idx[a]) * len(idx[b])
 
 
-def pair_supply(samples: Iterable[Mapping[str, Any]], protocol: str) -> dict[str, int]:
-    """How many unique genuine and impostor pairs the samples allow for ``protocol``."""
-    rows, by_id, _ = _prepare(samples, 0, protocol)
-    a, b = _SIDES[protocol]
+def _supply(by_id: Mapping[str, Mapping[bool, list[int]]], a: bool, b: bool) -> dict[str, int]:
     genuine = sum(_genuine_supply((a, b), idx) for idx in by_id.values())
     na = sum(len(idx[a]) for idx in by_id.values())
     nb = sum(len(idx[b]) for idx in by_id.values())
-    if a == b:
-        impostor = na * (na - 1) // 2 - genuine
-    else:
-        impostor = na * nb - genuine
-    return {"genuine": genuine, "impostor": impostor}
+    total = na * (na - 1) // 2 if a == b else na * nb
+    return {"genuine": genuine, "impostor": total - genuine}
+
+
+def pair_supply(samples: Iterable[Mapping[str, Any]], protocol: str) -> dict[str, int]:
+    """How many unique genuine and impostor pairs the samples allow for ``protocol``."""
+    _, by_id, _ = _prepare(samples, 0, protocol)
+    a, b = _SIDES[protocol]
+    return _supply(by_id, a, b)
 
 
 def _quotas(supplies: dict[str, int], n: int, seed: int, protocol: str) -> dict[str, int]:
-    """Equal share per identity, capped by supply (water-filling); remainder to hashed ids."""
+    """Equal share per identity, capped by supply (water-filling); remainder to hashed ids.
+
+    Equivalent to ranking every genuine pair by (its rank inside its identity, hash of the
+    identity) and keeping the ``n`` first: an identity's share only depends on the level, so
+    a refresh moves at most one "round" of pairs per identity.
+    """
     ids = [i for i, s in supplies.items() if s > 0]
     total = sum(supplies[i] for i in ids)
     if n >= total:
@@ -307,6 +321,76 @@ def _row(protocol, r1, r2, issame):
     return out
 
 
+def _window_pairs(ia: np.ndarray, ib: np.ndarray, hashes: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every (i, j), i in ``ia``, j in ``ib``, whose impostor score ``(h_i + h_j) mod 2**64`` is
+    below ``limit`` (a Python int; ``>= 2**64`` means every pair).
+
+    ``h_j`` lies in the window ``[-h_i, -h_i + limit)`` (mod 2**64): two binary searches per ``i``
+    in the sorted ``h`` of ``ib``; O((|ia| + |ib|) log |ib| + output).
+    """
+    empty = np.zeros(0, np.int64)
+    if len(ia) == 0 or len(ib) == 0:
+        return empty, empty
+    ib_sorted = ib[np.argsort(hashes[ib], kind="stable")]
+    hb = hashes[ib_sorted]
+    if limit >= 1 << 64:
+        return np.repeat(ia, len(ib)), np.tile(ib_sorted, len(ia))
+    with np.errstate(over="ignore"):
+        lo = np.uint64(0) - hashes[ia]  # -h_i mod 2**64
+        end = lo + np.uint64(limit)  # exclusive, mod 2**64
+    wraps = end < lo  # window runs past 2**64: [lo, 2**64) and [0, end)
+    s1 = np.searchsorted(hb, lo, side="left")
+    e1 = np.where(wraps, len(hb), np.searchsorted(hb, end, side="left"))
+    e2 = np.where(wraps, np.searchsorted(hb, end, side="left"), 0)
+    starts = np.concatenate([s1, np.zeros(len(ia), np.int64)]).astype(np.int64)
+    counts = np.maximum(np.concatenate([e1, e2]).astype(np.int64) - starts, 0)
+    total = int(counts.sum())
+    if total == 0:
+        return empty, empty
+    p1 = np.repeat(np.concatenate([ia, ia]), counts)
+    offs = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
+    p2 = ib_sorted[np.repeat(starts, counts) + offs]
+    return p1.astype(np.int64), p2.astype(np.int64)
+
+
+def _impostors(
+    ia: np.ndarray, ib: np.ndarray, same_side: bool, ident: np.ndarray, hashes: np.ndarray, k: int, supply: int
+) -> list[tuple[int, int]]:
+    """The ``k`` impostor pairs with the lowest score ``(h_i + h_j) mod 2**64`` (ties: the
+    smaller row index pair), never two samples of one identity, each unordered pair once.
+
+    The score is a property of the pair alone, so the result is the bottom-k of a fixed ranking:
+    new samples can only push old pairs out by bringing pairs with a lower score.  The search
+    widens a score window (start: the expected k-th score with a margin, x4 per miss) and finds
+    the window's pairs by binary search; cost O(n log n + pairs in the window) per round, about
+    O(n log n + k) in all, against O(n^2) for enumerating the pairs (when most pairs are
+    genuine, i.e. very few identities, the window also holds ~total/supply times more genuine
+    pairs that are filtered out).
+    """
+    k = min(int(k), int(supply))
+    if k <= 0:
+        return []
+    # expected accepted pairs under a window of width T: supply * T / 2**64 (same side: each pair seen twice)
+    limit = int((1 << 64) * min(1.0, 1.5 * k / supply)) + (1 << 40)
+    while True:
+        p1, p2 = _window_pairs(ia, ib, hashes, limit)
+        keep = ident[p1] != ident[p2]
+        if same_side:
+            keep &= p1 < p2
+        p1, p2 = p1[keep], p2[keep]
+        if len(p1) >= k or limit >= 1 << 64:
+            break
+        limit *= 4
+    if not same_side:
+        lo, hi = np.minimum(p1, p2), np.maximum(p1, p2)
+    else:
+        lo, hi = p1, p2
+    with np.errstate(over="ignore"):
+        score = hashes[p1] + hashes[p2]
+    order = np.lexsort((hi, lo, score))[:k]
+    return list(zip(p1[order].tolist(), p2[order].tolist()))
+
+
 def make_pairs(
     samples: Iterable[Mapping[str, Any]],
     protocol: str,
@@ -322,87 +406,54 @@ def make_pairs(
     frame_index1, face_index1, bin1, video_id2, clip_id2, frame_index2, face_index2, bin2.
     For f2p image 1 is the frontal one.  Fewer rows than ``n_pairs`` when the data cannot
     supply enough unique pairs (logged as a warning).
+
+    Every pair is picked from a fixed ranking that depends only on (seed, protocol) and the
+    two faces, never on the rest of the sample set, so a refresh that adds samples keeps every
+    old pair while the supply is short of ``n_pairs`` and otherwise swaps out only the pairs
+    that new, better-ranked pairs (or a lower per-identity genuine quota) push out.
+    Cost: genuine O(sum over identities of m_i^2) (vectorised), impostor O(n log n + n_pairs).
     """
     rows, by_id, hashes = _prepare(samples, seed, protocol)
     a, b = _SIDES[protocol]
     n_gen = int(n_pairs) // 2
     n_imp = int(n_pairs) - n_gen
-    clip = [str(r.get("clip_id") or r["video_id"]) for r in rows]
+    clip_names = [str(r.get("clip_id") or r["video_id"]) for r in rows]
+    clip_code = {c: k for k, c in enumerate(sorted(set(clip_names)))}
+    clip = np.array([clip_code[c] for c in clip_names], dtype=np.int64)
+    id_names = sorted(by_id)
+    id_code = {c: k for k, c in enumerate(id_names)}
+    ident = np.zeros(len(rows), dtype=np.int64)
+    for name, idx in by_id.items():
+        ident[idx[True] + idx[False]] = id_code[name]
 
-    # ---- genuine: per-identity quota, cross-clip pairs first, then by pair hash
+    # ---- genuine: per-identity quota; inside an identity cross-clip pairs first, then by pair hash
     supplies = {i: _genuine_supply((a, b), idx) for i, idx in by_id.items()}
     quotas = _quotas(supplies, n_gen, seed, protocol)
     genuine: list[tuple[int, int]] = []
-    for ident in sorted(quotas):
-        q = quotas[ident]
+    for name in sorted(quotas):
+        q = quotas[name]
         if q <= 0:
             continue
-        ia = np.asarray(by_id[ident][a], dtype=np.int64)
+        ia = np.asarray(by_id[name][a], dtype=np.int64)
         if a == b:
             u, v = np.triu_indices(len(ia), 1)
             p1, p2 = ia[u], ia[v]
         else:
-            ib = np.asarray(by_id[ident][b], dtype=np.int64)
+            ib = np.asarray(by_id[name][b], dtype=np.int64)
             p1, p2 = np.repeat(ia, len(ib)), np.tile(ib, len(ia))
-        clip_codes = {c: k for k, c in enumerate(sorted({clip[i] for i in np.concatenate([p1, p2]).tolist()}))}
-        c1 = np.array([clip_codes[clip[i]] for i in p1.tolist()], dtype=np.int64)
-        c2 = np.array([clip_codes[clip[i]] for i in p2.tolist()], dtype=np.int64)
-        same_clip = (c1 == c2).astype(np.int64)
+        same_clip = (clip[p1] == clip[p2]).astype(np.int64)
         h1, h2 = hashes[p1], hashes[p2]
         with np.errstate(over="ignore"):
             ph = _splitmix(np.minimum(h1, h2) ^ _splitmix(np.maximum(h1, h2)))
-        order = np.lexsort((ph, same_clip))[:q]
+        lo, hi = np.minimum(p1, p2), np.maximum(p1, p2)
+        order = np.lexsort((hi, lo, ph, same_clip))[:q]
         genuine.extend(zip(p1[order].tolist(), p2[order].tolist()))
 
-    # ---- impostor: identity A != identity B uniformly, then one image each
-    ids_a = sorted(i for i, idx in by_id.items() if idx[a])
-    ids_b = sorted(i for i, idx in by_id.items() if idx[b])
-    sup = pair_supply(rows, protocol)
-    impostor: list[tuple[int, int]] = []
-    target_imp = min(n_imp, sup["impostor"])
-    if target_imp > 0 and target_imp * 2 >= sup["impostor"]:
-        # small pool: enumerate every impostor pair, keep the target count by pair hash
-        cand: list[tuple[int, int, int]] = []
-        ia_all = [(i, ident) for ident in ids_a for i in by_id[ident][a]]
-        ib_all = [(i, ident) for ident in ids_b for i in by_id[ident][b]]
-        seen: set[tuple[int, int]] = set()
-        for i, ida in ia_all:
-            for j, idb in ib_all:
-                if ida == idb or i == j:
-                    continue
-                k = (min(i, j), max(i, j))
-                if k in seen:
-                    continue
-                seen.add(k)
-                cand.append((_h64(seed, protocol, "verif-imp", k[0], k[1]), i, j))
-        cand.sort()
-        impostor = [(i, j) for _, i, j in cand[:target_imp]]
-    elif target_imp > 0:
-        rng = np.random.default_rng([int(seed) & _MASK64, _h64("verif-imp", protocol) & 0xFFFFFFFF])
-        seen = set()
-        pools_a = [np.asarray(by_id[i][a]) for i in ids_a]
-        pools_b = [np.asarray(by_id[i][b]) for i in ids_b]
-        pos_b = {ident: k for k, ident in enumerate(ids_b)}
-        while len(impostor) < target_imp:
-            m = max(64, 2 * (target_imp - len(impostor)))
-            ka = rng.integers(0, len(ids_a), size=m)
-            kb = rng.integers(0, len(ids_b), size=m)
-            ua = rng.random(m)
-            ub = rng.random(m)
-            for t in range(m):
-                ida, idb = ids_a[ka[t]], ids_b[kb[t]]
-                if ida == idb:
-                    continue
-                pa, pb = pools_a[ka[t]], pools_b[pos_b[idb]]
-                i = int(pa[int(ua[t] * len(pa))])
-                j = int(pb[int(ub[t] * len(pb))])
-                k = (min(i, j), max(i, j))
-                if k in seen:
-                    continue
-                seen.add(k)
-                impostor.append((i, j))
-                if len(impostor) == target_imp:
-                    break
+    # ---- impostor: the n_imp lowest-score pairs of two identities
+    ia_all = np.array(sorted(i for idx in by_id.values() for i in idx[a]), dtype=np.int64)
+    ib_all = ia_all if a == b else np.array(sorted(i for idx in by_id.values() for i in idx[b]), dtype=np.int64)
+    sup = _supply(by_id, a, b)
+    impostor = _impostors(ia_all, ib_all, a == b, ident, hashes, n_imp, sup["impostor"])
 
     if len(genuine) < n_gen or len(impostor) < n_imp:
         log.warning(
@@ -414,7 +465,7 @@ def make_pairs(
         if a != b:  # f2p: the frontal image first
             fi = bool(rows[i].get("frontal", rows[i].get("bin", rows[i].get("label")) == FRONTAL))
             return (i, j) if fi == a else (j, i)
-        return (i, j) if hashes[i] <= hashes[j] else (j, i)
+        return (i, j) if (hashes[i], i) <= (hashes[j], j) else (j, i)
 
     out = []
     for i, j in genuine:
