@@ -35,7 +35,7 @@ def cmd_build(args) -> int:
         if not Path(folder).is_dir():
             print(f"efhq build: --videos {folder} is not a folder", file=sys.stderr)
             return 2
-    report = runner.build(_root(args), config, sampling=args.sample, force=args.force)
+    report = runner.build(_root(args), config, sampling=args.sample, force=args.force, detector=args.detector)
     print(runner.summary_json(report))
     if report.failed:
         print(f"efhq build: {len(report.failed)} video(s) failed; see `efhq status` and the `errors` table",
@@ -250,6 +250,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--celebv-info", action="append", help="CelebV-HQ celebvhq_info.json")
     p.add_argument("--sample", default=None, help="frame sampling: all | fps:N | max:N (saved in the data root)")
     p.add_argument("--force", action="store_true", help="re-materialize videos even when up to date")
+    p.add_argument("--detector", default=None,
+                   help="face detector backend (default mtcnn; e.g. scrfd_10g_bnkps with its weights; see efhq models list)")
     p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("refresh", parents=[common],

@@ -127,7 +127,7 @@ def refresh_reviews(root: DataRoot, instance, resources) -> None:
 
 
 def build(root: DataRoot, config: SourceConfig | None = None, sampling: str | None = None,
-          force: bool = False) -> BuildReport:
+          force: bool = False, detector: str | None = None) -> BuildReport:
     """Scan sources, register partitions, materialize what changed, refresh the manifest."""
     import dagster as dg
 
@@ -143,6 +143,8 @@ def build(root: DataRoot, config: SourceConfig | None = None, sampling: str | No
     if sampling is not None:
         ingest.parse_sampling(sampling)  # validate before saving
         ingest.save_settings(root, {**ingest.load_settings(root), "sampling": sampling})
+    if detector is not None:
+        ingest.save_settings(root, {**ingest.load_settings(root), "detector": detector})
     settings = ingest.load_settings(root)
     catalog = ingest.refresh_catalog(root)
     report = BuildReport(source_errors=len(catalog.errors))
@@ -153,15 +155,16 @@ def build(root: DataRoot, config: SourceConfig | None = None, sampling: str | No
 
     keys = catalog.partition_keys()
     resources = dict(defs.resources, storage=defs.resources["storage"].model_copy(update={"data_root": str(root.path)}))
+    if settings.get("detector"):  # chosen with `efhq build --detector NAME`, kept in the data root
+        resources["face_analysis"] = resources["face_analysis"].model_copy(update={"detector": settings["detector"]})
     refresh_reviews(root, instance, resources)
     known = set(instance.get_dynamic_partitions(video_files.name))
     new = [k for k in keys if k not in known]
     if new:
         instance.add_dynamic_partitions(video_files.name, new)  # one batched call
     assets = [defs.get_assets_def(k) for k in PER_VIDEO_ASSETS]
-    if keys:
-        # Load the configured models once, before any video: a missing weight file fails here with its fetch hint.
-        resources["face_analysis"].models()
+    # Load the configured models once, before any video: a missing weight file fails here with its fetch hint.
+    resources["face_analysis"].models()
     log(f"efhq: {len(keys)} videos to check in {root.path} ({len(report.missing)} missing, "
         f"{len(report.duplicates)} duplicates)")
     for n, key in enumerate(keys, start=1):

@@ -23,8 +23,9 @@ def _face_models(detector: str, min_face: int, landmarkers: tuple[str, ...]) -> 
     """Loaded once per process and configuration: `efhq build` keeps models across videos."""
     from efhq_assets.core.models import registry
 
+    detector_config = {"min_face": min_face} if detector == "mtcnn" else {}
     return FaceModels(
-        detector=registry.create("detector", detector, min_face=min_face),
+        detector=registry.create("detector", detector, **detector_config),
         facemesh=registry.create("landmarker", "facemesh") if "facemesh" in landmarkers else None,
         dlib68=registry.create("landmarker", "dlib68") if "dlib68" in landmarkers else None,
     )

@@ -182,3 +182,14 @@ def test_split_gan_lineage_has_no_nulls(demo_root):
     n = sql(demo_root, "select count(*) from split_gan")[1][0]
     assert len(rows) == int(n) > 0
     assert all(all(v != "" for v in r) for r in rows)
+
+
+def test_a_missing_backend_fails_with_the_fetch_hint_before_any_video(tmp_path, make_video):
+    videos = tmp_path / "videos"
+    make_video(videos / "one.mp4", n=4)
+    root = tmp_path / "root"
+    proc = run_efhq("build", "--videos", str(videos), "--detector", "scrfd_10g_bnkps", data_root=root, check=False,
+                    env={"EFHQ_MODEL_DIR": str(tmp_path / "models")})
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "efhq models fetch scrfd_10g_bnkps" in proc.stderr and "scrfd_10g_bnkps.onnx" in proc.stderr
+    assert not (root / "tables" / "frames").exists()  # nothing was processed
