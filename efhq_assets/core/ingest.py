@@ -7,6 +7,7 @@ the same code.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -64,13 +65,26 @@ def refresh_catalog(root: DataRoot, config: SourceConfig | None = None) -> Catal
 
 
 def load_catalog(root: DataRoot) -> Catalog:
+    """The persisted catalog, cached per process until its files change (every per-video step reads it)."""
+    def stamp(name: str):
+        path = root.catalog / f"{name}.parquet"
+        try:
+            st = path.stat()
+            return str(path), st.st_size, st.st_mtime_ns
+        except FileNotFoundError:
+            return str(path), None, None
+
+    return _load_catalog_cached(stamp("videos"), stamp("clips"))
+
+
+@functools.lru_cache(maxsize=4)
+def _load_catalog_cached(videos_stamp, clips_stamp) -> Catalog:
     import polars as pl
 
-    def rows(name: str) -> list[dict]:
-        path = root.catalog / f"{name}.parquet"
-        return pl.read_parquet(path).to_dicts() if path.exists() else []
+    def rows(stamp) -> list[dict]:
+        return pl.read_parquet(stamp[0]).to_dicts() if stamp[1] is not None else []
 
-    return Catalog(rows("videos"), rows("clips"), [])
+    return Catalog(rows(videos_stamp), rows(clips_stamp), [])
 
 
 # --------------------------------------------------------------------------- errors + lineage
