@@ -76,27 +76,43 @@ def _asset(name: str, description: str, deps=None, **kw):
                     automation_condition=refresh_when_upstream_changed, description=description, **kw)
 
 
+def build_image_split(context, storage: EfhqStorage, table: str, select, columns, crop, export):
+    """Select rows, write the table, render each face from its re-decoded frame with `crop(frame, lmk5)`,
+    export with `export(rows, render)`, record lineage. Returns (table, export result)."""
+    from efhq_assets.core.tasks.common import lmk5_of
+
+    root = storage.root()
+    rows = select(candidates(root))
+    df = write_split_table(root, table, rows, columns)
+    cache = FrameCache(rows)
+
+    def render(row):
+        frame = cache.frame(row)
+        return None if frame is None else crop(frame, lmk5_of(row))
+
+    result = export(sorted(rows, key=lambda r: (r["video_id"], r["frame_index"])), render)
+    ingest.record_lineage(root, table, "all", CODE_VERSION, context.run_id, "", df.height)
+    return df, result
+
+
+def export_into(target: Path, write):
+    """Run `write(folder)` into a temp folder swapped in at `target` when complete."""
+    with swapped_dir(target) as tmp:
+        return write(tmp)
+
+
 @_asset("split_gan", "StyleGAN2-ADA split: FFHQ-aligned faces (single-warp alignment matching the reference recipe), "
         "<= 10 per (identity, bin), most extreme and best first, labels frontal/extreme; exported as a zip that "
         "StyleGAN2-ADA reads (dataset.json labels) + metadata.json lineage. Train with --cond=1.")
 def split_gan(context: dg.AssetExecutionContext, storage: EfhqStorage) -> dg.MaterializeResult:
     from efhq_assets.core.align import align_ffhq_fast
-    from efhq_assets.core.tasks.common import lmk5_of
     from efhq_assets.core.tasks.gan import SPLIT_GAN_COLUMNS, export_stylegan_zip, select_gan
 
-    root = storage.root()
-    rows = select_gan(candidates(root))
-    df = write_split_table(root, "split_gan", rows, SPLIT_GAN_COLUMNS)
-    cache = FrameCache(rows)
-
-    def render(row):
-        frame = cache.frame(row)
-        return None if frame is None else align_ffhq_fast(frame, lmk5_of(row), output_size=GAN_RESOLUTION)
-
-    out = root.tasks / "gan" / f"efhq_gan_{GAN_RESOLUTION}.zip"
-    result = export_stylegan_zip(sorted(rows, key=lambda r: (r["video_id"], r["frame_index"])), render, out,
-                                 resolution=GAN_RESOLUTION)
-    ingest.record_lineage(root, "split_gan", "all", CODE_VERSION, context.run_id, "", df.height)
+    out = storage.root().tasks / "gan" / f"efhq_gan_{GAN_RESOLUTION}.zip"
+    df, result = build_image_split(
+        context, storage, "split_gan", select_gan, SPLIT_GAN_COLUMNS,
+        lambda frame, lmk5: align_ffhq_fast(frame, lmk5, output_size=GAN_RESOLUTION),
+        lambda rows, render: export_stylegan_zip(rows, render, out, resolution=GAN_RESOLUTION))
     return dg.MaterializeResult(metadata={"rows": df.height, "export": dg.MetadataValue.path(str(out)),
                                           "images": result["count"], "skipped": len(result["skipped"]),
                                           "labels": _counts_md(df, "label"), "dagster/row_count": df.height})
@@ -106,22 +122,12 @@ def split_gan(context: dg.AssetExecutionContext, storage: EfhqStorage) -> dg.Mat
         "fx=fy=4.2647, cx=cy=0.5) from our poses; dataset.json in EG3D's format.")
 def split_eg3d(context: dg.AssetExecutionContext, storage: EfhqStorage) -> dg.MaterializeResult:
     from efhq_assets.core.align import eg3d_crop
-    from efhq_assets.core.tasks.common import lmk5_of
     from efhq_assets.core.tasks.eg3d import SPLIT_EG3D_COLUMNS, export_eg3d, select_eg3d
 
-    root = storage.root()
-    rows = select_eg3d(candidates(root))
-    df = write_split_table(root, "split_eg3d", rows, SPLIT_EG3D_COLUMNS)
-    cache = FrameCache(rows)
-
-    def render(row):
-        frame = cache.frame(row)
-        return None if frame is None else eg3d_crop(frame, lmk5_of(row))[0]
-
-    target = root.tasks / "eg3d"
-    with swapped_dir(target) as tmp:
-        result = export_eg3d(sorted(rows, key=lambda r: (r["video_id"], r["frame_index"])), render, tmp)
-    ingest.record_lineage(root, "split_eg3d", "all", CODE_VERSION, context.run_id, "", df.height)
+    target = storage.root().tasks / "eg3d"
+    df, result = build_image_split(
+        context, storage, "split_eg3d", select_eg3d, SPLIT_EG3D_COLUMNS, lambda frame, lmk5: eg3d_crop(frame, lmk5)[0],
+        lambda rows, render: export_into(target, lambda tmp: export_eg3d(rows, render, tmp)))
     return dg.MaterializeResult(metadata={"rows": df.height, "export": dg.MetadataValue.path(str(target)),
                                           "images": result["count"], "labels": _counts_md(df, "label"),
                                           "dagster/row_count": df.height})
@@ -132,22 +138,12 @@ def split_eg3d(context: dg.AssetExecutionContext, storage: EfhqStorage) -> dg.Ma
         "prompts.json as ControlNet's training reads it.")
 def split_t2i(context: dg.AssetExecutionContext, storage: EfhqStorage) -> dg.MaterializeResult:
     from efhq_assets.core.align import eg3d_crop
-    from efhq_assets.core.tasks.common import lmk5_of
     from efhq_assets.core.tasks.t2i import SPLIT_T2I_COLUMNS, export_t2i, select_t2i
 
-    root = storage.root()
-    rows = select_t2i(candidates(root))
-    df = write_split_table(root, "split_t2i", rows, SPLIT_T2I_COLUMNS)
-    cache = FrameCache(rows)
-
-    def render(row):
-        frame = cache.frame(row)
-        return None if frame is None else eg3d_crop(frame, lmk5_of(row))
-
-    target = root.tasks / "t2i"
-    with swapped_dir(target) as tmp:
-        result = export_t2i(sorted(rows, key=lambda r: (r["video_id"], r["frame_index"])), render, tmp)
-    ingest.record_lineage(root, "split_t2i", "all", CODE_VERSION, context.run_id, "", df.height)
+    target = storage.root().tasks / "t2i"
+    df, result = build_image_split(
+        context, storage, "split_t2i", select_t2i, SPLIT_T2I_COLUMNS, eg3d_crop,
+        lambda rows, render: export_into(target, lambda tmp: export_t2i(rows, render, tmp)))
     return dg.MaterializeResult(metadata={"rows": df.height, "export": dg.MetadataValue.path(str(target)),
                                           "images": result["count"], "labels": _counts_md(df, "label"),
                                           "example_prompts": dg.MetadataValue.md("\n".join(
