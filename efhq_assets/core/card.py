@@ -52,8 +52,9 @@ def contact_sheet_png(thumbs: list[np.ndarray], columns: int = 8, side: int = 96
 
 
 def card_markdown(bins: list[dict], sources: dict[str, str], identities: dict[tuple, str], faces_total: int,
-                  images: dict[str, str]) -> str:
-    """Markdown for the card. `images` maps a caption to a relative image path."""
+                  images: dict[str, str], all_softbins: Counter | None = None) -> str:
+    """Markdown for the card. `images` maps a caption to a relative image path; `all_softbins` counts
+    every face of the `bins` table (what `select softbin, count(*) from bins group by 1` returns)."""
     labels = Counter(b["label"] for b in bins)
     by_source = Counter(sources.get(b["video_id"], "?") for b in bins)
     ids = Counter(identities.get((b["video_id"], b.get("track_id"))) for b in bins)
@@ -63,6 +64,10 @@ def card_markdown(bins: list[dict], sources: dict[str, str], identities: dict[tu
              f"{len({b['video_id'] for b in bins})} videos, {len(ids)} identities.", "",
              "## Faces per pose bin (label = reviewed label, else softbin)", "", "| bin | faces |", "|---|---|"]
     lines += [f"| {k} | {labels[k]} |" for k in BIN_ORDER if labels.get(k)]
+    if all_softbins is not None:
+        lines += ["", "## Every detected face by softbin (`select softbin, count(*) from bins group by 1`)", "",
+                  "| softbin | faces |", "|---|---|"]
+        lines += [f"| {k} | {all_softbins[k]} |" for k in BIN_ORDER if all_softbins.get(k)]
     lines += ["", "## Faces per source dataset", "", "| source | faces |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in sorted(by_source.items())]
     lines += ["", "## Faces per identity", "", "| identity | faces |", "|---|---|"]

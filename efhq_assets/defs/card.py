@@ -1,7 +1,7 @@
 """`dataset_card`: counts, pose plots and per-bin contact sheets, as markdown + images and UI metadata."""
 
 import base64
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 import dagster as dg
 import numpy as np
@@ -18,7 +18,7 @@ from .quality import quality_scores
 from .partitions import refresh_when_upstream_changed
 from .resources import EfhqStorage
 
-CODE_VERSION = "dataset_card-1"
+CODE_VERSION = "dataset_card-2"
 THUMBS_PER_BIN = 16
 
 
@@ -39,7 +39,9 @@ def dataset_card(context: dg.AssetExecutionContext, storage: EfhqStorage) -> dg.
     root = storage.root()
     faces = {(f["video_id"], f["clip_id"], f["frame_index"], f["face_index"]): f for f in read_all(root, "faces")}
     keep = {k for k, f in faces.items() if f["passes_efhq_filter"]}
-    bins = [dict(b, track_id=faces[k]["track_id"]) for b in read_all(root, "bins")
+    all_bins = read_all(root, "bins")
+    all_softbins = Counter(b["softbin"] for b in all_bins)
+    bins = [dict(b, track_id=faces[k]["track_id"]) for b in all_bins
             if (k := (b["video_id"], b["clip_id"], b["frame_index"], b["face_index"])) in keep and b["label"] != "remove"]
     poses = [p for p in read_all(root, "poses") if p["estimator"] == "combined"
              and (p["video_id"], p["clip_id"], p["frame_index"], p["face_index"]) in keep]
@@ -69,7 +71,8 @@ def dataset_card(context: dg.AssetExecutionContext, storage: EfhqStorage) -> dg.
             atomic_write_bytes(out / f"sheet_{label}.png", png)
             images[f"Contact sheet: {label}"] = f"sheet_{label}.png"
             sheets[label] = png
-    markdown = card.card_markdown(bins, {v: r["source"] for v, r in videos.items()}, identities, len(faces), images)
+    markdown = card.card_markdown(bins, {v: r["source"] for v, r in videos.items()}, identities, len(faces), images,
+                                  all_softbins)
     atomic_write_bytes(out / "dataset_card.md", markdown.encode())
     ingest.record_lineage(root, "dataset_card", "all", CODE_VERSION, context.run_id, "", len(bins))
     counts = pl.DataFrame({"label": [b["label"] for b in bins]}).group_by("label").len().sort("label") if bins else None

@@ -193,3 +193,14 @@ def test_a_missing_backend_fails_with_the_fetch_hint_before_any_video(tmp_path, 
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "efhq models fetch scrfd_10g_bnkps" in proc.stderr and "scrfd_10g_bnkps.onnx" in proc.stderr
     assert not (root / "tables" / "frames").exists()  # nothing was processed
+
+
+def test_softbin_counts_match_the_dataset_card(demo_root):
+    counts = dict(sql(demo_root, "select softbin, count(*) from bins group by 1")[1:])
+    assert "frontal" in counts and any(k.startswith("profile_") for k in counts)
+    card = (demo_root / "card" / "dataset_card.md").read_text()
+    section = card.split("## Every detected face by softbin", 1)[1].split("\n## ", 1)[0]
+    table = dict(line.strip("|").replace(" ", "").split("|") for line in section.splitlines()
+                 if line.startswith("| ") and not line.startswith("| softbin"))
+    assert table == counts
+    assert (demo_root / "card" / "pose.png").stat().st_size > 1000
