@@ -1,0 +1,371 @@
+"""EFHQ's published per-frame metadata CSVs: reader, frame-id mapping, VFHQ crop offset.
+
+EFHQ (VinAIResearch/EFHQ) released metadata only (e.g. ``train_celebv_reenactment.csv``,
+``train_vfhq_reenactment.csv``; EFHQ_REFERENCE.md section 1.3). This module reads those files
+with their literal column names and maps every row onto this project's conventions, so
+``efhq build --efhq-metadata FILE.csv`` can join them to frames decoded by
+:func:`efhq_assets.core.video.iter_clip_frames`.
+
+Columns (the merged per-frame schema, built up over EFHQ's stages)
+------------------------------------------------------------------
+Required: ``frameid, x1, y1, x2, y2, lmks5pts, video_id``.
+Optional: ``idx`` (dropped by ``csvs-to-parquet``), ``iqa``, ``synergy_{yaw,pitch,roll}``,
+``poseanh_{yaw,pitch,roll}``, ``mhp_{yaw,pitch,roll}``, ``lmks68pts``, ``synergy_bin``,
+``poseanh_bin``, ``mhp_bin``, ``hardbin``, ``softbin``, ``smallbin``, ``user_id``,
+``aligned_path``, ``lmk_68pts`` (written by alignment; read but not interpreted).
+Any other column is ignored and reported in the warning list. An unnamed leading column (a
+pandas index) is reported the same way.
+
+* ``lmks5pts``: JSON list of 10 numbers, x,y interleaved -> ``lmk5`` (5, 2).
+* ``lmks68pts``: JSON list of 204 numbers, SynergyNet's 3x68 array flattened **row-major**
+  (all x, then all y, then all z) -> ``lmk68`` (68, 3) = ``reshape(3, 68).T``. ``None``/empty
+  (SynergyNet's FaceBoxes fallback writes "None") -> ``None``.
+* Angles are degrees. Empty, ``nan`` or ``None`` -> that estimator's angles are ``None``.
+* Bins are returned exactly as given. NOTE: EFHQ binned each estimator's *raw* angles (no sign
+  unification), so ``profile_left/right`` mean different sides for SynergyNet than for the other
+  two (reference section 2, stage 1). Use the converted ``angles`` for any new left/right logic.
+* If ``aligned_path`` is present, EFHQ's alignment step has replaced ``lmks5pts`` with
+  coordinates in the *aligned* image; such rows have ``coordinates == "aligned"`` and the
+  source-frame helpers below refuse them.
+
+Angle conventions (project: :mod:`efhq_assets.core.pose`, yaw > 0 = subject's own left = nose
+toward the image's right; pitch > 0 = up; roll > 0 = top of head toward image right)
+--------------------------------------------------------------------------------------------
+* SynergyNet (``synergy_*``): converted exactly by
+  :func:`efhq_assets.core.models.published_angles.synergynet_angles_to_project` (for a pure turn
+  ``synergy_yaw = -project_yaw``; pitch and roll keep their sign). Rows it cannot invert come
+  back as NaN.
+* FacePoseNet (``poseanh_*``, closed, convention undocumented) and DirectMHP (``mhp_*``):
+  EFHQ's ``2_merging/pose_grid.py`` votes left/right over ``[-synergy_yaw, poseanh_yaw,
+  mhp_yaw]``: the authors negated SynergyNet's yaw *to make it agree* with the other two. Since
+  ``-synergy_yaw = +project_yaw``, poseanh and mhp yaw have the **project's sign**. Pitch is not
+  flipped for any estimator in that vote and SynergyNet's pitch already has the project's sign,
+  so their pitch is taken as the project's too. Roll is never used by EFHQ, so its sign cannot
+  be derived from the reference: ASSUMED to be the project's. These are per-axis sign
+  multipliers (:data:`POSEANH_SIGNS`, :data:`MHP_SIGNS`; flip one constant if evidence
+  disagrees), exact only when the Euler compositions agree, which is unknown for a closed
+  model; for near-single-axis poses (the bins' use) it is exact. The evidence is the authors'
+  own flip, which left/right manual review finally overrode, so treat it as the best available,
+  not as verified.
+
+Frame ids -> 0-based file frame index (the ``frames`` table's ``frame_index``)
+-------------------------------------------------------------------------------
+* CelebV-HQ: EFHQ ran ``ffmpeg -i video -vf crop=w:h:x:y -ss <start> -to <end> %08d.png`` with
+  ``-ss``/``-to`` as OUTPUT options (after ``-i``) and no fps option. ffmpeg then decodes from the
+  start and its output trim keeps every frame with timestamp in ``[start, end)`` (timestamps
+  re-based so the first frame is 0), and the image2 muxer numbers files from ``00000001``. So
+  ``frame_index = ceil(start_sec * fps) + frameid - 1`` (the ``ceil`` with the same epsilon as
+  :func:`efhq_assets.core.sources.seconds_to_frames`). Assumes a constant-frame-rate source
+  (ffmpeg's default CFR output sync then neither duplicates nor drops inside the clip).
+  Checked against /usr/bin/ffmpeg 5.1 by the tests (starts on and between frame boundaries).
+  Measured there: the first file is always frame ``ceil(start*fps)``, but when ``start`` lies at
+  least half a frame past a boundary the output sync re-bases the first frame's timestamp up by
+  one tick and the ``-to`` limit then cuts the LAST frame of ``[start, end)``: EFHQ may have one
+  frame fewer than ``seconds_to_frames`` lists. The id -> index map is unaffected (ids count
+  from the first frame); a metadata row simply never refers to that frame.
+* VFHQ: ``ffmpeg -i video -vf "select=between(n\\,s\\,e)" -vsync 0 -start_number s`` names the
+  file after the decoded-frame counter ``n`` (0-based, all frames from the start, no timestamps
+  involved), so ``frame_index = frameid``.
+
+VFHQ crop offset (EFHQ issue #2)
+--------------------------------
+EFHQ's VFHQ coordinates (box, 5 and 68 landmarks) are in the full YouTube frame, resized to the
+annotation's H x W (``download_vfhq.py`` resizes frames that differ). VFHQ's own cloud release
+ships clips already cut to the annotation's ``CROP x0 y0 x1 y1`` region, hence the x shift users
+see. :func:`to_clip_coordinates` subtracts (x0, y0) from every x, y (68-point z unchanged);
+:func:`from_clip_coordinates` adds it back. This explanation is the reference's likely (not
+verified) one; it assumes the released clips are cropped but not rescaled.
+
+CelebV is the other way round: EFHQ ran RetinaFace on the frames its own command wrote, which
+are already cut to the square ``celebv_crop`` region (``-vf crop=w:h:x:y``), so CelebV coordinates are
+crop coordinates (issue #2: they line up on CelebV's processed clips). To place them on the full video frame that ``iter_clip_frames`` decodes, use
+``from_clip_coordinates(row, celebv_crop(bbox, W, H))``; with a ``ClipWindow`` carrying that
+crop, no shift is needed.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import os
+import re
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from .ids import InvalidIdError, parse_vfhq_clip_name, validate_annotation_id
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "EfhqMetadataError",
+    "REQUIRED_COLUMNS",
+    "OPTIONAL_COLUMNS",
+    "POSEANH_SIGNS",
+    "MHP_SIGNS",
+    "read_efhq_metadata",
+    "file_frame_index",
+    "celebv_first_frame",
+    "to_clip_coordinates",
+    "from_clip_coordinates",
+]
+
+REQUIRED_COLUMNS = ("frameid", "x1", "y1", "x2", "y2", "lmks5pts", "video_id")
+ANGLE_COLUMNS = tuple(f"{e}_{a}" for e in ("synergy", "poseanh", "mhp") for a in ("yaw", "pitch", "roll"))
+BIN_COLUMNS = ("synergy_bin", "poseanh_bin", "mhp_bin", "hardbin", "softbin", "smallbin")
+OPTIONAL_COLUMNS = ("idx", "iqa", *ANGLE_COLUMNS, "lmks68pts", *BIN_COLUMNS, "user_id", "aligned_path", "lmk_68pts")
+
+# Per-axis (yaw, pitch, roll) multipliers from the published angles to the project convention
+# (see the module docstring). Flip one entry if evidence about the closed FacePoseNet or about
+# DirectMHP's decomposition disagrees.
+POSEANH_SIGNS: tuple[float, float, float] = (1.0, 1.0, 1.0)
+MHP_SIGNS: tuple[float, float, float] = (1.0, 1.0, 1.0)
+
+_NULLS = {"", "none", "nan", "null", "na", "n/a"}
+_EPS = 1e-6  # same epsilon as sources.seconds_to_frames
+_FRAMEID = re.compile(r"^\s*(\d+)(?:\.0*)?(?:\.(?:png|jpg|jpeg))?\s*$", re.IGNORECASE)
+
+
+class EfhqMetadataError(ValueError):
+    """A clear, user-facing message about an EFHQ metadata file that cannot be used."""
+
+
+# ---------------------------------------------------------------------------------- reading
+
+
+def read_efhq_metadata(path: str | os.PathLike, *, warnings_out: list[str] | None = None) -> list[dict[str, Any]]:
+    """Read one EFHQ per-frame metadata CSV into normalized rows (see the module docstring).
+
+    Row keys: ``video_id, dataset ('vfhq'|'celebv'), youtube_id, user_id, frameid (str, as in the
+    file), face_idx (int|None), box (x1, y1, x2, y2) floats, lmk5 (5, 2) float64, lmk68 (68, 3)
+    float64 | None, angles {'synergy'|'poseanh'|'mhp': (yaw, pitch, roll) project degrees |
+    None}, angles_raw (same keys, as published), bins {column: str | None}, iqa float | None,
+    aligned_path str | None, coordinates ('source'|'aligned'), line (1-based line in the file)``.
+
+    Unknown columns are ignored; one message per unknown column is appended to
+    ``warnings_out`` (when given) and logged. Missing required columns or a malformed row raise
+    :class:`EfhqMetadataError` naming the file (and the line).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise EfhqMetadataError(f"EFHQ metadata file not found: {path}")
+    warns: list[str] = []
+    rows: list[dict[str, Any]] = []
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.reader(fh)
+        try:
+            header = next(reader)
+        except StopIteration:
+            raise EfhqMetadataError(f"{path}: empty file, expected a CSV header") from None
+        header = [h.strip() for h in header]
+        missing = [c for c in REQUIRED_COLUMNS if c not in header]
+        if missing:
+            raise EfhqMetadataError(
+                f"{path}: missing required column(s) {', '.join(missing)} "
+                f"(found: {', '.join(header) or 'none'})"
+            )
+        known = set(REQUIRED_COLUMNS) | set(OPTIONAL_COLUMNS)
+        for name in header:
+            if name not in known:
+                warns.append(f"{path.name}: unknown column {name!r} ignored")
+        col = {name: i for i, name in enumerate(header) if name in known}
+        for record in reader:
+            line = reader.line_num
+            if not record or all(not v.strip() for v in record):
+                continue
+            if len(record) != len(header):
+                raise EfhqMetadataError(
+                    f"{path}, line {line}: {len(record)} fields, the header has {len(header)}"
+                )
+            try:
+                rows.append(_parse_row({n: record[i] for n, i in col.items()}, line))
+            except (ValueError, InvalidIdError) as err:
+                raise EfhqMetadataError(f"{path}, line {line}: {err}") from None
+    _convert_angles(rows)
+    for msg in warns:
+        log.warning(msg)
+    if warnings_out is not None:
+        warnings_out.extend(warns)
+    return rows
+
+
+def _parse_row(raw: Mapping[str, str], line: int) -> dict[str, Any]:
+    video_id = validate_annotation_id(raw["video_id"].strip(), "video_id")
+    try:
+        clip = parse_vfhq_clip_name(video_id)
+        dataset, youtube_id = "vfhq", clip.youtube_id
+    except InvalidIdError:
+        m = re.match(r"^(?P<yt>.+)_(?P<n>\d+)$", video_id)
+        dataset, youtube_id = "celebv", (m["yt"] if m else video_id)
+    frameid = raw["frameid"].strip()
+    if not _FRAMEID.match(frameid):
+        raise ValueError(f"frameid {frameid!r} is not a frame number")
+    box = tuple(_number(raw, c, required=True) for c in ("x1", "y1", "x2", "y2"))
+    lmk5 = _json_array(raw, "lmks5pts", 10, required=True).reshape(5, 2)
+    lmk68 = _json_array(raw, "lmks68pts", 204, required=False)
+    if lmk68 is not None:
+        lmk68 = np.ascontiguousarray(lmk68.reshape(3, 68).T)
+    angles_raw = {}
+    for est in ("synergy", "poseanh", "mhp"):
+        vals = [_number(raw, f"{est}_{a}") for a in ("yaw", "pitch", "roll")]
+        angles_raw[est] = None if any(v is None or not math.isfinite(v) for v in vals) else tuple(vals)
+    aligned_path = _text(raw, "aligned_path")
+    idx = _number(raw, "idx")
+    return {
+        "video_id": video_id,
+        "dataset": dataset,
+        "youtube_id": youtube_id,
+        "user_id": _text(raw, "user_id"),
+        "frameid": frameid,
+        "face_idx": None if idx is None or not math.isfinite(idx) else int(idx),
+        "box": box,
+        "lmk5": lmk5,
+        "lmk68": lmk68,
+        "angles": {},
+        "angles_raw": angles_raw,
+        "bins": {c: _text(raw, c) for c in BIN_COLUMNS if c in raw},
+        "iqa": _number(raw, "iqa"),
+        "aligned_path": aligned_path,
+        "coordinates": "aligned" if "aligned_path" in raw else "source",
+        "line": line,
+    }
+
+
+def _text(raw: Mapping[str, str], name: str) -> str | None:
+    value = raw.get(name)
+    if value is None or value.strip().lower() in _NULLS:
+        return None
+    return value.strip()
+
+
+def _number(raw: Mapping[str, str], name: str, required: bool = False) -> float | None:
+    text = _text(raw, name)
+    if text is None:
+        if required:
+            raise ValueError(f"column {name} is empty")
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"column {name}: {text!r} is not a number") from None
+    if required and not math.isfinite(value):
+        raise ValueError(f"column {name}: {text!r} is not finite")
+    return value
+
+
+def _json_array(raw: Mapping[str, str], name: str, size: int, required: bool) -> np.ndarray | None:
+    text = _text(raw, name)
+    if text is None:
+        if required:
+            raise ValueError(f"column {name} is empty")
+        return None
+    try:
+        values = json.loads(text)
+        arr = np.asarray(values, dtype=np.float64).reshape(-1)
+    except (ValueError, TypeError):
+        raise ValueError(f"column {name}: not a JSON list of numbers ({text[:60]!r})") from None
+    if arr.size != size:
+        raise ValueError(f"column {name}: {arr.size} values, expected {size}")
+    return arr
+
+
+def _convert_angles(rows: list[dict[str, Any]]) -> None:
+    """Fill ``row['angles']``: SynergyNet in one batched exact conversion, the others by sign."""
+    syn = [r for r in rows if r["angles_raw"]["synergy"] is not None]
+    if syn:
+        from .models.published_angles import synergynet_angles_to_project
+
+        ypr = np.asarray([r["angles_raw"]["synergy"] for r in syn], dtype=np.float64)
+        out = synergynet_angles_to_project(ypr[:, 0], ypr[:, 1], ypr[:, 2]).numpy()
+        for r, a in zip(syn, out):
+            r["angles"]["synergy"] = tuple(float(v) for v in a)
+    for r in rows:
+        r["angles"].setdefault("synergy", None)
+        for est, signs in (("poseanh", POSEANH_SIGNS), ("mhp", MHP_SIGNS)):
+            raw = r["angles_raw"][est]
+            r["angles"][est] = None if raw is None else tuple(s * v for s, v in zip(signs, raw))
+
+
+# ------------------------------------------------------------------------------ frame ids
+
+
+def _frameid_int(row: Mapping[str, Any] | str | int) -> int:
+    value = row["frameid"] if isinstance(row, Mapping) else row
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    m = _FRAMEID.match(str(value))
+    if not m:
+        raise EfhqMetadataError(f"frameid {value!r} is not a frame number")
+    return int(m.group(1))
+
+
+def celebv_first_frame(start_sec: float, fps: float) -> int:
+    """0-based index of the first frame ``ffmpeg -i v ... -ss start`` writes: ``ceil(start*fps)``
+    with :func:`sources.seconds_to_frames`' epsilon."""
+    if not fps > 0:
+        raise EfhqMetadataError(f"fps must be positive, got {fps}")
+    return max(0, math.ceil(start_sec * fps - _EPS))
+
+
+def file_frame_index(
+    row: Mapping[str, Any],
+    start_sec: float | None = None,
+    fps: float | None = None,
+    *,
+    first_frame: int | None = None,
+) -> int:
+    """The 0-based file frame index (``frames.frame_index``) of an EFHQ row.
+
+    VFHQ (``row['dataset'] == 'vfhq'``): ``frameid`` (absolute source-frame index; the other
+    arguments are ignored). CelebV: ``first_frame + frameid - 1`` where ``first_frame`` is given,
+    or ``celebv_first_frame(start_sec, fps)`` from the clip's ``duration.start_sec`` in
+    ``celebvhq_info.json`` and the video's fps. ``row`` may also be a plain mapping with
+    ``dataset`` and ``frameid``.
+    """
+    fid = _frameid_int(row)
+    if row.get("dataset") == "vfhq":
+        return fid
+    if row.get("dataset") != "celebv":
+        raise EfhqMetadataError(f"unknown dataset {row.get('dataset')!r} (expected 'vfhq' or 'celebv')")
+    if fid < 1:
+        raise EfhqMetadataError(f"CelebV frameid {row['frameid']!r}: ids are 1-based (ffmpeg %08d from 00000001)")
+    if first_frame is None:
+        if start_sec is None or fps is None:
+            raise EfhqMetadataError("a CelebV row needs first_frame, or start_sec and fps, to map its frameid")
+        first_frame = celebv_first_frame(start_sec, fps)
+    return int(first_frame) + fid - 1
+
+
+# --------------------------------------------------------------------------- crop offset
+
+
+def _shift(row: Mapping[str, Any], dx: float, dy: float) -> dict[str, Any]:
+    if row.get("coordinates") == "aligned":
+        raise EfhqMetadataError(
+            f"{row.get('video_id')} frame {row.get('frameid')}: landmarks are in aligned-image "
+            "coordinates (file has aligned_path); a crop offset does not apply"
+        )
+    out = dict(row)
+    x1, y1, x2, y2 = row["box"]
+    out["box"] = (x1 + dx, y1 + dy, x2 + dx, y2 + dy)
+    out["lmk5"] = np.asarray(row["lmk5"], dtype=np.float64) + np.array([dx, dy])
+    if row.get("lmk68") is not None:
+        out["lmk68"] = np.asarray(row["lmk68"], dtype=np.float64) + np.array([dx, dy, 0.0])
+    return out
+
+
+def to_clip_coordinates(row: Mapping[str, Any], crop: Sequence[float]) -> dict[str, Any]:
+    """Full-frame EFHQ coordinates -> coordinates in a clip cut to ``crop = (x0, y0, x1, y1)``
+    (VFHQ's ``CROP`` line; EFHQ issue #2): subtract (x0, y0) from box, lmk5 and lmk68 x/y.
+    Returns a new row; the input is not modified."""
+    x0, y0 = float(crop[0]), float(crop[1])
+    return _shift(row, -x0, -y0)
+
+
+def from_clip_coordinates(row: Mapping[str, Any], crop: Sequence[float]) -> dict[str, Any]:
+    """Inverse of :func:`to_clip_coordinates`: add the crop's (x0, y0) back."""
+    x0, y0 = float(crop[0]), float(crop[1])
+    return _shift(row, x0, y0)
