@@ -211,7 +211,13 @@ BITS, STRIPE, OX = 8, 16, 32  # index bits as 16-px black/white stripes starting
 
 
 def _pattern(i: int) -> np.ndarray:
-    img = np.full((H, W), 128, np.uint8)
+    """BGR frame: the index as 8 black/white stripes, plus a colour gradient (chroma, so the
+    YUV->RGB conversions of the two FFmpeg builds are really compared) left of the stripes."""
+    img = np.full((H, W, 3), 128, np.uint8)
+    yy, xx = np.mgrid[0:H, 0:OX]
+    img[:, :OX, 0] = (xx * 8 + i) % 256
+    img[:, :OX, 1] = (yy * 2) % 256
+    img[:, :OX, 2] = (255 - xx * 6) % 256
     for b in range(BITS):
         img[:, OX + b * STRIPE : OX + (b + 1) * STRIPE] = 255 if (i >> b) & 1 else 0
     return img
