@@ -35,6 +35,11 @@ def cmd_build(args) -> int:
         if not Path(folder).is_dir():
             print(f"efhq build: --videos {folder} is not a folder", file=sys.stderr)
             return 2
+    if args.render_exports:
+        from efhq_assets.core import ingest
+
+        root = _root(args).ensure()
+        ingest.save_settings(root, {**ingest.load_settings(root), "render_exports": True})
     report = runner.build(_root(args), config, sampling=args.sample, force=args.force, detector=args.detector)
     print(runner.summary_json(report))
     if report.failed:
@@ -47,20 +52,26 @@ EXPORTS = {"gan": "gan", "eg3d": "eg3d", "t2i": "t2i", "reenactment": "reenactme
 
 
 def cmd_export(args) -> int:
-    """Copy a task's export (built by its split asset) to --out."""
+    """Render a task's training export (the same rows as its split table) into --out."""
+    from efhq_assets import runner
+    from efhq_assets.defs.tasks import export_task
+
     root = _root(args)
-    source = root.tasks / EXPORTS[args.task]
-    if not source.exists():
-        print(f"efhq export: no {args.task} export in {root.path} yet: run `efhq build` (or `efhq demo`) first",
-              file=sys.stderr)
+    if not root.manifest_path.exists():
+        print(f"efhq export: nothing built in {root.path} yet: run `efhq build` (or `efhq demo`) first", file=sys.stderr)
         return 2
     out = Path(args.out).resolve()
     if out.exists() and any(out.iterdir()):
         print(f"efhq export: {out} exists and is not empty; choose a new folder", file=sys.stderr)
         return 2
-    shutil.copytree(source, out, dirs_exist_ok=True)
+    runner.log(f"efhq export: rendering {args.task} into {out} ...")
+    try:
+        result = export_task(root, EXPORTS[args.task], out)
+    except FileNotFoundError as exc:
+        print(f"efhq export: {exc}", file=sys.stderr)
+        return 2
     files = sum(1 for p in out.rglob("*") if p.is_file())
-    print(json.dumps({"task": args.task, "out": str(out), "files": files}))
+    print(json.dumps({"task": args.task, "out": str(out), "files": files, "images": result.get("count")}))
     return 0
 
 
@@ -250,6 +261,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--celebv-info", action="append", help="CelebV-HQ celebvhq_info.json")
     p.add_argument("--sample", default=None, help="frame sampling: all | fps:N | max:N (saved in the data root)")
     p.add_argument("--force", action="store_true", help="re-materialize videos even when up to date")
+    p.add_argument("--render-exports", action="store_true",
+                   help="also render the training exports into <data_root>/tasks/ on every build (default: on request, "
+                        "with efhq export)")
     p.add_argument("--detector", default=None,
                    help="face detector backend (default mtcnn; e.g. scrfd_10g_bnkps with its weights; see efhq models list)")
     p.set_defaults(func=cmd_build)

@@ -76,113 +76,172 @@ def _asset(name: str, description: str, deps=None, **kw):
                     automation_condition=refresh_when_upstream_changed, description=description, **kw)
 
 
-def build_image_split(context, storage: EfhqStorage, table: str, select, columns, crop, export):
-    """Select rows, write the table, render each face from its re-decoded frame with `crop(frame, lmk5)`,
-    export with `export(rows, render)`, record lineage. Returns (table, export result)."""
+def exports_in_build(root: DataRoot) -> bool:
+    """Training exports are rendered on request (`efhq export TASK --out DIR`), not on every build: they are
+    the bulk of the bytes and of a build's time (benchmarks/overhead.py). `efhq build --render-exports`
+    (kept in the data root's settings) renders them into <data_root>/tasks/ as part of the build."""
+    return bool(ingest.load_settings(root).get("render_exports"))
+
+
+def _frame_renderer(rows: list[dict], crop):
     from efhq_assets.core.tasks.common import lmk5_of
 
-    root = storage.root()
-    rows = select(candidates(root))
-    df = write_split_table(root, table, rows, columns)
     cache = FrameCache(rows)
 
     def render(row):
         frame = cache.frame(row)
         return None if frame is None else crop(frame, lmk5_of(row))
 
-    result = export(sorted(rows, key=lambda r: (r["video_id"], r["frame_index"])), render)
+    return render
+
+
+def _by_video(rows: list[dict]) -> list[dict]:
+    return sorted(rows, key=lambda r: (r["video_id"], r["frame_index"]))
+
+
+def render_gan(root: DataRoot, rows: list[dict], out: Path) -> dict:
+    from efhq_assets.core.align import align_ffhq_fast
+    from efhq_assets.core.tasks.gan import export_stylegan_zip
+
+    render = _frame_renderer(rows, lambda frame, lmk5: align_ffhq_fast(frame, lmk5, output_size=GAN_RESOLUTION))
+    return export_stylegan_zip(_by_video(rows), render, out / f"efhq_gan_{GAN_RESOLUTION}.zip",
+                               resolution=GAN_RESOLUTION)
+
+
+def render_eg3d(root: DataRoot, rows: list[dict], out: Path) -> dict:
+    from efhq_assets.core.align import eg3d_crop
+    from efhq_assets.core.tasks.eg3d import export_eg3d
+
+    return export_eg3d(_by_video(rows), _frame_renderer(rows, lambda frame, lmk5: eg3d_crop(frame, lmk5)[0]), out)
+
+
+def render_t2i(root: DataRoot, rows: list[dict], out: Path) -> dict:
+    from efhq_assets.core.align import eg3d_crop
+    from efhq_assets.core.tasks.t2i import export_t2i
+
+    return export_t2i(_by_video(rows), _frame_renderer(rows, eg3d_crop), out)
+
+
+def render_reenactment_export(root: DataRoot, selection: tuple[list[dict], list[dict]], out: Path) -> dict:
+    from efhq_assets.core.tasks.common import write_json_atomic
+    from efhq_assets.core.tasks.reenactment import render_reenactment
+
+    frames, pairs = selection
+    by_instance: dict[str, list[dict]] = {}
+    for r in frames:
+        by_instance.setdefault(r["instance_id"], []).append(r)
+    written = 0
+    for instance_rows in by_instance.values():
+        cache = FrameCache(instance_rows)  # one instance = one clip of one video
+        first = instance_rows[0]
+        width, height = _frame_size(root, first["video_id"])
+        written += len(render_reenactment(instance_rows, lambda i, r=first: cache.frame({**r, "frame_index": i}),
+                                          width, height, out))
+    write_json_atomic(out / "pairs.json", pairs, indent=1)
+    return {"count": written, "pairs": len(pairs)}
+
+
+def _selectors():
+    from efhq_assets.core.tasks.eg3d import select_eg3d
+    from efhq_assets.core.tasks.gan import select_gan
+    from efhq_assets.core.tasks.reenactment import reenactment_rows
+    from efhq_assets.core.tasks.t2i import select_t2i
+
+    return {"gan": (select_gan, render_gan), "eg3d": (select_eg3d, render_eg3d), "t2i": (select_t2i, render_t2i),
+            "reenactment": (reenactment_rows, render_reenactment_export)}
+
+
+def export_task(root: DataRoot, task: str, out: Path) -> dict:
+    """Render one task's training export into `out` (swapped in when complete). Same selection as its asset."""
+    if task == "verification":  # rendered by verification_pairs (the report embeds those very images)
+        source = root.tasks / "verification"
+        if not source.exists():
+            raise FileNotFoundError(f"no verification benchmark in {root.path} yet: run `efhq build` first")
+        with swapped_dir(out) as tmp:
+            shutil.copytree(source, tmp, dirs_exist_ok=True)
+        return {"count": sum(1 for p in out.rglob("*.png"))}
+    select, render = _selectors()[task]
+    selection = select(candidates(root))
+    with swapped_dir(out) as tmp:
+        return render(root, selection, tmp)
+
+
+def build_split(context, storage: EfhqStorage, task: str, table: str, columns):
+    """Select rows, write the table, render the export into <data_root>/tasks/<task> when enabled."""
+    root = storage.root()
+    select, render = _selectors()[task]
+    rows = select(candidates(root))
+    df = write_split_table(root, table, rows, columns)
+    result = None
+    if exports_in_build(root):
+        with swapped_dir(root.tasks / task) as tmp:
+            result = render(root, rows, tmp)
     ingest.record_lineage(root, table, "all", CODE_VERSION, context.run_id, "", df.height)
     return df, result
 
 
-def export_into(target: Path, write):
-    """Run `write(folder)` into a temp folder swapped in at `target` when complete."""
-    with swapped_dir(target) as tmp:
-        return write(tmp)
+def _export_metadata(root: DataRoot, task: str, result: dict | None) -> dict:
+    if result is None:
+        return {"export": f"not rendered in builds: efhq export {task} --out DIR"}
+    return {"export": dg.MetadataValue.path(str(root.tasks / task)), "images": result["count"]}
 
 
 @_asset("split_gan", "StyleGAN2-ADA split: FFHQ-aligned faces (single-warp alignment matching the reference recipe), "
-        "<= 10 per (identity, bin), most extreme and best first, labels frontal/extreme; exported as a zip that "
-        "StyleGAN2-ADA reads (dataset.json labels) + metadata.json lineage. Train with --cond=1.")
+        "<= 10 per (identity, bin), most extreme and best first, labels frontal/extreme; exported (efhq export gan) "
+        "as a zip that StyleGAN2-ADA reads (dataset.json labels) + metadata.json lineage. Train with --cond=1.")
 def split_gan(context: dg.AssetExecutionContext, storage: EfhqStorage) -> dg.MaterializeResult:
-    from efhq_assets.core.align import align_ffhq_fast
-    from efhq_assets.core.tasks.gan import SPLIT_GAN_COLUMNS, export_stylegan_zip, select_gan
+    from efhq_assets.core.tasks.gan import SPLIT_GAN_COLUMNS
 
-    out = storage.root().tasks / "gan" / f"efhq_gan_{GAN_RESOLUTION}.zip"
-    df, result = build_image_split(
-        context, storage, "split_gan", select_gan, SPLIT_GAN_COLUMNS,
-        lambda frame, lmk5: align_ffhq_fast(frame, lmk5, output_size=GAN_RESOLUTION),
-        lambda rows, render: export_stylegan_zip(rows, render, out, resolution=GAN_RESOLUTION))
-    return dg.MaterializeResult(metadata={"rows": df.height, "export": dg.MetadataValue.path(str(out)),
-                                          "images": result["count"], "skipped": len(result["skipped"]),
+    df, result = build_split(context, storage, "gan", "split_gan", SPLIT_GAN_COLUMNS)
+    return dg.MaterializeResult(metadata={"rows": df.height, **_export_metadata(storage.root(), "gan", result),
                                           "labels": _counts_md(df, "label"), "dagster/row_count": df.height})
 
 
 @_asset("split_eg3d", "EG3D split: 512 crops from 5 landmarks and 25-value camera labels (cam2world at radius 2.7, "
-        "fx=fy=4.2647, cx=cy=0.5) from our poses; dataset.json in EG3D's format.")
+        "fx=fy=4.2647, cx=cy=0.5) from our poses; dataset.json in EG3D's format (efhq export eg3d).")
 def split_eg3d(context: dg.AssetExecutionContext, storage: EfhqStorage) -> dg.MaterializeResult:
-    from efhq_assets.core.align import eg3d_crop
-    from efhq_assets.core.tasks.eg3d import SPLIT_EG3D_COLUMNS, export_eg3d, select_eg3d
+    from efhq_assets.core.tasks.eg3d import SPLIT_EG3D_COLUMNS
 
-    target = storage.root().tasks / "eg3d"
-    df, result = build_image_split(
-        context, storage, "split_eg3d", select_eg3d, SPLIT_EG3D_COLUMNS, lambda frame, lmk5: eg3d_crop(frame, lmk5)[0],
-        lambda rows, render: export_into(target, lambda tmp: export_eg3d(rows, render, tmp)))
-    return dg.MaterializeResult(metadata={"rows": df.height, "export": dg.MetadataValue.path(str(target)),
-                                          "images": result["count"], "labels": _counts_md(df, "label"),
-                                          "dagster/row_count": df.height})
+    df, result = build_split(context, storage, "eg3d", "split_eg3d", SPLIT_EG3D_COLUMNS)
+    return dg.MaterializeResult(metadata={"rows": df.height, **_export_metadata(storage.root(), "eg3d", result),
+                                          "labels": _counts_md(df, "label"), "dagster/row_count": df.height})
 
 
 @_asset("split_t2i", "Text-to-image (ControlNet) split: FaceMesh 478-point condition images on black, EG3D-style "
         "target crops, captions from pose words plus CelebV-HQ's human-annotated attributes where present; "
-        "prompts.json as ControlNet's training reads it.")
+        "prompts.json as ControlNet's training reads it (efhq export t2i).")
 def split_t2i(context: dg.AssetExecutionContext, storage: EfhqStorage) -> dg.MaterializeResult:
-    from efhq_assets.core.align import eg3d_crop
-    from efhq_assets.core.tasks.t2i import SPLIT_T2I_COLUMNS, export_t2i, select_t2i
+    from efhq_assets.core.tasks.t2i import SPLIT_T2I_COLUMNS
 
-    target = storage.root().tasks / "t2i"
-    df, result = build_image_split(
-        context, storage, "split_t2i", select_t2i, SPLIT_T2I_COLUMNS, eg3d_crop,
-        lambda rows, render: export_into(target, lambda tmp: export_t2i(rows, render, tmp)))
-    return dg.MaterializeResult(metadata={"rows": df.height, "export": dg.MetadataValue.path(str(target)),
-                                          "images": result["count"], "labels": _counts_md(df, "label"),
-                                          "example_prompts": dg.MetadataValue.md("\n".join(
-                                              f"- {p}" for p in df["prompt"].unique().sort().to_list()[:8]))
-                                          if df.height else "", "dagster/row_count": df.height})
+    df, result = build_split(context, storage, "t2i", "split_t2i", SPLIT_T2I_COLUMNS)
+    return dg.MaterializeResult(metadata={
+        "rows": df.height, **_export_metadata(storage.root(), "t2i", result), "labels": _counts_md(df, "label"),
+        "example_prompts": dg.MetadataValue.md("\n".join(
+            f"- {p}" for p in df["prompt"].unique().sort().to_list()[:8])) if df.height else "",
+        "dagster/row_count": df.height})
 
 
 @_asset("split_reenactment", "Face reenactment split: 256x256 tube crops per clip, frames labelled frontal/extreme, "
         "train pairs (frontal source, extreme driving), a 25% identity-disjoint test set chosen by identity hash "
-        "with self- and cross-identity pairs.",
+        "with self- and cross-identity pairs (efhq export reenactment).",
         check_specs=[dg.AssetCheckSpec("train_test_identity_disjoint", asset="split_reenactment", blocking=True)])
 def split_reenactment(context: dg.AssetExecutionContext, storage: EfhqStorage) -> dg.MaterializeResult:
-    from efhq_assets.core.tasks.common import write_json_atomic
-    from efhq_assets.core.tasks.reenactment import reenactment_rows, render_reenactment
-
     root = storage.root()
-    frames, pairs = reenactment_rows(candidates(root))
     columns = ["video_id", "clip_id", "frame_index", "face_index", "track_id", "identity_id", "instance_id", "split",
                "label", "bin_label", "path"]
+    select, render = _selectors()["reenactment"]
+    frames, pairs = select(candidates(root))
     df = write_split_table(root, "split_reenactment", frames, columns)
-    target = root.tasks / "reenactment"
-    written = 0
-    with swapped_dir(target) as tmp:
-        by_instance: dict[str, list[dict]] = {}
-        for r in frames:
-            by_instance.setdefault(r["instance_id"], []).append(r)
-        for instance_rows in by_instance.values():
-            cache = FrameCache(instance_rows)  # one instance = one clip of one video
-            first = instance_rows[0]
-            width, height = _frame_size(root, first["video_id"])
-            written += len(render_reenactment(instance_rows, lambda i, r=first: cache.frame({**r, "frame_index": i}),
-                                              width, height, tmp))
-        write_json_atomic(tmp / "pairs.json", pairs, indent=1)
+    result = None
+    if exports_in_build(root):
+        with swapped_dir(root.tasks / "reenactment") as tmp:
+            result = render(root, (frames, pairs), tmp)
     train_ids = set(df.filter(pl.col("split") == "train")["identity_id"]) if df.height else set()
     test_ids = set(df.filter(pl.col("split") == "test")["identity_id"]) if df.height else set()
     overlap = sorted(train_ids & test_ids)
     ingest.record_lineage(root, "split_reenactment", "all", CODE_VERSION, context.run_id, "", df.height)
     return dg.MaterializeResult(
-        metadata={"rows": df.height, "images": written, "pairs": len(pairs), "export": dg.MetadataValue.path(str(target)),
+        metadata={"rows": df.height, "pairs": len(pairs), **_export_metadata(root, "reenactment", result),
                   "splits": _counts_md(df, "split", "label"), "dagster/row_count": df.height},
         check_results=[dg.AssetCheckResult(check_name="train_test_identity_disjoint", passed=not overlap,
                                            metadata={"overlapping_identities": len(overlap)})])

@@ -140,22 +140,31 @@ def test_demo_faces_and_pose_convention_on_mirrored_clips(demo_root):
     assert tracks[1] == ["1"]
 
 
-def test_demo_splits_exist_and_exports_read_back(demo_root):
+def test_demo_splits_exist_and_exports_read_back(demo_root, tmp_path):
     import zipfile
 
     labels = dict(sql(demo_root, "select label, count(*) from split_gan group by 1")[1:])
     assert set(labels) == {"frontal", "extreme"}
-    zpath = demo_root / "tasks" / "gan" / "efhq_gan_512.zip"
+    exports = tmp_path / "exports"
+    for task in ("gan", "eg3d", "t2i", "reenactment", "verification"):
+        out = json.loads(run_efhq("export", task, "--out", str(exports / task), data_root=demo_root).stdout)
+        assert out["files"] > 0, task
+    n_gan = int(sql(demo_root, "select count(*) from split_gan")[1][0])
+    zpath = exports / "gan" / "efhq_gan_512.zip"
     with zipfile.ZipFile(zpath) as z:  # read the way StyleGAN2-ADA's ImageFolderDataset does
         meta = json.loads(z.read("dataset.json"))["labels"]
         names = set(z.namelist())
         assert meta and all(name in names and cls in (0, 1) for name, cls in meta)
-        assert {cls for _, cls in meta} == {0, 1}
-    eg3d = json.loads((demo_root / "tasks" / "eg3d" / "dataset.json").read_text())["labels"]
-    assert eg3d and all(len(cam) == 25 and (demo_root / "tasks" / "eg3d" / name).exists() for name, cam in eg3d)
-    prompts = [json.loads(line) for line in (demo_root / "tasks" / "t2i" / "prompts.json").read_text().splitlines()]
-    assert prompts and all((demo_root / "tasks" / "t2i" / p["source"]).exists() and
-                           (demo_root / "tasks" / "t2i" / p["target"]).exists() and p["prompt"] for p in prompts)
+        assert {cls for _, cls in meta} == {0, 1} and len(meta) == n_gan  # every split_gan row is in the zip
+    eg3d = json.loads((exports / "eg3d" / "dataset.json").read_text())["labels"]
+    assert eg3d and all(len(cam) == 25 and (exports / "eg3d" / name).exists() for name, cam in eg3d)
+    prompts = [json.loads(line) for line in (exports / "t2i" / "prompts.json").read_text().splitlines()]
+    assert prompts and all((exports / "t2i" / p["source"]).exists() and
+                           (exports / "t2i" / p["target"]).exists() and p["prompt"] for p in prompts)
+    assert (exports / "reenactment" / "pairs.json").exists()
+    assert {p.name for p in (exports / "verification").glob("*_pairs.txt")} == {"f2f_pairs.txt", "f2p_pairs.txt",
+                                                                               "p2p_pairs.txt"}
+    assert not (demo_root / "tasks" / "gan").exists()  # builds do not render exports unless asked
     splits = {r[0] for r in sql(demo_root, "select distinct split from split_reenactment")[1:]}
     assert splits == {"train", "test"}
 
