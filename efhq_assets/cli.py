@@ -95,7 +95,10 @@ def cmd_demo(args) -> int:
     print(runner.summary_json(report))
     runner.log(f"efhq demo: done in {report.seconds} s. Try:\n"
                f"  efhq sql \"select source, status, count(*) from videos group by all\"\n"
-               f"  efhq sql \"select clip_id, count(*) as frames from frames group by 1 order by 1\"\n"
+               f"  efhq sql \"select softbin, count(*) from bins group by 1\"\n"
+               f"  efhq sql \"select protocol, far, tar from verification_report order by 1, 2 desc\"\n"
+               f"  efhq export gan --out exports/gan    # the StyleGAN2-ADA zip (also eg3d, t2i, reenactment, verification)\n"
+               f"  cat {root.path}/card/dataset_card.md\n"
                f"  efhq ui     # the Dagster UI for this data root")
     return 1 if report.failed else 0
 
