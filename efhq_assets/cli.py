@@ -30,6 +30,7 @@ def cmd_build(args) -> int:
         videos=[str(Path(p).resolve()) for p in args.videos or []],
         vfhq_annotations=[str(Path(p).resolve()) for p in args.vfhq_annotations or []],
         celebv_info=[str(Path(p).resolve()) for p in args.celebv_info or []],
+        efhq_metadata=[str(Path(p).resolve()) for p in args.efhq_metadata or []],
     )
     for folder in config.videos:
         if not Path(folder).is_dir():
@@ -262,6 +263,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--videos", action="append", help="folder of video files (repeatable)")
     p.add_argument("--vfhq-annotations", action="append", help="folder of VFHQ per-clip annotation .txt files")
     p.add_argument("--celebv-info", action="append", help="CelebV-HQ celebvhq_info.json")
+    p.add_argument("--efhq-metadata", action="append",
+                   help="EFHQ's released per-frame metadata CSV: rebuild its frames' task outputs without running "
+                        "detection or pose (VFHQ clips on full videos; CelebV clips with --celebv-info or pre-cut files)")
     p.add_argument("--sample", default=None, help="frame sampling: all | fps:N | max:N (saved in the data root)")
     p.add_argument("--force", action="store_true", help="re-materialize videos even when up to date")
     p.add_argument("--render-exports", action="store_true",

@@ -43,7 +43,8 @@ def pick_track_faces(faces: list[dict], per_track: int = 3) -> list[dict]:
         by_track[f["track_id"]].append(f)
     chosen = []
     for track_id in sorted(by_track):
-        members = sorted(by_track[track_id], key=lambda f: (not f["passes_efhq_filter"], -f["score"], f["frame_index"]))
+        members = sorted(by_track[track_id],  # imported EFHQ faces have no detector score
+                         key=lambda f: (not f["passes_efhq_filter"], -(f["score"] or 0.0), f["frame_index"]))
         good = members[: max(per_track * 4, per_track)]
         good.sort(key=lambda f: f["frame_index"])
         step = max(len(good) / per_track, 1.0)

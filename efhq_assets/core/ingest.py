@@ -160,6 +160,10 @@ def probe_source_video(video: dict, clips: list[dict], sha_cache: Sha256Cache) -
             start, end = 0, last
         elif clip.get("start_sec") is not None:
             start, end = seconds_to_frames(clip["start_sec"], clip["end_sec"], probe.fps, probe.frame_count)
+        elif clip.get("start_frame") is None:
+            warnings.append(f"clip {clip['clip_id']}: EFHQ CelebV metadata needs its start time (--celebv-info) or a "
+                            f"clip file named {clip['clip_id']}; skipped")
+            continue
         else:
             start, end = int(clip["start_frame"]), min(int(clip["end_frame"]), last)
         if clip.get("bbox") is not None and clip.get("crop") is None:
@@ -238,8 +242,11 @@ def parse_sampling(spec: str):
 
 def source_fingerprint(video: dict, clips: list[dict], code_version: str) -> str:
     """What `source_videos` depends on: the file (path, size, mtime), its clip rows, the code."""
-    clip_keys = [{k: c.get(k) for k in ("clip_id", "start_frame", "end_frame", "start_sec", "end_sec", "crop", "bbox",
-                                        "whole_file", "attributes")} for c in clips]
+    from .efhq_import import metadata_stamp
+
+    clip_keys = [{**{k: c.get(k) for k in ("clip_id", "start_frame", "end_frame", "start_sec", "end_sec", "crop", "bbox",
+                                           "whole_file", "attributes")},
+                  "efhq_metadata": metadata_stamp(c.get("efhq_metadata"))} for c in clips]
     return fingerprint(video.get("path"), video.get("size_bytes"), video.get("mtime_ns"), clip_keys, code_version)
 
 

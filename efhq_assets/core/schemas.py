@@ -20,6 +20,7 @@ TABLE_SCHEMAS: dict[str, dict[str, str]] = {
         "clip_id": "VARCHAR", "video_id": "VARCHAR", "source": "VARCHAR", "youtube_id": "VARCHAR",
         "person_id": "VARCHAR", "start_frame": "BIGINT", "end_frame": "BIGINT",
         "crop": "INTEGER[]", "bbox": "DOUBLE[]", "attributes": "VARCHAR", "annotation_file": "VARCHAR",
+        "efhq_metadata": "VARCHAR",
     },
     "frames": {
         "video_id": "VARCHAR", "clip_id": "VARCHAR", "frame_index": "BIGINT", "pts_s": "DOUBLE",

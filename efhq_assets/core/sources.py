@@ -254,21 +254,24 @@ class SourceConfig:
     videos: list[str] = field(default_factory=list)
     vfhq_annotations: list[str] = field(default_factory=list)
     celebv_info: list[str] = field(default_factory=list)
+    efhq_metadata: list[str] = field(default_factory=list)  # EFHQ's released per-frame CSVs
 
     def to_json(self) -> str:
         return json.dumps({"videos": self.videos, "vfhq_annotations": self.vfhq_annotations,
-                           "celebv_info": self.celebv_info}, indent=2, sort_keys=True)
+                           "celebv_info": self.celebv_info, "efhq_metadata": self.efhq_metadata},
+                          indent=2, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> "SourceConfig":
         data = json.loads(text)
-        return cls(list(data.get("videos", [])), list(data.get("vfhq_annotations", [])), list(data.get("celebv_info", [])))
+        return cls(list(data.get("videos", [])), list(data.get("vfhq_annotations", [])),
+                   list(data.get("celebv_info", [])), list(data.get("efhq_metadata", [])))
 
     def merged(self, other: "SourceConfig") -> "SourceConfig":
         def union(a, b):
             return sorted(set(a) | set(b))
         return SourceConfig(union(self.videos, other.videos), union(self.vfhq_annotations, other.vfhq_annotations),
-                            union(self.celebv_info, other.celebv_info))
+                            union(self.celebv_info, other.celebv_info), union(self.efhq_metadata, other.efhq_metadata))
 
 
 @dataclass
@@ -329,6 +332,38 @@ def _celebv_clip_rows(info: Path, errors: list[dict]) -> list[dict]:
     } for c in clips]
 
 
+def _attach_efhq_metadata(path: Path, clips: list[dict], errors: list[dict]) -> None:
+    """Clips listed in EFHQ's released metadata: faces, poses and bins then come from the file instead
+    of the detector and pose models. A clip already known from VFHQ/CelebV annotations gets the file
+    attached; a VFHQ clip needs no annotation (its frame ids are absolute); a CelebV clip needs either
+    its start time from celebvhq_info.json or a pre-cut clip file named as the clip."""
+    from .efhq_metadata import EfhqMetadataError, read_efhq_metadata
+
+    try:
+        rows = read_efhq_metadata(path)
+    except (EfhqMetadataError, OSError) as exc:
+        errors.append({"video_id": video_id_from_stem(path.stem), "stage": "sources", "message": str(exc)})
+        return
+    by_id = {c["clip_id"]: c for c in clips}
+    for clip_id in sorted({r["video_id"] for r in rows}):
+        members = [r for r in rows if r["video_id"] == clip_id]
+        if clip_id in by_id:
+            by_id[clip_id]["efhq_metadata"] = str(path.resolve())
+            continue
+        first = members[0]
+        if first["dataset"] == "vfhq":
+            frames = [int(float(str(r["frameid"]).split(".")[0])) for r in members]
+            start, end = min(frames), max(frames)
+        else:
+            start = end = None  # resolved per video: a pre-cut clip file, or an error at probe time
+        clip = {"clip_id": clip_id, "source": first["dataset"], "youtube_id": first["youtube_id"],
+                "person_id": None, "start_frame": start, "end_frame": end, "crop": None, "bbox": None,
+                "attributes": None, "annotation_file": str(path.resolve()), "start_sec": None, "end_sec": None,
+                "annotated_size": None, "efhq_metadata": str(path.resolve())}
+        clips.append(clip)
+        by_id[clip_id] = clip
+
+
 def build_catalog(config: SourceConfig, sha_cache: Sha256Cache | None = None) -> Catalog:
     """Join video files and annotations into videos + clips rows (see module docstring).
 
@@ -369,6 +404,8 @@ def build_catalog(config: SourceConfig, sha_cache: Sha256Cache | None = None) ->
         clips.extend(_vfhq_clip_rows(Path(folder), errors))
     for info in config.celebv_info:
         clips.extend(_celebv_clip_rows(Path(info), errors))
+    for metadata in config.efhq_metadata:
+        _attach_efhq_metadata(Path(metadata), clips, errors)
 
     videos: list[dict] = []
     video_rows: dict[str, dict] = {}

@@ -4,7 +4,8 @@ import dagster as dg
 import polars as pl
 
 from efhq_assets.core import ingest
-from efhq_assets.core.bins import bin_rows
+from efhq_assets.core.bins import VOTING_ESTIMATORS, bin_rows
+from efhq_assets.core.efhq_import import IMPORTED_ESTIMATORS
 from efhq_assets.core.checks import check_bins
 from efhq_assets.core.storage import empty_frame, read_rows, write_table
 
@@ -42,7 +43,9 @@ def pose_bins(context: dg.AssetExecutionContext, storage: EfhqStorage) -> dg.Mat
     video_id = context.partition_key
     overrides = read_overrides(root, video_id)
     poses = read_rows(root, "poses", video_id)
-    rows = bin_rows(poses, overrides)
+    # EFHQ's own three estimators vote when the poses came from its released metadata.
+    voters = IMPORTED_ESTIMATORS if any(p["estimator"] == "synergy" for p in poses) else VOTING_ESTIMATORS
+    rows = bin_rows(poses, overrides, voters=voters)
     df = pl.DataFrame(rows, infer_schema_length=None) if rows else empty_frame("bins")
     write_table(root, "bins", video_id, df)
     ingest.record_lineage(root, "pose_bins", video_id, CODE_VERSION, context.run_id,

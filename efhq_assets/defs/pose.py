@@ -5,6 +5,7 @@ import polars as pl
 
 from efhq_assets.core import ingest
 from efhq_assets.core.checks import check_poses
+from efhq_assets.core.efhq_import import IMPORTED_ESTIMATORS, imported_pose_rows
 from efhq_assets.core.pose_annotations import pose_rows
 from efhq_assets.core.storage import empty_frame, read_rows, write_table
 
@@ -37,7 +38,14 @@ def pose_annotations(context: dg.AssetExecutionContext, storage: EfhqStorage) ->
     root = storage.root()
     video_id = context.partition_key
     marks = read_rows(root, "landmarks", video_id)
-    rows = pose_rows(marks, ESTIMATORS)
+    imported = read_rows(root, "efhq_poses", video_id)
+    if imported:  # faces from EFHQ's released metadata carry their published angles
+        faces = read_rows(root, "faces", video_id)
+        estimators = IMPORTED_ESTIMATORS
+        rows = imported_pose_rows(imported, faces[0]["detector_sha256"] if faces else "")
+    else:
+        estimators = ESTIMATORS
+        rows = pose_rows(marks, ESTIMATORS)
     df = pl.DataFrame(rows, infer_schema_length=None) if rows else empty_frame("poses")
     write_table(root, "poses", video_id, df)
     versions = {r["estimator"]: r["weights_sha256"] for r in rows[:: max(len(marks), 1)]} if rows else {}
@@ -50,6 +58,6 @@ def pose_annotations(context: dg.AssetExecutionContext, storage: EfhqStorage) ->
         yaw = combined["yaw"].drop_nulls()
         metadata.update({"yaw_min": float(yaw.min()), "yaw_max": float(yaw.max()),
                          "yaw_mean_abs": float(yaw.abs().mean())})
-    passed, details = check_poses(rows, len(marks), ESTIMATORS)
+    passed, details = check_poses(rows, len(marks), estimators)
     return dg.MaterializeResult(metadata=metadata, check_results=[
         dg.AssetCheckResult(check_name="angles_valid", passed=passed, metadata=details)])

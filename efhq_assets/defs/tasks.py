@@ -30,10 +30,13 @@ GAN_RESOLUTION = 512
 
 def candidates(root: DataRoot) -> list[dict]:
     """Candidate faces with the quality threshold frozen in the data root's settings on first use."""
+    from efhq_assets.core.quality import DEFAULT_SCORER
+
     settings = ingest.load_settings(root)
-    rows, threshold = candidate_rows(root, settings.get("quality_threshold"))
-    if rows and settings.get("quality_threshold") is None and threshold is not None:
-        ingest.save_settings(root, {**settings, "quality_threshold": threshold})
+    key = f"quality_threshold_{DEFAULT_SCORER}"
+    rows, threshold = candidate_rows(root, settings.get(key))
+    if rows and settings.get(key) is None and threshold is not None:
+        ingest.save_settings(root, {**settings, key: threshold})
     return rows
 
 

@@ -61,7 +61,8 @@ def candidate_rows(root, frozen_threshold: float | None = None) -> tuple[list[di
     if any(t is None for t in (bins, poses, quality, videos)):
         return [], frozen_threshold
     combined = poses.filter(pl.col("estimator") == "combined").select(KEY + ["yaw", "pitch", "roll"])
-    df = (faces.drop(["detector", "detector_sha256"], strict=False)
+    # `score` below is the quality score; the detector's score is kept as `detector_score`.
+    df = (faces.drop(["detector", "detector_sha256"], strict=False).rename({"score": "detector_score"})
           .join(bins, on=KEY, how="inner")
           .filter(pl.col("label") != "remove")
           .join(combined, on=KEY, how="left")
