@@ -212,6 +212,14 @@ def read_rows(root: DataRoot, table: str, key: str) -> list[dict]:
     return df.to_dicts() if df is not None else []
 
 
+def read_table_files(root: DataRoot, table: str, columns: list[str] | None = None) -> "pl.DataFrame | None":
+    """Every per-video file of a table in one frame (columns aligned by name); None when there is no row."""
+    import polars as pl
+
+    frames = [f for f in (pl.read_parquet(p, columns=columns) for p in table_files(root, table)) if f.height]
+    return pl.concat(frames, how="diagonal_relaxed") if frames else None
+
+
 def remove_table_file(root: DataRoot, table: str, key: str) -> None:
     with contextlib.suppress(FileNotFoundError):
         root.table_file(table, key).unlink()

@@ -12,6 +12,7 @@ from efhq_assets.core.storage import empty_frame, read_rows, remove_table_file, 
 from .frames import decoded_frames
 from .partitions import video_files
 from .resources import EfhqStorage, FaceAnalysis
+from .sources import successful_video
 
 CODE_VERSION = "face_detections-2"
 
@@ -35,10 +36,7 @@ def face_fingerprint(frames_fp: str | None, face_analysis: FaceAnalysis) -> str:
 def face_detections(context: dg.AssetExecutionContext, storage: EfhqStorage, face_analysis: FaceAnalysis) -> dg.MaterializeResult:
     root = storage.root()
     video_id = context.partition_key
-    videos = read_rows(root, "videos", video_id)
-    if not videos or videos[0]["status"] != "ok":
-        raise dg.Failure(description=f"{video_id}: source_videos has no successful output; materialize it first")
-    video, clips = videos[0], read_rows(root, "clips", video_id)
+    video, clips = successful_video(root, video_id), read_rows(root, "clips", video_id)
     sampling = ingest.load_settings(root)["sampling"]
     imported = import_video(video, clips)
     if imported is not None:  # EFHQ's released metadata: no detector, no pose model for this video

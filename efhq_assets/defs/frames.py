@@ -11,7 +11,7 @@ from efhq_assets.core.storage import empty_frame, read_rows, write_table
 from .partitions import video_files
 from .resources import EfhqStorage
 from .sources import CODE_VERSION as SOURCE_CODE_VERSION
-from .sources import catalog_entry, source_videos
+from .sources import catalog_entry, source_videos, successful_video
 
 CODE_VERSION = "decoded_frames-1"
 
@@ -31,11 +31,8 @@ def decoded_frames(context: dg.AssetExecutionContext, storage: EfhqStorage) -> d
     root = storage.root()
     video_id = context.partition_key
     catalog_video, catalog_clips = catalog_entry(storage, video_id)
-    video = read_rows(root, "videos", video_id)
+    video = successful_video(root, video_id)
     clips = read_rows(root, "clips", video_id)
-    if not video or video[0]["status"] != "ok":
-        raise dg.Failure(description=f"{video_id}: source_videos has no successful output; materialize it first")
-    video = video[0]
     sampling = ingest.load_settings(root)["sampling"]
     policy = ingest.parse_sampling(sampling)
 

@@ -15,11 +15,12 @@ import polars as pl
 from efhq_assets.core import identities as ident
 from efhq_assets.core import ingest
 from efhq_assets.core.face_crops import iter_faces_by_frame, pick_track_faces
-from efhq_assets.core.storage import empty_frame, read_rows, table_files, write_table
+from efhq_assets.core.storage import empty_frame, read_rows, read_table_files, write_table
 
 from .faces import face_detections
 from .partitions import refresh_when_upstream_changed, video_files
 from .resources import EfhqStorage
+from .sources import successful_video
 
 CODE_VERSION = "track_embeddings-1"
 IDENTITIES_CODE_VERSION = "face_identities-1"
@@ -65,11 +66,9 @@ def track_embedding_rows(video: dict, faces: list[dict], clips: list[dict], embe
 def track_embeddings(context: dg.AssetExecutionContext, storage: EfhqStorage) -> dg.MaterializeResult:
     root = storage.root()
     video_id = context.partition_key
-    videos = read_rows(root, "videos", video_id)
-    if not videos or videos[0]["status"] != "ok":
-        raise dg.Failure(description=f"{video_id}: source_videos has no successful output; materialize it first")
+    video = successful_video(root, video_id)
     embedder = _embedder()
-    rows = track_embedding_rows(videos[0], read_rows(root, "faces", video_id), read_rows(root, "clips", video_id),
+    rows = track_embedding_rows(video, read_rows(root, "faces", video_id), read_rows(root, "clips", video_id),
                                 embedder)
     df = pl.DataFrame(rows, infer_schema_length=None) if rows else empty_frame("track_embeddings")
     write_table(root, "track_embeddings", video_id, df)
@@ -80,8 +79,8 @@ def track_embeddings(context: dg.AssetExecutionContext, storage: EfhqStorage) ->
 
 
 def read_all(root, table: str) -> list[dict]:
-    files = table_files(root, table)
-    return pl.concat([pl.read_parquet(p) for p in files], how="diagonal_relaxed").to_dicts() if files else []
+    df = read_table_files(root, table)
+    return df.to_dicts() if df is not None else []
 
 
 @dg.asset(

@@ -13,6 +13,7 @@ from efhq_assets.core.storage import empty_frame, read_rows, write_table
 from .faces import face_detections
 from .partitions import video_files
 from .resources import EfhqStorage
+from .sources import successful_video
 
 CODE_VERSION = "quality_scores-1"
 
@@ -47,10 +48,7 @@ def score_video(video: dict, faces: list[dict]) -> list[dict]:
 def quality_scores(context: dg.AssetExecutionContext, storage: EfhqStorage) -> dg.MaterializeResult:
     root = storage.root()
     video_id = context.partition_key
-    videos = read_rows(root, "videos", video_id)
-    if not videos or videos[0]["status"] != "ok":
-        raise dg.Failure(description=f"{video_id}: source_videos has no successful output; materialize it first")
-    rows = score_video(videos[0], read_rows(root, "faces", video_id))
+    rows = score_video(successful_video(root, video_id), read_rows(root, "faces", video_id))
     df = pl.DataFrame(rows, infer_schema_length=None) if rows else empty_frame("quality")
     write_table(root, "quality", video_id, df)
     ingest.record_lineage(root, "quality_scores", video_id, CODE_VERSION, context.run_id,

@@ -22,6 +22,16 @@ def catalog_entry(storage: EfhqStorage, video_id: str) -> tuple[dict, list[dict]
     return video, catalog.clips_of(video_id)
 
 
+def successful_video(root, video_id: str) -> dict:
+    """This partition's `videos` row; a clear failure when source_videos has not succeeded for it."""
+    from efhq_assets.core.storage import read_rows
+
+    videos = read_rows(root, "videos", video_id)
+    if not videos or videos[0]["status"] != "ok":
+        raise dg.Failure(description=f"{video_id}: source_videos has no successful output; materialize it first")
+    return videos[0]
+
+
 @dg.asset(
     partitions_def=video_files,
     group_name="ingest",

@@ -14,19 +14,6 @@ import numpy as np
 KEY = ["video_id", "clip_id", "frame_index", "face_index"]
 
 
-def _concat(root, table: str, columns: list[str] | None = None):
-    import polars as pl
-
-    from ..storage import table_files
-
-    files = table_files(root, table)
-    if not files:
-        return None
-    frames = [pl.read_parquet(p, columns=columns) if columns else pl.read_parquet(p) for p in files]
-    frames = [f for f in frames if f.height]
-    return pl.concat(frames, how="diagonal_relaxed") if frames else None
-
-
 def quality_threshold(scores: np.ndarray, frozen: float | None, scorer: str) -> float:
     """The scorer's threshold. A percentile rule is computed once and then frozen in the data root's
     settings: recomputing it as videos arrive would move existing samples in or out of the splits."""
@@ -46,18 +33,19 @@ def candidate_rows(root, frozen_threshold: float | None = None) -> tuple[list[di
     import polars as pl
 
     from ..quality import DEFAULT_SCORER
+    from ..storage import read_table_files
 
-    faces = _concat(root, "faces")
+    faces = read_table_files(root, "faces")
     if faces is None:
         return [], frozen_threshold
     faces = faces.filter(pl.col("passes_efhq_filter"))
-    bins = _concat(root, "bins", KEY + ["label", "softbin"])
-    poses = _concat(root, "poses")
-    quality = _concat(root, "quality", KEY + ["score"])
-    marks = _concat(root, "landmarks", KEY + ["lmk478"])
-    idents = _concat(root, "identities", ["video_id", "track_id", "identity_id", "source_id"])
-    clips = _concat(root, "clips", ["video_id", "clip_id", "youtube_id", "attributes"])
-    videos = _concat(root, "videos", ["video_id", "path", "width", "height", "source", "status"])
+    bins = read_table_files(root, "bins", KEY + ["label", "softbin"])
+    poses = read_table_files(root, "poses")
+    quality = read_table_files(root, "quality", KEY + ["score"])
+    marks = read_table_files(root, "landmarks", KEY + ["lmk478"])
+    idents = read_table_files(root, "identities", ["video_id", "track_id", "identity_id", "source_id"])
+    clips = read_table_files(root, "clips", ["video_id", "clip_id", "youtube_id", "attributes"])
+    videos = read_table_files(root, "videos", ["video_id", "path", "width", "height", "source", "status"])
     if any(t is None for t in (bins, poses, quality, videos)):
         return [], frozen_threshold
     combined = poses.filter(pl.col("estimator") == "combined").select(KEY + ["yaw", "pitch", "roll"])

@@ -97,6 +97,15 @@ def row_key(row: dict) -> tuple[str, int, int]:
     return (str(row["video_id"]), int(row["frame_index"]), int(row["face_index"]))
 
 
+def finite_or_none(v) -> float | None:
+    """`v` as a float, or None when it is missing, not a number or NaN."""
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(f) else f
+
+
 def _num(v, default: float = 0.0) -> float:
     try:
         f = float(v)

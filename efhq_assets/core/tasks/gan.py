@@ -33,13 +33,13 @@ numpy only at module level; cv2 is imported inside functions; ``align`` is impor
 
 from __future__ import annotations
 
-import math
 import os
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
 from .common import (
+    finite_or_none,
     DeterministicZip,
     cap_per_group,
     encode_png,
@@ -111,14 +111,6 @@ def base_filter(
     return kept
 
 
-def _f(v) -> float | None:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(f) else f
-
-
 def _base_out(r: dict, split: str) -> dict:
     return {
         "video_id": str(r["video_id"]),
@@ -130,10 +122,10 @@ def _base_out(r: dict, split: str) -> dict:
         "source": r.get("source"),
         "split": split,
         "bin": r.get("label"),
-        "yaw": _f(r.get("yaw")),
-        "pitch": _f(r.get("pitch")),
-        "roll": _f(r.get("roll")),
-        "score": _f(r.get("score")),
+        "yaw": finite_or_none(r.get("yaw")),
+        "pitch": finite_or_none(r.get("pitch")),
+        "roll": finite_or_none(r.get("roll")),
+        "score": finite_or_none(r.get("score")),
     }
 
 

@@ -50,7 +50,6 @@ numpy only at module level; cv2, mediapipe and ``align`` are imported inside fun
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -58,6 +57,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from .common import (
+    finite_or_none,
     atomic_write_bytes,
     attributes_of,
     encode_png,
@@ -265,14 +265,6 @@ def draw_facemesh_condition(lmk478_xy_in_crop, size: int = 512, thickness: int |
 # ----------------------------------------------------------------------------- captions
 
 
-def _f(v) -> float | None:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(f) else f
-
-
 def pose_words(label: str | None, yaw=None, pitch=None) -> tuple[str, list[str]]:
     """(lead, clauses): e.g. ("a profile portrait", ["turned to their left", "looking slightly up"]).
 
@@ -281,7 +273,7 @@ def pose_words(label: str | None, yaw=None, pitch=None) -> tuple[str, list[str]]
     edge; pitch: 12-30 deg slightly, >= 30 full).  Convention: yaw > 0 = the subject's own left,
     pitch > 0 = looking up.
     """
-    y, p = _f(yaw), _f(pitch)
+    y, p = finite_or_none(yaw), finite_or_none(pitch)
     ay, ap = abs(y) if y is not None else 0.0, abs(p) if p is not None else 0.0
     yaw_dir = None  # "left"/"right"
     yaw_full = False
