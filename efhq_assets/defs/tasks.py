@@ -5,6 +5,9 @@ caps), writes its table and its export under <data_root>/tasks/<task>/, swapped 
 """
 
 import contextlib
+import functools
+import hashlib
+import json
 import os
 import shutil
 from pathlib import Path
@@ -296,24 +299,50 @@ def verification_pairs(context: dg.AssetExecutionContext, storage: EfhqStorage) 
                                            metadata={"impostor_pairs_sharing_identity": bad})])
 
 
-def embed_aligned(paths: list[Path]) -> tuple[str, np.ndarray]:
-    """Embeddings of aligned 112x112 faces: insightface ArcFace when its weights are present, else dlib ResNet."""
-    import cv2
-
+@functools.lru_cache(maxsize=1)
+def _verification_embedder():
+    """insightface ArcFace when its weights are present, else dlib ResNet; loaded once per process."""
     from efhq_assets.core.models import registry
 
     try:
         registry.find_weights("arcface_w600k_r50")
-        model = registry.create("embedder", "arcface_w600k_r50")
+        return registry.create("embedder", "arcface_w600k_r50")
     except Exception:  # weights absent: the offline embedder
-        model = registry.create("embedder", "dlib_resnet")
+        return registry.create("embedder", "dlib_resnet")
+
+
+def embed_aligned(paths: list[Path], cache_file: Path | None = None) -> tuple[str, np.ndarray]:
+    """L2-normalised embeddings of aligned 112x112 faces (one row per path).
+
+    With `cache_file` (core.embedding_cache), an image whose bytes, crop and model weights were embedded
+    before is not embedded again: the vector comes from the cache, bit for bit what the model returned."""
+    import cv2
+
+    from efhq_assets.core.align import ARCFACE_TEMPLATE_112
+    from efhq_assets.core.embedding_cache import EmbeddingCache
+
+    model = _verification_embedder()
+    # dlib's aligner wants a larger chip: the 112 image is scaled to 224 and the face box given in it
+    box = np.array([24, 16, 200, 216], np.float32) if model.name == "dlib_resnet" else np.array([0, 0, 224, 224],
+                                                                                                 np.float32)
+    params = f"aligned-png;resize=224,cubic;box={','.join(str(int(v)) for v in box)};{model.version};" \
+             f"{json.dumps(getattr(model, 'config', dict)(), sort_keys=True)}"
+    lmk5 = [ARCFACE_TEMPLATE_112 * 2.0]  # where the aligned face's 5 points are in the 224 chip (ArcFace needs them)
+    cache = EmbeddingCache(cache_file, params, model.name, model.weights_sha256) if cache_file else None
     vectors = []
     for path in paths:
-        image = cv2.imread(str(path))
-        big = cv2.resize(image, (224, 224), interpolation=cv2.INTER_CUBIC)  # dlib's aligner wants a larger chip
-        box = np.array([24, 16, 200, 216], np.float32) if model.name == "dlib_resnet" else np.array([0, 0, 224, 224],
-                                                                                                     np.float32)
-        vectors.append(model.embed(big, [box])[0])
+        data = Path(path).read_bytes()
+        key = hashlib.sha256(data).hexdigest()
+        vector = cache.get(key) if cache else None
+        if vector is None:
+            image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+            big = cv2.resize(image, (224, 224), interpolation=cv2.INTER_CUBIC)
+            vector = model.embed(big, [box], lmk5)[0]
+            if cache:
+                cache.put(key, vector)
+        vectors.append(vector)
+    if cache:
+        cache.save()
     arr = np.asarray(vectors, np.float64)
     arr /= np.maximum(np.linalg.norm(arr, axis=1, keepdims=True), 1e-12)
     return model.name, arr
@@ -323,6 +352,7 @@ def embed_aligned(paths: list[Path]) -> tuple[str, np.ndarray]:
         "CFP-style accuracy and the drop from f2f to f2p/p2p, for the configured face-recognition model. A FAR below "
         "1/(impostors per fold) is null.", deps=["verification_pairs"])
 def verification_report(context: dg.AssetExecutionContext, storage: EfhqStorage) -> dg.MaterializeResult:
+    from efhq_assets.core.embedding_cache import cache_path
     from efhq_assets.core.storage import read_rows
     from efhq_assets.core.tasks.metrics import verification_report_rows
 
@@ -330,7 +360,8 @@ def verification_report(context: dg.AssetExecutionContext, storage: EfhqStorage)
     pairs = read_rows(root, "verification_pairs", "all")
     folder = root.tasks / "verification"
     paths = sorted({p for r in pairs for p in (r["path1"], r["path2"])})
-    model, vectors = embed_aligned([folder / p for p in paths]) if paths else ("none", np.zeros((0, 1)))
+    model, vectors = (embed_aligned([folder / p for p in paths], cache_path(root, "verification_embeddings"))
+                      if paths else ("none", np.zeros((0, 1))))
     index = {p: i for i, p in enumerate(paths)}
     scores = [float(vectors[index[r["path1"]]] @ vectors[index[r["path2"]]]) for r in pairs]
     rows = verification_report_rows(pairs, scores, model) if pairs else []
