@@ -8,7 +8,8 @@ wheel, never written anywhere) a textured mesh is fitted to the photo and render
 yaw -80..80 (step 10; --quick: step 20 and the first 3 people), pitch {-20, 0, 20}, roll {0, 15}.
 Every frame goes through the pipeline's real chain: MTCNN detection -> FaceMesh (478) and dlib
 (68) landmarks on the detected box -> ``pose_annotations.pose_rows`` (estimators facemesh, dlib68
-and combined).  Beside it, the plain peer method: FaceMesh's 468 mesh points + ``cv2.solvePnP``
+and combined).  Beside it, the plain peer method: plain FaceMesh (one crop, 1.5 x the box, as
+MediaPipe's own detection-to-ROI step) and its 468 mesh points + ``cv2.solvePnP``
 (SOLVEPNP_SQPNP), one frame at a time, against a canonical face (MediaPipe's canonical model is
 not shipped, so the project's ``facemesh`` reference from face_models_3d is used as that model),
 with the usual pinhole guess f = frame width ("peer_pnp"), and with f = 20 x frame width
@@ -19,6 +20,12 @@ estimator's (and the peer's) 3D reference is FaceMesh's output on the skimage as
 ``dlib68`` reference is insightface's mean shape.  For the astronaut identity the facemesh
 reference IS the rendered geometry, so the astronaut is never in the main figures; the full run
 reports it separately under ``astronaut_circular`` (flagged).
+
+Valid views.  A render is ground truth only where the photo saw the surface it shows: turning a
+photo taken at -48 deg yaw to +60 paints the face's unseen side with smeared texture (look at one).
+``face_render.texture_fidelity`` is the share of a view's visible face area whose texture the photo
+saw within 70 deg of head-on; views with fidelity >= 0.8 are "valid".  The main figures and the
+targets use valid views; the same figures over every view are under ``all_views``.
 
 A detection counts when MTCNN's best box has IoU >= 0.3 with the rendered face box (bounding box
 of the projected 468 mesh vertices).  Flip consistency: every frame is also mirrored and run
@@ -112,7 +119,7 @@ def run_chain(frames, truth_boxes, models, size):
     from efhq_assets.core import face_models_3d as fm3d
     from efhq_assets.core.pose_annotations import pose_rows
 
-    detector, facemesh, dlib68 = models
+    detector, facemesh, dlib68, plain_facemesh = models
     ref = fm3d.facemesh_reference()
     try:  # the landmarks table's storage format (x, y at 1/8 px), exactly as the pipeline writes it
         from efhq_assets.core.faces import landmark_list as to_row
@@ -138,32 +145,20 @@ def run_chain(frames, truth_boxes, models, size):
                              "lmk478": None if m is None else to_row(m),
                              "lmk68": None if l68 is None else to_row(l68)})
                 if m is not None:
-                    rec["est"]["peer_pnp"] = pnp_pose(m, ref, size, 1.0)
-                    rec["est"]["peer_pnp_f20"] = pnp_pose(m, ref, size, 20.0)
+                    # the same solver on the pipeline's (two-crop) landmarks: separates landmarks from fit
+                    rec["est"]["pnp_on_pipeline_landmarks"] = pnp_pose(m, ref, size, 1.0)
+                plain = plain_facemesh.landmarks(frames[i], [d.box])[0]
+                if plain is not None:
+                    rec["est"]["peer_pnp"] = pnp_pose(plain, ref, size, 1.0)
+                    rec["est"]["peer_pnp_f20"] = pnp_pose(plain, ref, size, 20.0)
             out.append(rec)
     if rows:
-        for r in pose_rows(rows):
+        from efhq_assets.core.pose_annotations import pinhole_camera
+
+        for r in pose_rows(rows, camera=pinhole_camera(size, size)):
             y, p, ro = (np.nan if r[a] is None else r[a] for a in ANGLES)
             out[r["frame_index"]]["est"][r["estimator"]] = (y, p, ro)
-    for rec in out:
-        rec["est"].update(suggested_gated(rec["est"]))
     return out
-
-
-def suggested_gated(est):
-    """A SUGGESTION, not the pipeline: ``combine()`` with dlib68 dropped where the face is turned past
-    35 deg by FaceMesh's reading (dlib's 68-point predictor is trained on 300-W, mostly |yaw| < 45, and
-    collapses toward 0 beyond) or where the two disagree on yaw by > 15 deg.  Thresholds are a priori,
-    not tuned on these renders."""
-    from efhq_assets.core.pose import combine
-
-    fm, dl = est.get("facemesh"), est.get("dlib68")
-    if fm is None or not np.isfinite(fm[0]):
-        return {"suggested_combined_gated": dl} if dl is not None else {}
-    if dl is None or not np.isfinite(dl[0]) or abs(fm[0]) > 35 or abs(fm[0] - dl[0]) > 15:
-        return {"suggested_combined_gated": fm}
-    y, p, r = combine({"facemesh": fm, "dlib68": dl})
-    return {"suggested_combined_gated": (float(y), float(p), float(r))}
 
 
 def metrics(records, estimators):
@@ -244,9 +239,10 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="3 people, yaw step 20 (< 2 min)")
     ap.add_argument("--face-px", type=float, default=280.0, help="frontal face width in the 512^2 frames")
     ap.add_argument("--no-astronaut", action="store_true", help="skip the (circular, reported apart) astronaut")
+    ap.add_argument("--dump", type=Path, help="also write every frame's truth and estimates to this JSON file")
     args = ap.parse_args()
 
-    from efhq_assets.core.face_render import fit_textured_mesh, render
+    from efhq_assets.core.face_render import VALID_VIEW_FIDELITY, fit_textured_mesh, render, texture_fidelity
     from efhq_assets.core.models.dlib68 import Dlib68Landmarker
     from efhq_assets.core.models.facemesh import FaceMeshLandmarker
     from efhq_assets.core.models.mtcnn import MtcnnDetector
@@ -254,11 +250,12 @@ def main() -> None:
     t_start = time.perf_counter()
     size = 512
     detector, facemesh, dlib68 = MtcnnDetector(), FaceMeshLandmarker(), Dlib68Landmarker()
+    plain_facemesh = FaceMeshLandmarker(expand=1.5)  # the peer's landmarks: one crop, MediaPipe's ROI scale
     step = 20 if args.quick else 10
     yaws = list(range(-80, 81, step))
     pitches = (-20, 0, 20)
     rolls = (0, 15)
-    estimators = ("facemesh", "dlib68", "combined", "peer_pnp", "peer_pnp_f20", "suggested_combined_gated", "oracle_facemesh_ref", "oracle_dlib68_ref19")
+    estimators = ("facemesh", "dlib68", "combined", "peer_pnp", "peer_pnp_f20", "pnp_on_pipeline_landmarks", "oracle_facemesh_ref", "oracle_dlib68_ref19")
 
     records = []
     still_poses = {}
@@ -274,15 +271,17 @@ def main() -> None:
                     fr, b, _, truth = render(face, y, p, r, size=size, face_px=args.face_px)
                     render_ms.append((time.perf_counter() - t0) * 1000)
                     key = (float(y), float(p), float(r))
+                    fidelity = texture_fidelity(face, y, p, r)
                     frames.append(fr)
                     boxes.append(b)
-                    meta.append({"person": person, "truth": key, "flipped": False, "source_truth": key})
+                    meta.append({"person": person, "truth": key, "flipped": False, "source_truth": key,
+                                 "fidelity": fidelity})
                     frames.append(np.ascontiguousarray(fr[:, ::-1]))
                     boxes.append(np.array([size - b[2], b[1], size - b[0], b[3]], np.float32))
                     meta.append({"person": person, "truth": (-key[0], key[1], -key[2]), "flipped": True,
-                                 "source_truth": key})
+                                 "source_truth": key, "fidelity": fidelity})
         t0 = time.perf_counter()
-        out = run_chain(frames, boxes, (detector, facemesh, dlib68), size)
+        out = run_chain(frames, boxes, (detector, facemesh, dlib68, plain_facemesh), size)
         oracle = oracle_estimates(face, [m["truth"] for m in meta])
         for m, o, orc in zip(meta, out, oracle):
             o["est"].update(orc)
@@ -291,7 +290,8 @@ def main() -> None:
         log(f"{person}: still pose {still_poses[person]}, {len(frames)} frames, detected {det:.0%}, "
             f"chain {time.perf_counter() - t0:.1f} s")
 
-    main_records = [r for r in records if r["person"] != "astronaut"]
+    all_records = [r for r in records if r["person"] != "astronaut"]
+    main_records = [r for r in all_records if r["fidelity"] >= VALID_VIEW_FIDELITY]
     result = {
         "benchmark": "pose_accuracy",
         "mode": "quick" if args.quick else "full",
@@ -300,10 +300,14 @@ def main() -> None:
         "grid": {"yaw": yaws, "pitch": list(pitches), "roll": list(rolls), "face_px": args.face_px, "frame": size},
         "still_pose_of_each_photo": still_poses,
         "render_ms_mean": round(float(np.mean(render_ms)), 1),
-        "peer_method": "FaceMesh 468 mesh points + cv2.solvePnP SOLVEPNP_SQPNP against the project's facemesh "
+        "peer_method": "plain FaceMesh (one 1.5x crop) 468 mesh points + cv2.solvePnP SOLVEPNP_SQPNP against the project's facemesh "
                        "reference (MediaPipe's canonical model is not shipped); f = frame width (peer_pnp) or "
                        "20 x frame width (peer_pnp_f20), principal point at the centre, no distortion",
+        "valid_views": {"rule": f"face_render.texture_fidelity >= {VALID_VIEW_FIDELITY}",
+                        "frames": sum(not r["flipped"] for r in main_records),
+                        "of": sum(not r["flipped"] for r in all_records)},
         "main": metrics(main_records, estimators),
+        "all_views": metrics(all_records, estimators),
     }
     near = [p for p, v in still_poses.items() if p != "astronaut" and abs(v[0]) <= 15]
     sub = metrics([r for r in main_records if r["person"] in near], estimators)
@@ -328,6 +332,10 @@ def main() -> None:
         "combined_better_than_peer_yaw_le60": {"combined": comb.get("mae_yaw_le60"), "best_peer": peer_best,
                                                "met": bool(comb.get("mae_yaw_le60", 99) < peer_best)},
     }
+    if args.dump:
+        args.dump.write_text(json.dumps([{k: r[k] for k in ("person", "truth", "flipped", "detected", "est", "still_yaw",
+                                                            "fidelity")}
+                                         for r in records], default=float))
     result["seconds"] = round(time.perf_counter() - t_start, 1)
     log(f"done in {result['seconds']} s")
     print(json.dumps(result))

@@ -307,6 +307,41 @@ def render(face: TexturedFace, yaw: float, pitch: float, roll: float, size: int 
     return frame, box, l5, truth
 
 
+#: A view is a valid ground truth when at least this share of its visible face area is drawn from
+#: surface the photo saw within :data:`PHOTO_VIEW_LIMIT_DEG` of head-on (see :func:`texture_fidelity`).
+VALID_VIEW_FIDELITY = 0.8
+PHOTO_VIEW_LIMIT_DEG = 70.0
+
+
+def texture_fidelity(face: TexturedFace, yaw: float, pitch: float, roll: float,
+                     photo_view_limit_deg: float = PHOTO_VIEW_LIMIT_DEG) -> float:
+    """Share of the face's visible area in the view (yaw, pitch, roll) whose texture the photo really saw.
+
+    Each of the 468-point mesh's triangles has a texture patch from the photo; where the photo saw
+    that surface edge-on (or from behind), the patch is a smear, and a view made mostly of smears is
+    not a face at that pose: turning a photo taken at -48 deg yaw to +60 shows the side the camera
+    never saw.  Returns the rendered area (front-facing triangles, weak perspective) of triangles
+    whose normal made less than ``photo_view_limit_deg`` with the photo's viewing direction,
+    divided by the whole rendered area; 1.0 for a view the photo covers completely.
+    """
+    from .pose import euler_to_matrix_np
+
+    tri = face.triangles[(face.triangles < 468).all(axis=1)]
+    v = face.vertices
+    cam = v @ euler_to_matrix_np(float(yaw), float(pitch), float(roll)).T
+    p = cam[tri][:, :, :2]  # y up
+    view_area = (p[:, 1, 0] - p[:, 0, 0]) * (p[:, 2, 1] - p[:, 0, 1]) - (p[:, 2, 0] - p[:, 0, 0]) * (p[:, 1, 1] - p[:, 0, 1])
+    t = face.uv[tri].astype(np.float64)  # photo pixels, v down: the orientation flips
+    photo_area = (t[:, 1, 0] - t[:, 0, 0]) * (t[:, 2, 1] - t[:, 0, 1]) - (t[:, 2, 0] - t[:, 0, 0]) * (t[:, 1, 1] - t[:, 0, 1])
+    true_area = np.linalg.norm(np.cross(v[tri[:, 1]] - v[tri[:, 0]], v[tri[:, 2]] - v[tri[:, 0]]), axis=1)
+    front = -face._orient  # sign of a front-facing triangle's (x, y-up) area
+    visible = np.clip(front * view_area, 0.0, None)
+    cos_in_photo = (-front * photo_area) / (face.face_px_in_still ** 2 * np.maximum(true_area, 1e-12))
+    seen = cos_in_photo >= np.cos(np.radians(photo_view_limit_deg))
+    total = visible.sum()
+    return float((visible * seen).sum() / total) if total > 0 else 0.0
+
+
 def render_turn_segment(face: TexturedFace, n_frames: int, yaw_range=(-60.0, 60.0), pitch=0.0, roll=0.0,
                         size: int = 512, face_px: float = 320, background: np.ndarray | None = None,
                         back_and_forth: bool = False):

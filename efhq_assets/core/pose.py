@@ -45,6 +45,14 @@ point is the weak-perspective optimum).  It runs under ``torch.inference_mode()`
 with fp16 autocast for the matrix products when CUDA is available (coordinates are
 normalised first; SVD and solves stay fp32), on the CPU otherwise.
 
+Perspective.  With a camera (``focal_px``, ``principal_point``) the fit is POSIT-style (DeMenthon &
+Davis 1995): alternate the weak-perspective fit with moving each landmark along its ray by its
+current depth offset (see :func:`fit_pose`); exact on pinhole projections (tests).  The pipeline
+gives every video the usual uncalibrated guess, focal length = the frame's longer side and the
+principal point at its centre (``pose_annotations.pinhole_camera``).  On the head-turn benchmark
+(6 people, valid views, |yaw| <= 60) FaceMesh's yaw error fell from 4.02 to 3.70 deg with it (4.25 to
+3.95 with single-crop landmarks).
+
 Large yaw.  On exact projections the fit recovers yaw up to +-80 (with pitch/roll up to +-40)
 within 1e-3 deg for both references (tests).  On real photos landmark fits read large yaw
 low when the landmarks slide onto the visible silhouette: fitting dlib's 17 jaw points
@@ -211,6 +219,7 @@ class PoseFit:
     residual: torch.Tensor
     rotation: torch.Tensor = field(repr=False)
     residual_px: torch.Tensor = field(repr=False)
+    centre_weights: torch.Tensor = field(repr=False)  # (B, N) normalised point weights of the fit
 
 
 def _procrustes_from_cov(H: torch.Tensor, xx: torch.Tensor):
@@ -233,19 +242,60 @@ def fit_pose(
     iterations: int = 30,
     device: str | torch.device | None = None,
     autocast: bool = True,
+    focal_px=None,
+    principal_point=None,
+    perspective_iterations: int = 5,
 ) -> PoseFit:
-    """Fit a weak-perspective rigid pose of ``reference_3d`` to B sets of 2D landmarks.
+    """Fit a rigid pose of ``reference_3d`` to B sets of 2D landmarks.
 
     ``landmarks_2d``: (B, N, 2) (or (N, 2)) image pixels, u right, v down; NaN rows are ignored.
     ``reference_3d``: (N, 3) head frame (x right, y up, z toward camera).
     ``weights``: optional (N,) or (B, N) non-negative point weights.
+    ``focal_px`` (scalar or (B,)) and ``principal_point`` ((2,) or (B, 2), image pixels): a pinhole
+    camera; without them the projection is weak perspective.  With them the fit is POSIT-style
+    (DeMenthon & Davis): each landmark is moved along its ray by its current depth offset,
+    ``x' = c + (x - c) * (1 - z_i / Z)`` with ``z_i`` the landmark's depth relative to the face
+    centre and ``Z = f / s`` the face's distance, and the weak-perspective fit is repeated
+    ``perspective_iterations`` times (converges in a few for faces a few widths away).
     Returns a :class:`PoseFit` with (B,) angles in degrees (NaN for faces with < 4 valid points).
     """
     dev = torch.device(device) if device is not None else default_device()
+    if focal_px is None:
+        return _fit_weak(landmarks_2d, reference_3d, weights, iterations=iterations, device=dev, autocast=autocast)
     with torch.inference_mode():
         lm = torch.as_tensor(landmarks_2d).to(device=dev, dtype=torch.float32)
         squeeze = lm.dim() == 2
         if squeeze:
+            lm = lm[None]
+        B = lm.shape[0]
+        f = torch.as_tensor(focal_px, dtype=torch.float32, device=dev).expand(B)
+        if principal_point is None:
+            raise ValueError("a pinhole fit needs principal_point with focal_px")
+        c = torch.as_tensor(principal_point, dtype=torch.float32, device=dev).expand(B, 2)
+        ref = torch.as_tensor(reference_3d).to(device=dev, dtype=torch.float32)
+        rel = lm - c[:, None]
+        fit = _fit_weak(lm, ref, weights, iterations=iterations, device=dev, autocast=autocast, squeeze=False)
+        for _ in range(perspective_iterations):
+            # depth of each landmark relative to the fitted centre, in reference units, then pixels / f
+            Xc = (fit.centre_weights[..., None] * ref[None]).sum(1)  # (B, 3)
+            z = ((ref[None] - Xc[:, None]) @ fit.rotation[:, 2][..., None])[..., 0]  # (B, N), toward camera
+            shrink = 1.0 - torch.nan_to_num(fit.scale)[:, None] * z / f[:, None]
+            # the pose moves little between these steps: a few depth-completion iterations suffice
+            fit = _fit_weak(c[:, None] + rel * shrink[..., None], ref, weights, iterations=max(4, iterations // 4),
+                            device=dev, autocast=autocast, squeeze=False)
+        if squeeze:
+            fit = PoseFit(*(getattr(fit, name)[0] for name in PoseFit.__dataclass_fields__))
+        return fit
+
+
+def _fit_weak(landmarks_2d, reference_3d, weights=None, *, iterations: int, device: torch.device, autocast: bool,
+              squeeze: bool = True) -> PoseFit:
+    """The weak-perspective fit (see the module docstring)."""
+    dev = device
+    with torch.inference_mode():
+        lm = torch.as_tensor(landmarks_2d).to(device=dev, dtype=torch.float32)
+        squeeze = squeeze and lm.dim() == 2
+        if lm.dim() == 2:
             lm = lm[None]
         ref = torch.as_tensor(reference_3d).to(device=dev, dtype=torch.float32)
         B, N, _ = lm.shape
@@ -316,6 +366,7 @@ def fit_pose(
             residual=torch.where(bad, nan, residual),
             rotation=torch.where(bad[:, None, None], torch.full_like(R, float("nan")), R),
             residual_px=torch.where(bad, nan, residual_px),
+            centre_weights=w,
         )
         if squeeze:
             out = PoseFit(*(getattr(out, f)[0] for f in PoseFit.__dataclass_fields__))
@@ -389,23 +440,27 @@ class LandmarkPoseEstimator:
     def n_points(self) -> int:
         return len(self.reference_3d)
 
-    def fit(self, landmarks_2d, *, device=None) -> PoseFit:
+    def fit(self, landmarks_2d, *, device=None, cameras=None) -> PoseFit:
+        """``cameras``: optional ``(focal_px, principal_point)`` (scalars / (B,) and (2,) / (B, 2)) for a
+        perspective fit; weak perspective without."""
         lm = np.asarray(landmarks_2d, dtype=np.float32)
         if lm.ndim == 2:
             lm = lm[None]
         if lm.shape[1:] != (self.n_points, 2):
             raise ValueError(f"{self.name}: expected (B, {self.n_points}, 2) landmarks, got {lm.shape}")
         idx = self.landmark_indices
-        return fit_pose(lm[:, idx], self.reference_3d[idx], self.weights, device=device)
+        focal, principal = cameras if cameras is not None else (None, None)
+        return fit_pose(lm[:, idx], self.reference_3d[idx], self.weights, device=device, focal_px=focal,
+                        principal_point=principal)
 
-    def estimate_batch(self, landmarks_2d, *, device=None) -> PoseEstimate:
+    def estimate_batch(self, landmarks_2d, *, device=None, cameras=None) -> PoseEstimate:
         lm = np.asarray(landmarks_2d, dtype=np.float32)
         if lm.ndim == 2:
             lm = lm[None]
         if len(lm) == 0:
             e = np.empty(0)
             return PoseEstimate(e, e, e, e, e)
-        fit = self.fit(lm, device=device)
+        fit = self.fit(lm, device=device, cameras=cameras)
         to = lambda t: t.double().cpu().numpy()  # noqa: E731
         res = to(fit.residual)
         return PoseEstimate(to(fit.yaw), to(fit.pitch), to(fit.roll), res, residual_confidence(res))

@@ -21,17 +21,18 @@ def reference_sha256(estimator) -> str:
 
 
 DLIB_YAW_LIMIT = 35.0  # dlib's 68-point predictor was trained on 300-W faces, mostly within this yaw
-DLIB_TURNED_STD_FACTOR = 10.0
+DLIB_TURNED_STD_FACTOR = 1e6  # i.e. left out of the combination
 
 
 def face_reliabilities(results: dict[str, tuple]) -> dict[str, tuple]:
-    """Per-face reliabilities: the measured ones, with dlib68 down-weighted on turned faces.
+    """Per-face reliabilities: the measured ones, with dlib68 dropped on turned faces.
 
     The head-turn benchmark (benchmarks/pose_accuracy.py) showed dlib's predictor breaking past
     about 40 degrees of yaw (error 20 deg at 30-50, 52 deg at 60) without its fit residual
     noticing, so on faces FaceMesh reads as turned beyond dlib's training range, or where the two
-    disagree by more than 15 degrees, dlib's std is multiplied by 10. The limits come from the
-    training data range, not from fitting the benchmark renders.
+    disagree by more than 15 degrees, dlib's std is multiplied by 1e6: it no longer counts
+    (a factor of 10 still let it pull turned faces toward 0). The limits come from the training
+    data range, not from fitting the benchmark renders.
     """
     from .pose import RELIABILITY_DEG
 
@@ -45,8 +46,39 @@ def face_reliabilities(results: dict[str, tuple]) -> dict[str, tuple]:
     return rel
 
 
-def pose_rows(landmark_rows: list[dict], estimator_names=("facemesh", "dlib68"), device=None) -> list[dict]:
-    """Batched fits: one torch call per estimator over every face of the video."""
+def pinhole_camera(width: float, height: float) -> tuple[float, float, float]:
+    """The camera assumed for a frame with no calibration: focal length = the longer side, principal
+    point at the centre (a ~53 deg horizontal field of view on a landscape frame, the usual guess for
+    phone and webcam video, and the one OpenCV's head-pose examples use)."""
+    return float(max(width, height)), width / 2.0, height / 2.0
+
+
+def pinhole_camera(width: float, height: float) -> tuple[float, float, float]:
+    """The camera assumed for a frame with no calibration: focal length = the longer side, principal
+    point at the centre (a ~53 deg horizontal field of view on a landscape frame, the usual guess for
+    phone and webcam video, and the one OpenCV's head-pose examples use)."""
+    return float(max(width, height)), width / 2.0, height / 2.0
+
+
+def _cameras_of(landmark_rows: list[dict], present: list[int], cameras: dict | None):
+    """(focal (B,), principal (B, 2)) for the faces in ``present``, or None where any lacks a camera."""
+    if not cameras:
+        return None
+    cams = [cameras.get((landmark_rows[i]["clip_id"], landmark_rows[i]["frame_index"])) for i in present]
+    if any(c is None for c in cams):
+        return None
+    arr = np.asarray(cams, np.float64)
+    return arr[:, 0], arr[:, 1:3]
+
+
+def pose_rows(landmark_rows: list[dict], estimator_names=("facemesh", "dlib68"), device=None,
+              camera: tuple[float, float, float] | None = None) -> list[dict]:
+    """Batched fits: one torch call per estimator over every face of the video.
+
+    ``camera`` = ``(focal_px, cx, cy)`` of the video's full frame (see :func:`pinhole_camera`; landmarks
+    are in full-frame pixels even for cropped clips): the fit is then perspective (POSIT-style,
+    core/pose.py); without it, weak perspective.
+    """
     from .pose import combine, get_estimator
 
     keys = ["video_id", "clip_id", "frame_index", "face_index"]
@@ -63,7 +95,8 @@ def pose_rows(landmark_rows: list[dict], estimator_names=("facemesh", "dlib68"),
         yaw, pitch, roll, res, conf = (np.full(n, np.nan) for _ in range(5))
         if present:
             lm = np.stack([np.asarray(landmark_rows[i][column], np.float32).reshape(points, dims)[:, :2] for i in present])
-            est = estimator.estimate_batch(lm, device=device)
+            cameras = None if camera is None else (camera[0], (camera[1], camera[2]))
+            est = estimator.estimate_batch(lm, device=device, cameras=cameras)
             for arr, values in zip((yaw, pitch, roll, res, conf), (est.yaw, est.pitch, est.roll, est.residual, est.confidence)):
                 arr[present] = values
         results[name] = (yaw, pitch, roll)
@@ -71,6 +104,12 @@ def pose_rows(landmark_rows: list[dict], estimator_names=("facemesh", "dlib68"),
             rows.append({**{k: r[k] for k in keys}, "estimator": name, "yaw": yaw[i], "pitch": pitch[i], "roll": roll[i],
                          "residual": res[i], "confidence": conf[i], "weights_sha256": sha})
     cy, cp, cr = combine(results, face_reliabilities(results))
+    if "facemesh" in results:
+        # dlib68 alone never makes a combined pose: FaceMesh loses mostly profile faces, and dlib reads
+        # those as near frontal (head-turn benchmark, |yaw| 70-80: combined error 41.7 deg with this
+        # fallback vs 21.6 for FaceMesh where it answers). No pose beats a wrong bin.
+        lost = ~np.isfinite(results["facemesh"][0])
+        cy, cp, cr = (np.where(lost, np.nan, a) for a in (cy, cp, cr))
     sha = combined_sha.hexdigest()
     for i, r in enumerate(landmark_rows):
         rows.append({**{k: r[k] for k in keys}, "estimator": "combined", "yaw": cy[i], "pitch": cp[i], "roll": cr[i],

@@ -129,3 +129,17 @@ def test_turn_segment(face):
     assert frames[0].shape == (256, 256, 3) and (frames[0][0, 0] == 50).all()  # background kept
     with pytest.raises(ValueError):
         FR.render(face, 0, 0, 0, size=128, background=bg)
+
+
+def test_texture_fidelity_falls_as_the_view_leaves_the_photo(face):
+    """Views near the photo's own pose show surface the photo saw; turning far away shows smears."""
+    yaw0, pitch0, _ = face.still_pose
+    assert FR.texture_fidelity(face, yaw0, pitch0, 0.0) >= 0.9
+    for side in (-1, 1):
+        values = [FR.texture_fidelity(face, yaw0 + side * d, pitch0, 0.0) for d in (0, 20, 40, 60, 80, 100)]
+        assert all(a >= b - 0.01 for a, b in zip(values, values[1:])), values  # flat near the photo, then falling
+        assert values[-1] < FR.VALID_VIEW_FIDELITY <= values[2] and values[-1] < values[0] - 0.2
+    # in-plane roll changes nothing the photo saw or did not see
+    assert FR.texture_fidelity(face, 30.0, 0.0, 25.0) == pytest.approx(FR.texture_fidelity(face, 30.0, 0.0, 0.0))
+    # a stricter notion of "seen" can only lower it
+    assert FR.texture_fidelity(face, 50.0, 0.0, 0.0, photo_view_limit_deg=45.0) <= FR.texture_fidelity(face, 50.0, 0.0, 0.0)

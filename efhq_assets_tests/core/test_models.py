@@ -466,3 +466,21 @@ def test_fetch_refuses_without_direct_url(tmp_path):
     with pytest.raises(registry.FetchError, match="ships in the Python package"):
         registry.fetch("mtcnn", dest=tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_facemesh_averages_its_crops():
+    """The default landmarker averages a tight and a loose crop; each crop alone is a valid landmarker."""
+    pytest.importorskip("mediapipe")
+    from efhq_assets.core.models.facemesh import FaceMeshLandmarker
+    from efhq_assets.core.models.mtcnn import MtcnnDetector
+    from efhq_assets.core.models.sample_images import astronaut_bgr
+
+    image = astronaut_bgr()
+    box = max(MtcnnDetector().detect([image])[0], key=lambda d: d.score).box
+    both = FaceMeshLandmarker()
+    assert both.expands == (1.3, 1.8) and both.config()["expands"] == [1.3, 1.8]
+    singles = [FaceMeshLandmarker(expand=e).landmarks(image, [box])[0] for e in both.expands]
+    np.testing.assert_allclose(both.landmarks(image, [box])[0], np.mean(singles, axis=0), atol=1e-3)
+    assert np.abs(singles[0] - singles[1])[:, :2].max() > 0.1  # the crops really differ
+    with pytest.raises(ValueError, match="at least one"):
+        FaceMeshLandmarker(expands=())

@@ -476,3 +476,69 @@ def test_real_estimators_agree_and_combine(landmarkers, t1_faces):
         y, p, r = P.combine({k: v.as_tuple() for k, v in est.items()})
         lo, hi = sorted([fm.yaw[0], dl.yaw[0]])
         assert lo - 1e-9 <= y[0] <= hi + 1e-9
+
+
+# ------------------------------------------------------------------------------------------
+# Perspective (pinhole) fit
+# ------------------------------------------------------------------------------------------
+
+def _pinhole(ref, ang, focal, centre, distance):
+    """Exact pinhole projection of ``ref`` (head frame, centred) at ``distance`` reference units."""
+    R = P.euler_to_matrix_np(ang[:, 0], ang[:, 1], ang[:, 2])
+    cam = np.einsum("bij,nj->bni", R, ref - ref.mean(axis=0))
+    depth = distance - cam[..., 2]  # z points toward the viewer
+    return np.stack([centre[0] + focal * cam[..., 0] / depth, centre[1] - focal * cam[..., 1] / depth], axis=-1)
+
+
+@pytest.mark.parametrize("name", list(ESTIMATORS))
+def test_perspective_fit_recovers_pinhole_projections(name):
+    est = ESTIMATORS[name]
+    ref = est.reference_3d[est.landmark_indices]
+    ang = np.column_stack([RNG.uniform(-80, 80, 64), RNG.uniform(-40, 40, 64), RNG.uniform(-40, 40, 64)])
+    lm = _pinhole(ref, ang, focal=1280.0, centre=(640.0, 360.0), distance=2.5)  # a close face: strong perspective
+    fit = P.fit_pose(lm, ref, device="cpu", focal_px=1280.0, principal_point=(640.0, 360.0))
+    got = np.column_stack([fit.yaw.numpy(), fit.pitch.numpy(), fit.roll.numpy()])
+    assert np.abs(got - ang).max() < 0.05
+    # the weak-perspective model cannot explain these views: it is measurably off on the same points
+    weak = P.fit_pose(lm, ref, device="cpu")
+    assert np.abs(weak.yaw.numpy() - ang[:, 0]).mean() > 10 * np.abs(got[:, 0] - ang[:, 0]).mean()
+
+
+def test_perspective_fit_per_face_cameras_and_far_limit():
+    ref = F.facemesh_reference()
+    ang = np.array([[50.0, -10.0, 5.0], [-30.0, 20.0, -15.0]])
+    a = _pinhole(ref, ang[:1], 900.0, (320.0, 240.0), 3.0)
+    b = _pinhole(ref, ang[1:], 2000.0, (960.0, 540.0), 4.0)
+    fit = P.fit_pose(np.concatenate([a, b]), ref, device="cpu", focal_px=[900.0, 2000.0],
+                     principal_point=[[320.0, 240.0], [960.0, 540.0]])
+    np.testing.assert_allclose(fit.yaw.numpy(), ang[:, 0], atol=0.05)
+    np.testing.assert_allclose(fit.roll.numpy(), ang[:, 2], atol=0.05)
+    # a very long focal length is the weak-perspective limit
+    lm = P.project_np(ref, [40.0], [10.0], [-5.0], scale=200.0, translation=(300.0, 200.0))
+    far = P.fit_pose(lm, ref, device="cpu", focal_px=1e7, principal_point=(300.0, 200.0))
+    assert far.yaw.item() == pytest.approx(40.0, abs=1e-2)
+    with pytest.raises(ValueError, match="principal_point"):
+        P.fit_pose(lm, ref, device="cpu", focal_px=500.0)
+
+
+def test_pose_rows_perspective_cameras_and_facemesh_required():
+    from efhq_assets.core.pose_annotations import pinhole_camera, pose_rows
+
+    fm, dl = F.facemesh_reference(), F.dlib68_reference()
+    ang = np.array([[35.0, 5.0, 0.0], [-20.0, -5.0, 10.0], [10.0, 0.0, 0.0]])
+    focal, cx, cy = pinhole_camera(640, 480)
+    assert (focal, cx, cy) == (640.0, 320.0, 240.0)
+    lm478 = _pinhole(fm[:478], ang, focal, (cx, cy), 3.0)
+    lm68 = _pinhole(dl, ang, focal, (cx, cy), 3.0)
+    rows = [{"video_id": "v", "clip_id": "c", "frame_index": i, "face_index": 0,
+             "lmk478": lm478[i].reshape(-1).tolist(), "lmk68": lm68[i].reshape(-1).tolist()} for i in range(3)]
+    rows[2]["lmk478"] = None  # FaceMesh lost this face; dlib still has it
+    out = {(r["frame_index"], r["estimator"]): r for r in pose_rows(rows, camera=(focal, cx, cy))}
+    for i in range(2):
+        assert out[(i, "facemesh")]["yaw"] == pytest.approx(ang[i, 0], abs=0.1)
+        assert out[(i, "combined")]["yaw"] == pytest.approx(ang[i, 0], abs=0.5)
+    # without cameras the same landmarks are read with weak perspective: worse on this close face
+    weak = {(r["frame_index"], r["estimator"]): r for r in pose_rows(rows)}
+    assert abs(weak[(0, "facemesh")]["yaw"] - 35.0) > 5 * abs(out[(0, "facemesh")]["yaw"] - 35.0)
+    # dlib68 alone never makes a combined pose
+    assert out[(2, "dlib68")]["yaw"] is not None and out[(2, "combined")]["yaw"] is None

@@ -8,6 +8,16 @@ box is turned into a square around its centre, expanded ``expand`` times,
 resampled to ``crop_size`` px (zero padding outside the image), and the
 landmarks are mapped back to full-image pixels.
 
+Two crops per face by default (``expands=(1.3, 1.8)``, a tight and a loose one),
+their landmarks averaged.  FaceMesh's points move by a few pixels with the crop
+(its inner detector picks a slightly different region each time), and that
+jitter reaches the pose: on the head-turn benchmark (benchmarks/pose_accuracy.py,
+6 people, valid views, |yaw| <= 60) yaw error was 3.95 deg with one 1.5x crop,
+3.73-3.74 with one 1.3x or 1.8x crop and 3.70 with both averaged; pitch and roll
+also dropped.  It doubles FaceMesh's cost (the end-to-end rate stays above the
+15 fps target, benchmarks/analysis.py).  A crop where FaceMesh finds no face is
+left out of the mean.
+
 Output per box: ``(478, 3)`` float32 ``x, y, z`` in full-image pixels; ``z``
 is mediapipe's depth (relative to the crop width, smaller = nearer the camera,
 origin near the head centre) multiplied by the crop side in image pixels, so it
@@ -55,23 +65,28 @@ def square_crop_transform(box: np.ndarray, expand: float, out_size: int) -> tupl
 class FaceMeshLandmarker(ModelBackend):
     """478-point FaceMesh landmarks for given face boxes.
 
-    expand:    crop side = expand * max(box w, box h) (FaceMesh wants some margin).
+    expands:   crop sides, each ``expand * max(box w, box h)`` (FaceMesh wants some margin);
+               the landmarks of every crop where FaceMesh finds a face are averaged.
+    expand:    shorthand for one crop (``expands=(expand,)``).
     crop_size: side of the square crop fed to mediapipe.
     min_detection_confidence: passed to mediapipe (its inner face detector).
     """
 
     name = "facemesh"
-    version = "mediapipe-0.10.21-face_mesh-refine+efhq1"
+    version = "mediapipe-0.10.21-face_mesh-refine+efhq2-crops"
     kind = "landmarker"
     num_points = NUM_POINTS
 
-    def __init__(self, expand: float = 1.5, crop_size: int = 256, min_detection_confidence: float = 0.5):
+    def __init__(self, expand: float | None = None, crop_size: int = 256, min_detection_confidence: float = 0.5,
+                 expands: Sequence[float] = (1.3, 1.8)):
         from mediapipe.python.solutions import face_mesh as mp_face_mesh
 
         from .registry import find_weight_files
 
         self.weight_paths = tuple(find_weight_files("facemesh"))
-        self.expand = float(expand)
+        self.expands = (float(expand),) if expand is not None else tuple(float(e) for e in expands)
+        if not self.expands:
+            raise ValueError("FaceMeshLandmarker needs at least one crop expansion")
         self.crop_size = int(crop_size)
         self._mesh = mp_face_mesh.FaceMesh(
             static_image_mode=True,
@@ -83,7 +98,7 @@ class FaceMeshLandmarker(ModelBackend):
         self._lock = threading.Lock()
 
     def config(self) -> dict:
-        return {"expand": self.expand, "crop_size": self.crop_size}
+        return {"expands": list(self.expands), "crop_size": self.crop_size}
 
     def close(self) -> None:
         mesh = getattr(self, "_mesh", None)
@@ -98,9 +113,15 @@ class FaceMeshLandmarker(ModelBackend):
             pass
 
     def _one(self, image: np.ndarray, box: np.ndarray) -> np.ndarray | None:
+        found = [lm for lm in (self._crop(image, box, e) for e in self.expands) if lm is not None]
+        if not found:
+            return None
+        return found[0] if len(found) == 1 else np.mean(found, axis=0).astype(np.float32)
+
+    def _crop(self, image: np.ndarray, box: np.ndarray, expand: float) -> np.ndarray | None:
         import cv2
 
-        M, x0, y0, side = square_crop_transform(box, self.expand, self.crop_size)
+        M, x0, y0, side = square_crop_transform(box, expand, self.crop_size)
         crop = cv2.warpAffine(
             image,
             M,
