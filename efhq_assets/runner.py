@@ -1,4 +1,4 @@
-"""Runs the assets through Dagster for the CLI: one long-lived process, one partition at a time.
+"""Runs the assets through Dagster for the CLI: one long-lived process, several partitions per run.
 
 Each data root has its own instance (<data_root>/dagster_home), so runs of two roots never mix.
 A failing video fails alone; the manifest is refreshed after every build, failures included.
@@ -56,15 +56,19 @@ class BuildReport:
     seconds: float = 0.0
 
 
-def _record_unexpected_failure(root: DataRoot, video_id: str, result) -> None:
-    """A step that raised something other than a clear dg.Failure still leaves one `errors` row."""
-    if any(p.stem.startswith(video_id + "@") for p in table_files(root, "errors")):
-        return
-    for event in result.get_step_failure_events():
-        error = event.step_failure_data.error
-        message = (error.cause.message if error and error.cause else error.message if error else "unknown error").strip()
-        ingest.record_error(root, video_id, event.step_key, f"unexpected error in {event.step_key}: {message}")
-        return
+def _error_files(root: DataRoot) -> dict[str, int]:
+    """`errors` files by name, with their mtimes: one listing, to see which videos a run gave an error row."""
+    out = {}
+    for p in table_files(root, "errors"):
+        try:
+            out[p.name] = p.stat().st_mtime_ns
+        except FileNotFoundError:
+            pass
+    return out
+
+
+def _videos_with_errors(files) -> set[str]:
+    return {name.rsplit(".", 1)[0].rsplit("@", 1)[0] for name in files}
 
 
 def _failure_message(root: DataRoot, video_id: str) -> str:
@@ -96,16 +100,79 @@ def expected_fingerprints(root: DataRoot, video: dict, clips: list[dict], sampli
             "track_embeddings": identities.embeddings_fingerprint(faces_fp)}
 
 
-def stale_assets(root: DataRoot, video: dict, clips: list[dict], sampling: str, face_analysis) -> list[str]:
+def stale_assets(root: DataRoot, video: dict, clips: list[dict], sampling: str, face_analysis,
+                 with_errors: set[str] | None = None) -> list[str]:
     """Per-video assets whose recorded fingerprint differs from what they would record now.
 
     The fingerprints chain (each includes its upstream's), so a change anywhere marks exactly its
-    downstream stale; a video with an error row is redone whole.
+    downstream stale; a video with an error row is redone whole. `with_errors`: the videos that have an
+    error row (one listing of `errors` per build instead of one per video).
     """
-    if any(p.stem.startswith(video["video_id"] + "@") for p in table_files(root, "errors")):
+    if with_errors is None:
+        with_errors = _videos_with_errors(_error_files(root))
+    if video["video_id"] in with_errors:
         return list(PER_VIDEO_ASSETS)
     expected = expected_fingerprints(root, video, clips, sampling, face_analysis)
     return [a for a, fp in expected.items() if ingest.lineage_fingerprint(root, a, video["video_id"]) != fp]
+
+
+def plan_runs(stale: dict[str, tuple[str, ...]], order: dict[str, int],
+              max_per_run: int) -> list[tuple[tuple[str, ...], list[str]]]:
+    """Group stale videos into runs: same stale assets, and contiguous in the instance's partition order (a
+    Dagster run targets a range of dynamic partitions, i.e. every key registered between its two ends), at
+    most `max_per_run` videos each. Returns [(assets, keys)] in partition order."""
+    by_selection: dict[tuple[str, ...], list[str]] = {}
+    for key, selection in stale.items():
+        by_selection.setdefault(selection, []).append(key)
+    runs = []
+    for selection, keys in by_selection.items():
+        keys.sort(key=order.__getitem__)
+        chunk: list[str] = []
+        for key in keys:
+            if chunk and (order[key] != order[chunk[-1]] + 1 or len(chunk) >= max_per_run):
+                runs.append((selection, chunk))
+                chunk = []
+            chunk.append(key)
+        if chunk:
+            runs.append((selection, chunk))
+    return sorted(runs, key=lambda run: order[run[1][0]])
+
+
+def _run_videos(root: DataRoot, instance, resources, assets, selection: tuple[str, ...], keys: list[str]):
+    """One Dagster run of `selection` for `keys` (one partition, or the range from the first to the last).
+
+    Returns (landed, failed, left): the videos whose every selected asset materialized; the videos that failed
+    (each with its `errors` row); and, for the other videos of a failed run, the selected assets they still
+    lack (the failing step and its downstream did not run for them).
+    """
+    import dagster as dg
+
+    tags = {"efhq/command": "build"}
+    if len(keys) > 1:
+        tags.update({"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]})
+    errors_before = _error_files(root)
+    result = dg.materialize(assets, selection=list(selection), partition_key=keys[0] if len(keys) == 1 else None,
+                            instance=instance, resources=resources, raise_on_error=False, run_config=QUIET_RUN_CONFIG,
+                            tags=tags)
+    if result.success:
+        return list(keys), [], {}
+    errors_after = _error_files(root)
+    failed = _videos_with_errors(n for n, t in errors_after.items() if errors_before.get(n) != t) & set(keys)
+    # A step that failed outside the assets' own handling (batch.each_partition) fails the videos it did not
+    # materialize, one errors row each.
+    for event in result.get_step_failure_events():
+        done = {m.partition for m in result.asset_materializations_for_node(event.step_key)}
+        error = event.step_failure_data.error
+        message = (error.cause.message if error and error.cause else error.message if error else "unknown error").strip()
+        for key in keys:
+            if key not in done and key not in failed:
+                if key not in _videos_with_errors(errors_after):
+                    ingest.record_error(root, key, event.step_key, f"unexpected error in {event.step_key}: {message}")
+                failed.add(key)
+    materialized = {asset: {m.partition for m in result.asset_materializations_for_node(asset)} for asset in selection}
+    left = {k: tuple(a for a in selection if k not in materialized[a]) for k in keys if k not in failed}
+    return [k for k in keys if k in left and not left[k]], [k for k in keys if k in failed], \
+        {k: v for k, v in left.items() if v}
 
 
 def refresh_reviews(root: DataRoot, instance, resources) -> None:
@@ -129,9 +196,8 @@ def refresh_reviews(root: DataRoot, instance, resources) -> None:
 def build(root: DataRoot, config: SourceConfig | None = None, sampling: str | None = None,
           force: bool = False, detector: str | None = None) -> BuildReport:
     """Scan sources, register partitions, materialize what changed, refresh the manifest."""
-    import dagster as dg
-
     from efhq_assets.definitions import defs
+    from efhq_assets.defs.batch import MAX_PARTITIONS_PER_RUN
     from efhq_assets.defs.partitions import video_files
 
     started = time.perf_counter()
@@ -167,26 +233,48 @@ def build(root: DataRoot, config: SourceConfig | None = None, sampling: str | No
     resources["face_analysis"].models()
     log(f"efhq: {len(keys)} videos to check in {root.path} ({len(report.missing)} missing, "
         f"{len(report.duplicates)} duplicates)")
-    for n, key in enumerate(keys, start=1):
-        video = catalog.video(key)
-        clips = catalog.clips_of(key)
-        stale = list(PER_VIDEO_ASSETS) if force else stale_assets(root, video, clips, settings["sampling"],
-                                                                    resources["face_analysis"])
-        if not stale:
-            report.skipped.append(key)
-            log(f"  [{n}/{len(keys)}] {key}: up to date")
-            continue
-        t0 = time.perf_counter()
-        result = dg.materialize(assets, selection=stale, partition_key=key, instance=instance, resources=resources,
-                                raise_on_error=False, run_config=QUIET_RUN_CONFIG,
-                                tags={"efhq/command": "build"})
-        if result.success:
-            report.ran.append(key)
-            log(f"  [{n}/{len(keys)}] {key}: ok ({time.perf_counter() - t0:.1f} s)")
+    with_errors = _videos_with_errors(_error_files(root))
+    order = {k: i for i, k in enumerate(instance.get_dynamic_partitions(video_files.name))}
+    position = {k: n for n, k in enumerate(keys, start=1)}
+
+    def stale_of(key: str) -> tuple[str, ...]:
+        if force:
+            return PER_VIDEO_ASSETS
+        return tuple(stale_assets(root, catalog.video(key), catalog.clips_of(key), settings["sampling"],
+                                  resources["face_analysis"], with_errors))
+
+    pending: dict[str, tuple[str, ...]] = {}
+    for key in keys:
+        stale = stale_of(key)
+        if stale:
+            pending[key] = stale
         else:
-            _record_unexpected_failure(root, key, result)
-            report.failed[key] = _failure_message(root, key)
-            log(f"  [{n}/{len(keys)}] {key}: FAILED: {report.failed[key]}")
+            report.skipped.append(key)
+            log(f"  [{position[key]}/{len(keys)}] {key}: up to date")
+    # Several videos per run (batch.py): the stale videos that share their stale assets and are contiguous in
+    # the partition order go in one run. A video that fails fails alone; the others of its run get their
+    # remaining assets in the next round.
+    while pending:
+        for selection, run_keys in plan_runs(pending, order, MAX_PARTITIONS_PER_RUN):
+            if len(run_keys) > 1:
+                log(f"  running {len(run_keys)} videos in one run: {run_keys[0]} .. {run_keys[-1]} "
+                    f"({len(selection)} assets)")
+            t0 = time.perf_counter()
+            landed, failed, left = _run_videos(root, instance, resources, assets, selection, run_keys)
+            seconds = (time.perf_counter() - t0) / len(run_keys)
+            for key in landed:
+                report.ran.append(key)
+                log(f"  [{position[key]}/{len(keys)}] {key}: ok ({seconds:.1f} s)")
+            for key in run_keys:
+                if key in left and len(left[key]) < len(selection):
+                    pending[key] = left[key]  # a video of a failed run: its remaining assets, in the next round
+                    continue
+                if key not in landed and key not in failed:  # no progress (never loop): a failure
+                    failed.append(key)
+                if key in failed:
+                    report.failed[key] = _failure_message(root, key)
+                    log(f"  [{position[key]}/{len(keys)}] {key}: FAILED: {report.failed[key]}")
+                del pending[key]
     report.manifest = refresh_unpartitioned(root, instance, resources,
                                             changed=bool(report.ran or report.failed or new))
     report.seconds = round(time.perf_counter() - started, 2)

@@ -9,6 +9,7 @@ from efhq_assets.core.efhq_import import IMPORTED_ESTIMATORS
 from efhq_assets.core.checks import check_bins
 from efhq_assets.core.storage import empty_frame, read_rows, write_table
 
+from .batch import BACKFILL_POLICY, each_partition
 from .partitions import video_files
 from .pose import pose_annotations
 from .resources import EfhqStorage
@@ -32,15 +33,19 @@ def read_overrides(root, video_id: str) -> dict:
     group_name="bins",
     kinds={"python"},
     code_version=CODE_VERSION,
+    backfill_policy=BACKFILL_POLICY,
     check_specs=[dg.AssetCheckSpec("bins_match_angles", asset="pose_bins", blocking=True,
                                    description="bin_combined is what EFHQ's rules give for the combined angles")],
     description="EFHQ binning rules on the project's one angle convention: a bin per estimator, hardbin (all agree), "
                 "softbin (majority with horizontal/vertical fallbacks), smallbin (10-degree steps), then reviewed "
                 "labels from `review_overrides`. Table `bins`.",
 )
-def pose_bins(context: dg.AssetExecutionContext, storage: EfhqStorage) -> dg.MaterializeResult:
+def pose_bins(context: dg.AssetExecutionContext, storage: EfhqStorage):
     root = storage.root()
-    video_id = context.partition_key
+    yield from each_partition(context, root, lambda key: _bin_faces(context, root, key))
+
+
+def _bin_faces(context: dg.AssetExecutionContext, root, video_id: str) -> dg.MaterializeResult:
     overrides = read_overrides(root, video_id)
     poses = read_rows(root, "poses", video_id)
     # EFHQ's own three estimators vote when the poses came from its released metadata.

@@ -9,6 +9,7 @@ from efhq_assets.core.efhq_import import import_video
 from efhq_assets.core.faces import analyse_video
 from efhq_assets.core.storage import empty_frame, read_rows, remove_table_file, write_table
 
+from .batch import BACKFILL_POLICY, each_partition
 from .frames import decoded_frames
 from .partitions import video_files
 from .resources import EfhqStorage, FaceAnalysis
@@ -27,15 +28,20 @@ def face_fingerprint(frames_fp: str | None, face_analysis: FaceAnalysis) -> str:
     group_name="faces",
     kinds={"python", "onnx"},
     code_version=CODE_VERSION,
+    backfill_policy=BACKFILL_POLICY,
     check_specs=[dg.AssetCheckSpec("faces_well_formed", asset="face_detections", blocking=True,
                                    description="every face has a track, unique keys, well-formed boxes")],
     description="Detect every face (MTCNN by default), link faces into tracks per clip, run FaceMesh 478 and dlib 68 "
                 "landmarks. EFHQ's filter (score >= 0.9, area >= 256x256) is the `passes_efhq_filter` column. "
                 "Tables `faces`, `landmarks`.",
 )
-def face_detections(context: dg.AssetExecutionContext, storage: EfhqStorage, face_analysis: FaceAnalysis) -> dg.MaterializeResult:
+def face_detections(context: dg.AssetExecutionContext, storage: EfhqStorage, face_analysis: FaceAnalysis):
     root = storage.root()
-    video_id = context.partition_key
+    yield from each_partition(context, root, lambda key: _detect_faces(context, root, face_analysis, key))
+
+
+def _detect_faces(context: dg.AssetExecutionContext, root, face_analysis: FaceAnalysis,
+                  video_id: str) -> dg.MaterializeResult:
     video, clips = successful_video(root, video_id), read_rows(root, "clips", video_id)
     sampling = ingest.load_settings(root)["sampling"]
     imported = import_video(video, clips)

@@ -8,6 +8,7 @@ import dagster as dg
 from efhq_assets.core import ingest
 from efhq_assets.core.storage import empty_frame, read_rows, write_table
 
+from .batch import BACKFILL_POLICY, each_partition
 from .partitions import video_files
 from .resources import EfhqStorage
 from .sources import CODE_VERSION as SOURCE_CODE_VERSION
@@ -22,14 +23,19 @@ CODE_VERSION = "decoded_frames-1"
     group_name="ingest",
     kinds={"python", "video"},
     code_version=CODE_VERSION,
+    backfill_policy=BACKFILL_POLICY,
     description="Decode each clip window once (PyAV, streaming), apply crop and sampling, hash each kept frame. "
                 "Table `frames`.",
 )
-def decoded_frames(context: dg.AssetExecutionContext, storage: EfhqStorage) -> dg.MaterializeResult:
+def decoded_frames(context: dg.AssetExecutionContext, storage: EfhqStorage):
+    root = storage.root()
+    yield from each_partition(context, root, lambda key: _decode_video(context, storage, key))
+
+
+def _decode_video(context: dg.AssetExecutionContext, storage: EfhqStorage, video_id: str) -> dg.MaterializeResult:
     from efhq_assets.core.video import VideoError
 
     root = storage.root()
-    video_id = context.partition_key
     catalog_video, catalog_clips = catalog_entry(storage, video_id)
     video = successful_video(root, video_id)
     clips = read_rows(root, "clips", video_id)

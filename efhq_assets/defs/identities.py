@@ -17,6 +17,7 @@ from efhq_assets.core import ingest
 from efhq_assets.core.face_crops import iter_faces_by_frame, pick_track_faces
 from efhq_assets.core.storage import empty_frame, read_rows, read_table_files, write_table
 
+from .batch import BACKFILL_POLICY, each_partition
 from .faces import face_detections
 from .partitions import refresh_when_upstream_changed, video_files
 from .resources import EfhqStorage
@@ -60,12 +61,16 @@ def track_embedding_rows(video: dict, faces: list[dict], clips: list[dict], embe
     group_name="identities",
     kinds={"python"},
     code_version=CODE_VERSION,
+    backfill_policy=BACKFILL_POLICY,
     description="One embedding per face track (dlib ResNet on up to 3 faces per track, re-decoded on demand). "
                 "Table `track_embeddings`.",
 )
-def track_embeddings(context: dg.AssetExecutionContext, storage: EfhqStorage) -> dg.MaterializeResult:
+def track_embeddings(context: dg.AssetExecutionContext, storage: EfhqStorage):
     root = storage.root()
-    video_id = context.partition_key
+    yield from each_partition(context, root, lambda key: _embed_tracks(context, root, key))
+
+
+def _embed_tracks(context: dg.AssetExecutionContext, root, video_id: str) -> dg.MaterializeResult:
     video = successful_video(root, video_id)
     embedder = _embedder()
     rows = track_embedding_rows(video, read_rows(root, "faces", video_id), read_rows(root, "clips", video_id),

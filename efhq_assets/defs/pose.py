@@ -9,6 +9,7 @@ from efhq_assets.core.efhq_import import IMPORTED_ESTIMATORS, imported_pose_rows
 from efhq_assets.core.pose_annotations import pose_rows
 from efhq_assets.core.storage import empty_frame, read_rows, write_table
 
+from .batch import BACKFILL_POLICY, each_partition
 from .faces import face_detections
 from .partitions import video_files
 from .resources import EfhqStorage
@@ -28,15 +29,19 @@ def pose_fingerprint(faces_fp: str | None) -> str:
     kinds={"torch"},
     code_version=CODE_VERSION,
     pool="gpu",
+    backfill_policy=BACKFILL_POLICY,
     op_tags={"dagster-celery/queue": "gpu"},  # only read by the Celery executor (docs/scale_out.md)
     check_specs=[dg.AssetCheckSpec("angles_valid", asset="pose_annotations", blocking=True,
                                    description="one row per face and estimator; angles in range, never NaN")],
     description="Batched rigid fits of each landmark set to its own 3D face model (torch; CUDA + fp16 when present), "
                 "combined by measured reliability. Angles in degrees, one convention (core/pose.py). Table `poses`.",
 )
-def pose_annotations(context: dg.AssetExecutionContext, storage: EfhqStorage) -> dg.MaterializeResult:
+def pose_annotations(context: dg.AssetExecutionContext, storage: EfhqStorage):
     root = storage.root()
-    video_id = context.partition_key
+    yield from each_partition(context, root, lambda key: _annotate_poses(context, root, key))
+
+
+def _annotate_poses(context: dg.AssetExecutionContext, root, video_id: str) -> dg.MaterializeResult:
     marks = read_rows(root, "landmarks", video_id)
     imported = read_rows(root, "efhq_poses", video_id)
     if imported:  # faces from EFHQ's released metadata carry their published angles

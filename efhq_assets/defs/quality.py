@@ -11,6 +11,7 @@ from efhq_assets.core.quality import DEFAULT_SCORER, SCORERS, face_crop, quality
 from efhq_assets.core.storage import empty_frame, read_rows, write_table
 
 from .faces import face_detections
+from .batch import BACKFILL_POLICY, each_partition
 from .partitions import video_files
 from .resources import EfhqStorage
 from .sources import successful_video
@@ -40,14 +41,18 @@ def score_video(video: dict, faces: list[dict]) -> list[dict]:
     group_name="quality",
     kinds={"python"},
     code_version=CODE_VERSION,
+    backfill_policy=BACKFILL_POLICY,
     check_specs=[dg.AssetCheckSpec("scores_valid", asset="quality_scores", blocking=True,
                                    description="scores finite (and in range where the scorer guarantees it)")],
     description="Sharpness, EFHQ's brightness formula, exposure clipping, noise, face size and a no-reference score "
                 f"({DEFAULT_SCORER}: 100 - BRISQUE) on each face crop. Same input, same bytes. Table `quality`.",
 )
-def quality_scores(context: dg.AssetExecutionContext, storage: EfhqStorage) -> dg.MaterializeResult:
+def quality_scores(context: dg.AssetExecutionContext, storage: EfhqStorage):
     root = storage.root()
-    video_id = context.partition_key
+    yield from each_partition(context, root, lambda key: _score_faces(context, root, key))
+
+
+def _score_faces(context: dg.AssetExecutionContext, root, video_id: str) -> dg.MaterializeResult:
     rows = score_video(successful_video(root, video_id), read_rows(root, "faces", video_id))
     df = pl.DataFrame(rows, infer_schema_length=None) if rows else empty_frame("quality")
     write_table(root, "quality", video_id, df)

@@ -6,6 +6,7 @@ import dagster as dg
 from efhq_assets.core import ingest
 from efhq_assets.core.sources import Sha256Cache
 
+from .batch import BACKFILL_POLICY, each_partition
 from .partitions import video_files
 from .resources import EfhqStorage
 
@@ -37,14 +38,19 @@ def successful_video(root, video_id: str) -> dict:
     group_name="ingest",
     kinds={"python", "video"},
     code_version=CODE_VERSION,
+    backfill_policy=BACKFILL_POLICY,
     description="Probe (codec, fps, frames, size, duration, rotation), sha256 and clip windows of one video file. "
                 "Tables `videos`, `clips`.",
 )
-def source_videos(context: dg.AssetExecutionContext, storage: EfhqStorage) -> dg.MaterializeResult:
+def source_videos(context: dg.AssetExecutionContext, storage: EfhqStorage):
+    root = storage.root()
+    yield from each_partition(context, root, lambda key: _source_video(context, storage, key))
+
+
+def _source_video(context: dg.AssetExecutionContext, storage: EfhqStorage, video_id: str) -> dg.MaterializeResult:
     from efhq_assets.core.video import VideoError
 
     root = storage.root()
-    video_id = context.partition_key
     video, clips = catalog_entry(storage, video_id)
     try:
         result = ingest.probe_source_video(video, clips, Sha256Cache(root.catalog / "sha256_cache.json"))

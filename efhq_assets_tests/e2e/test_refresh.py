@@ -8,10 +8,19 @@ from efhq_assets_tests.conftest import run_efhq
 
 
 def partition_runs(root):
+    """Each video once per run that covered it (a run covers one partition, or a range of them)."""
     os.environ["DAGSTER_HOME"] = str(root / "dagster_home")
     with dg.DagsterInstance.get() as instance:
-        records = instance.get_run_records()
-        return sorted(r.dagster_run.tags.get("dagster/partition", "-") for r in records)
+        order = instance.get_dynamic_partitions("video_files")
+        covered = []
+        for record in instance.get_run_records():
+            tags = record.dagster_run.tags
+            if "dagster/asset_partition_range_start" in tags:
+                start = order.index(tags["dagster/asset_partition_range_start"])
+                covered += order[start: order.index(tags["dagster/asset_partition_range_end"]) + 1]
+            else:
+                covered.append(tags.get("dagster/partition", "-"))
+        return sorted(covered)
 
 
 def test_refresh_recomputes_only_the_new_and_the_replaced_video(tmp_path, make_video):

@@ -1,0 +1,106 @@
+"""Several videos per Dagster run (defs/batch.py, runner.build): one materialization per video, failures alone."""
+
+import dagster as dg
+import pytest
+
+from efhq_assets import runner
+from efhq_assets.core import ingest
+from efhq_assets.core.sources import SourceConfig
+from efhq_assets.core.storage import DataRoot, query, read_rows
+from efhq_assets.defs.partitions import video_files
+
+
+def test_plan_runs_groups_by_selection_and_contiguous_partitions():
+    order = {k: i for i, k in enumerate("abcdefg")}
+    all7 = runner.PER_VIDEO_ASSETS
+    tail = all7[2:]
+    stale = {"a": all7, "b": all7, "c": tail, "d": all7, "f": all7, "g": all7}
+    runs = runner.plan_runs(stale, order, max_per_run=50)
+    # c (another selection) splits a-d; e (not stale) splits d-f: a range would include it
+    assert runs == [(all7, ["a", "b"]), (tail, ["c"]), (all7, ["d"]), (all7, ["f", "g"])]
+    assert runner.plan_runs({k: all7 for k in "abcde"}, order, max_per_run=2) == [
+        (all7, ["a", "b"]), (all7, ["c", "d"]), (all7, ["e"])]
+
+
+@pytest.fixture
+def in_process_env(monkeypatch):
+    # runner.prepare_instance points DAGSTER_HOME / EFHQ_DATA_ROOT at the data root: restore them afterwards
+    monkeypatch.setenv("DAGSTER_HOME", "")
+    monkeypatch.setenv("EFHQ_DATA_ROOT", "")
+
+
+def _materializations(instance, asset, run_id=None):
+    records = instance.fetch_materializations(dg.AssetKey(asset), limit=1000).records
+    return {r.partition_key: r.asset_materialization.metadata for r in records if run_id in (None, r.run_id)}
+
+
+def test_build_runs_several_videos_per_run_and_a_bad_one_fails_alone(tmp_path, make_video, in_process_env):
+    videos = tmp_path / "videos"
+    make_video(videos / "a.mp4", n=5)
+    make_video(videos / "b.mp4", n=7, seed=1)
+    (videos / "bad.mp4").write_text("not a video\n" * 10)
+    make_video(videos / "c.mp4", n=9, seed=2)
+    root = DataRoot(tmp_path / "root")
+    report = runner.build(root, SourceConfig(videos=[str(videos)]))
+    assert sorted(report.ran) == ["a", "b", "c"] and list(report.failed) == ["bad"]
+    assert "not a video" in report.failed["bad"] or "cannot read" in report.failed["bad"]
+    errors = dict(query(root, "select video_id, stage from errors")[1])
+    assert errors == {"bad": "source_videos"}
+    assert dict(query(root, "select video_id, count(*) from frames group by 1")[1]) == {"a": 5, "b": 7, "c": 9}
+
+    instance = runner.prepare_instance(root)
+    runs = instance.get_run_records()
+    ranged = [r.dagster_run for r in runs if r.dagster_run.tags.get("dagster/asset_partition_range_start")]
+    assert ranged, "the videos were not batched"
+    first = min(ranged, key=lambda r: instance.get_run_record_by_id(r.run_id).create_timestamp)
+    assert (first.tags["dagster/asset_partition_range_start"], first.tags["dagster/asset_partition_range_end"]) \
+        == ("a", "c")  # all four in the first run
+    # The batch's source_videos: one materialization per video that landed, none for the failed one
+    assert set(_materializations(instance, "source_videos", first.run_id)) == {"a", "b", "c"}
+    # Every asset of every good video has its own materialization with its own metadata
+    for asset in runner.PER_VIDEO_ASSETS:
+        assert set(_materializations(instance, asset)) == {"a", "b", "c"}, asset
+    frames = _materializations(instance, "decoded_frames")
+    assert {k: m["frames"].value for k, m in frames.items()} == {"a": 5, "b": 7, "c": 9}
+    assert all("preview" in m for m in frames.values())
+    # The failed partition is shown as failed, the others as materialized
+    status = instance.get_status_by_partition(dg.AssetKey("source_videos"), ["a", "bad", "c"], video_files)
+    assert status["a"].value == "MATERIALIZED" and status["bad"].value == "FAILED"
+
+    again = runner.build(root)
+    assert again.ran == [] and sorted(again.skipped) == ["a", "b", "c"] and list(again.failed) == ["bad"]
+
+
+def test_a_ranged_run_keeps_per_video_checks_and_lineage(tmp_path, make_video, in_process_env):
+    import numpy as np
+
+    from efhq_assets.core.models.sample_images import astronaut_bgr
+    from efhq_assets.core.video import write_test_video
+    from efhq_assets.definitions import defs
+    from efhq_assets.defs.resources import EfhqStorage
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    img = astronaut_bgr()
+    for name, shift in (("astro1", 3), ("astro2", -4)):
+        write_test_video(videos / f"{name}.mp4", [np.ascontiguousarray(np.roll(img, shift * i, axis=1))
+                                                  for i in range(3)])
+    root = DataRoot(tmp_path / "root").ensure()
+    ingest.save_source_config(root, SourceConfig(videos=[str(videos)]))
+    ingest.refresh_catalog(root)
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(video_files.name, ["astro1", "astro2"])
+        result = dg.materialize([defs.get_assets_def(k) for k in runner.PER_VIDEO_ASSETS], instance=instance,
+                                resources=dict(defs.resources, storage=EfhqStorage(data_root=str(root.path))),
+                                tags={"dagster/asset_partition_range_start": "astro1",
+                                      "dagster/asset_partition_range_end": "astro2"})
+        assert result.success
+        checks = {e.check_name: (e.passed, e.metadata["partitions"].value)
+                  for e in result.get_asset_check_evaluations()}
+        assert checks == {"faces_well_formed": (True, 2), "angles_valid": (True, 2), "bins_match_angles": (True, 2),
+                          "scores_valid": (True, 2)}
+        faces = _materializations(instance, "face_detections")
+        assert {k: m["faces"].value for k, m in faces.items()} == {"astro1": 3, "astro2": 3}
+    for key in ("astro1", "astro2"):
+        lineage = read_rows(root, "lineage", f"{key}@track_embeddings")
+        assert lineage and lineage[0]["rows"] == 1
