@@ -6,7 +6,7 @@ import polars as pl
 from efhq_assets.core import ingest
 from efhq_assets.core.checks import check_poses
 from efhq_assets.core.efhq_import import IMPORTED_ESTIMATORS, imported_pose_rows
-from efhq_assets.core.pose_annotations import pose_rows
+from efhq_assets.core.pose_annotations import pinhole_camera, pose_rows
 from efhq_assets.core.storage import empty_frame, read_rows, write_table
 
 from .batch import BACKFILL_POLICY, each_partition
@@ -14,7 +14,7 @@ from .faces import face_detections
 from .partitions import video_files
 from .resources import EfhqStorage
 
-CODE_VERSION = "pose_annotations-2"
+CODE_VERSION = "pose_annotations-3"  # 3: perspective fit with the frame's pinhole camera; dlib68 dropped when turned
 ESTIMATORS = ("facemesh", "dlib68")
 
 
@@ -50,7 +50,9 @@ def _annotate_poses(context: dg.AssetExecutionContext, root, video_id: str) -> d
         rows = imported_pose_rows(imported, faces[0]["detector_sha256"] if faces else "")
     else:
         estimators = ESTIMATORS
-        rows = pose_rows(marks, ESTIMATORS)
+        video = (read_rows(root, "videos", video_id) or [{}])[0]
+        camera = pinhole_camera(video["width"], video["height"]) if video.get("width") and video.get("height") else None
+        rows = pose_rows(marks, ESTIMATORS, camera=camera)
     df = pl.DataFrame(rows, infer_schema_length=None) if rows else empty_frame("poses")
     write_table(root, "poses", video_id, df)
     versions = {r["estimator"]: r["weights_sha256"] for r in rows[:: max(len(marks), 1)]} if rows else {}
