@@ -43,7 +43,7 @@ sys.path.insert(0, str(REPO))
 
 from efhq_assets.core import demo  # noqa: E402
 from efhq_assets.core.faces import DETECT_BATCH, FaceModels, analyse_video, iou  # noqa: E402
-from efhq_assets.core.pose_annotations import LANDMARK_COLUMN, pose_rows  # noqa: E402
+from efhq_assets.core.pose_annotations import LANDMARK_COLUMN, pinhole_camera, pose_rows  # noqa: E402
 from efhq_assets.core.video import ClipWindow, SamplingPolicy, iter_clip_frames, write_test_video  # noqa: E402
 
 FPS = 25.0
@@ -147,6 +147,9 @@ def key(r: dict) -> tuple:
     return (r["video_id"], r["clip_id"], r["frame_index"], r["face_index"])
 
 
+CAMERA = pinhole_camera(demo.FRAME_SIZE, demo.FRAME_SIZE)  # what pose_annotations gives these videos
+
+
 def cpu_seconds() -> float:
     import resource
 
@@ -155,12 +158,15 @@ def cpu_seconds() -> float:
 
 
 def pose_rate(estimator, lm: np.ndarray, batch: int, min_seconds: float) -> float:
-    """Faces/s of estimator.estimate_batch over `lm` in chunks of `batch` (repeated for >= min_seconds)."""
-    estimator.estimate_batch(lm[:batch], device="cpu")  # warm-up
+    """Faces/s of estimator.estimate_batch over `lm` in chunks of `batch` (repeated for >= min_seconds),
+    with the pipeline's perspective camera for the benchmark's frames."""
+    f, cx, cy = CAMERA
+    cameras = (f, (cx, cy))
+    estimator.estimate_batch(lm[:batch], device="cpu", cameras=cameras)  # warm-up
     done, start = 0, time.perf_counter()
     while True:
         for s in range(0, len(lm), batch):
-            estimator.estimate_batch(lm[s:s + batch], device="cpu")
+            estimator.estimate_batch(lm[s:s + batch], device="cpu", cameras=cameras)
         done += len(lm)
         elapsed = time.perf_counter() - start
         if elapsed >= min_seconds:
@@ -212,7 +218,7 @@ def main() -> int:
 
         # warm-up (first mediapipe / onnxruntime / torch calls)
         f, m = analyse_video(clips[0]["video"], [{**clips[0]["clips"][0], "end_frame": 7}], SamplingPolicy(), models)
-        pose_rows(m, device="cpu")
+        pose_rows(m, device="cpu", camera=CAMERA)
 
         # ---- end to end per stride: interleaved per clip (strides in rotating order), best wall time per
         # (stride, clip); process CPU time (all threads) is kept too, a cross-check when the machine is shared.
@@ -228,7 +234,7 @@ def main() -> int:
                 for k in order:
                     c0, t = cpu_seconds(), time.perf_counter()
                     f, m = analyse_video(c["video"], c["clips"], SamplingPolicy(), models, detect_stride=k)
-                    p = pose_rows(m, device="cpu")
+                    p = pose_rows(m, device="cpu", camera=CAMERA)
                     dt, dc = time.perf_counter() - t, cpu_seconds() - c0
                     best[k][name] = min(best[k].get(name, np.inf), dt)
                     cpu[k][name] = min(cpu[k].get(name, np.inf), dc)
@@ -309,7 +315,7 @@ def main() -> int:
                 models.dlib68.landmarks(img, b)
         dlib_s = time.perf_counter() - t
         t = time.perf_counter()
-        pose_rows(base_marks, device="cpu")
+        pose_rows(base_marks, device="cpu", camera=CAMERA)
         pose_s = time.perf_counter() - t
 
         # ---- pose fit batch 1 vs batch 256 (FaceMesh fit, 468 points)
