@@ -16,7 +16,11 @@ Everything runs on a fresh data root (a temp folder unless --work-dir) with the 
 4. the sensor: `video_files_sensor` run through `dg.build_sensor_context` with N known partitions
    and N files: the first tick (no cursor: listing fingerprint + full catalog refresh), an
    unchanged tick (cursor from the first), and a tick after 1,000 files appear (cap 500 per tick);
-5. `compact_manifest(root)`: seconds, files_read, manifest bytes;
+5. `compact_manifest(root)`: seconds, files_read, manifest bytes (a full build: there is no manifest yet);
+   then 1,000 videos' files (10 % of a smaller run) are rewritten with new content through the same
+   writer and `compact_manifest` runs again: the incremental compaction (`manifest_compaction_incremental_s`,
+   `files_changed`), beside the full one as its baseline; a forced full rebuild of the same files then
+   checks that both give the same rows (count and sum of row hashes per table);
 6. `add_1000_partitions_s`: one batched call adding 1,000 keys on top of N;
 7. SQL: count-by-bin and a faces x identities join through `efhq sql` (a subprocess, so process
    start + imports are included; `SELECT 1` through the same command is the start-up baseline)
@@ -62,12 +66,13 @@ def video_id(i: int) -> str:
 
 # --------------------------------------------------------------------------- synthetic rows
 
-def video_frames(i: int):
-    """faces, bins and identities rows of video i (deterministic; realistic columns per core/schemas.py)."""
+def video_frames(i: int, variant: int = 0):
+    """faces, bins and identities rows of video i (deterministic; realistic columns per core/schemas.py).
+    Another `variant` gives the same video other values (as if it was processed again), the same row count."""
     import numpy as np
     import polars as pl
 
-    rng = np.random.default_rng(i)
+    rng = np.random.default_rng(i + variant * 10_000_019)
     vid = video_id(i)
     n = FACES_PER_VIDEO
     frame_index = (np.arange(n) * 3).tolist()
@@ -112,6 +117,35 @@ def _write_range(args: tuple[str, int, int]) -> int:
             write_table(root, table, video_id(i), df)
             rows += df.height if table == "faces" else 0
     return rows
+
+
+def _rewrite_videos(args: tuple[str, list[int], int]) -> int:
+    """Worker: write new content for the given videos through the real writer (as a re-run would)."""
+    from efhq_assets.core.storage import DataRoot, write_table
+
+    path, indices, variant = args
+    root = DataRoot(Path(path))
+    for i in indices:
+        for table, df in video_frames(i, variant).items():
+            write_table(root, table, video_id(i), df)
+    return len(indices)
+
+
+def rewrite_videos(root, indices: list[int], workers: int, variant: int = 1) -> float:
+    t0 = time.perf_counter()
+    jobs = [(str(root.path), indices[k::workers], variant) for k in range(workers)]
+    with mp.get_context("spawn").Pool(workers) as pool:
+        assert sum(pool.map(_rewrite_videos, jobs)) == len(indices)
+    return time.perf_counter() - t0
+
+
+def manifest_checksums(root) -> dict:
+    """Row count and an order-independent sum of row hashes per user table of the manifest."""
+    from efhq_assets.core.storage import INTERNAL_TABLES, query
+
+    names = [r[0] for r in query(root, "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'")[1]]
+    return {t: query(root, f'SELECT count(*), sum(hash(t)::HUGEINT)::VARCHAR FROM "{t}" t')[1][0]
+            for t in sorted(names) if t not in INTERNAL_TABLES}
 
 
 def write_tables(root, n: int, workers: int) -> tuple[float, int]:
@@ -321,6 +355,7 @@ def main() -> int:
         log("  compacting the manifest ...")
         stats = compact_manifest(root)
         out["manifest_compaction_s"] = stats["seconds"]
+        out["manifest_compaction_mode"] = stats["mode"]
         out["manifest_files_read"] = stats["files_read"]
         out["manifest_bytes"] = stats["bytes"]
         out["manifest_rows"] = {k: v for k, v in stats["tables"].items() if v}
@@ -345,6 +380,26 @@ def main() -> int:
         log(f"  compaction prototypes: faces via DuckDB read_parquet {out['compaction_faces_duckdb_read_parquet_s']} s; "
             f"polars-read full rebuild of faces+bins+identities {proto['seconds']} s; incremental, 1,000 changed "
             f"videos {inc['seconds']} s (manifest copy {inc['copy_s']} s)")
+
+        # -- the real incremental compaction: 1,000 videos re-written (new content), then compact_manifest again
+        rewritten = min(1_000, n // 10)  # 1,000 at 50,000 videos; at most 10 % of a smaller run (30 % means full)
+        changed_idx = list(range(0, n, max(n // rewritten, 1)))[:rewritten]
+        out["rewritten_videos"] = len(changed_idx)
+        out["rewrite_videos_s"] = round(rewrite_videos(root, changed_idx, args.workers), 2)
+        inc_stats = compact_manifest(root)
+        out["manifest_compaction_incremental_s"] = inc_stats["seconds"]
+        out["manifest_compaction_incremental_mode"] = inc_stats["mode"]
+        out["manifest_compaction_incremental_files_changed"] = inc_stats["files_changed"]
+        out["manifest_compaction_incremental_files_read"] = inc_stats["files_read"]
+        out["manifest_compaction_incremental_bytes"] = inc_stats["bytes"]
+        log(f"  incremental compaction ({len(changed_idx)} videos re-written, {inc_stats['files_changed']} files "
+            f"changed): {inc_stats['seconds']} s, mode {inc_stats['mode']}; the full one took {stats['seconds']} s")
+        incremental_sums = manifest_checksums(root)
+        full_stats = compact_manifest(root, incremental=False)  # the same files, rebuilt from scratch
+        out["manifest_compaction_full_after_change_s"] = full_stats["seconds"]
+        out["manifest_incremental_matches_full"] = manifest_checksums(root) == incremental_sums
+        log(f"  full rebuild of the same files: {full_stats['seconds']} s; same rows as the incremental one: "
+            f"{out['manifest_incremental_matches_full']}")
 
         # -- SQL: in process, through `efhq sql`, and the glob-view baseline
         expected_bins = query(root, COUNT_BY_BIN)[1]

@@ -12,6 +12,7 @@ import contextlib
 import fcntl
 import os
 import re
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -258,67 +259,328 @@ def _sql_str(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
 COMPACTION_CHUNK = 5000  # files per read: bounds memory for wide tables (landmarks)
+COMPACTION_VERSION = "2"  # bump when the manifest's layout or the row-to-file mapping below changes
+FULL_REBUILD_FRACTION = 0.3  # more changed files than this (of all files): rebuild instead of patching
+FILES_TABLE = "_compaction_files"  # internal bookkeeping of compact_manifest, not part of the dataset
+META_TABLE = "_compaction_meta"
+INTERNAL_TABLES = (FILES_TABLE, META_TABLE)
+_SOURCE_COL = "__efhq_source_file"  # the file each row was read from; checked, then dropped (never stored)
+
+# Which rows came from which file. A file is tables/<table>/<key>.parquet and holds the rows whose key
+# expression equals <key>: `video_id` for per-video files, `video_id@stage` for errors, `partition@asset`
+# for lineage (record_lineage names an unpartitioned asset's file "all@<asset>"). This is not trusted:
+# every row read (full or incremental) is checked against its file's name, and a table where any row
+# does not match (a file holding several videos, such as the task exports' "all" files, or a table
+# without these columns) is never patched, only rebuilt whole when one of its files changes. So
+# deleting "the rows whose key is in the changed files' keys" removes exactly those files' rows, with no
+# extra column in the user's tables.
+ROW_KEYS = {
+    "errors": '"video_id" || \'@\' || "stage"',
+    "lineage": 'coalesce(nullif("partition", \'\'), \'all\') || \'@\' || "asset"',
+}
+DEFAULT_ROW_KEY = '"video_id"'
+CATALOG_KEYS = {"videos": "video_id", "clips": "clip_id"}  # catalog rows merged into these tables
+
+
+def _list_table_files(root: DataRoot) -> dict[str, dict[str, tuple[int, int, int]]]:
+    """{table: {key: (size, mtime_ns, inode)}} for every tables/<table>/<key>.parquet (temp files skipped).
+
+    Every write is a new file swapped in (atomic_path), so a rewrite always changes the inode while the
+    old file still exists; with size and mtime that is the change signature. Files are stat-ed before they
+    are read: a file replaced in between is read new and recorded old, so the next compaction reads it again.
+    """
+    listing: dict[str, dict[str, tuple[int, int, int]]] = {}
+    try:
+        tables = list(os.scandir(root.tables))
+    except FileNotFoundError:
+        return listing
+    for entry in tables:
+        if not entry.is_dir() or not TABLE_NAME.match(entry.name):
+            continue
+        files: dict[str, tuple[int, int, int]] = {}
+        with os.scandir(entry.path) as it:
+            for f in it:
+                if f.name.startswith(".") or not f.name.endswith(".parquet"):
+                    continue
+                try:
+                    if not f.is_file():
+                        continue
+                    st = f.stat()
+                except FileNotFoundError:
+                    continue
+                files[f.name[: -len(".parquet")]] = (st.st_size, st.st_mtime_ns, st.st_ino)
+        listing[entry.name] = files
+    return listing
+
+
+def _sorted_files(root: DataRoot, table: str, keys) -> list[Path]:
+    folder = root.tables / table
+    return [folder / name for name in sorted(f"{k}.parquet" for k in keys)]  # table_files' order
 
 
 def _read_chunk(files: list[Path]):
-    """One Arrow table from many small Parquet files. polars reads them ~10x faster than DuckDB's
-    read_parquet over a long file list (benchmarks/scale.py: 24.6 s vs 280 s for 150,000 files)."""
+    """(one Arrow table from many small Parquet files, whether they all had the same columns and types).
+
+    Each row carries the file it came from in `_SOURCE_COL`. polars reads the files ~10x faster than
+    DuckDB's read_parquet over a long file list (benchmarks/scale.py: 24.6 s vs 280 s for 150,000 files).
+    One Arrow chunk, not one per file: DuckDB scans a 2,000-chunk table ~20x slower (0.7 s vs 0.03 s).
+    """
     import polars as pl
 
-    try:  # the common case: every file has the table's (conformed) columns
-        return pl.scan_parquet(files, missing_columns="insert").collect().to_arrow()
+    names = [str(p) for p in files]
+    try:  # the common case: every file has exactly the same (conformed) columns
+        return pl.scan_parquet(names, include_file_paths=_SOURCE_COL).collect().rechunk().to_arrow(), True
+    except Exception:
+        pass
+    try:  # files lacking some columns
+        frame = pl.scan_parquet(names, missing_columns="insert", include_file_paths=_SOURCE_COL).collect()
+        return frame.rechunk().to_arrow(), False
     except Exception:  # files from different code versions: align columns by name
-        return pl.concat([pl.read_parquet(p) for p in files], how="diagonal_relaxed").to_arrow()
+        frames = [pl.read_parquet(p).with_columns(pl.lit(str(p)).alias(_SOURCE_COL)) for p in files]
+        return pl.concat(frames, how="diagonal_relaxed").rechunk().to_arrow(), False
 
 
-def _create_table(con, table: str, files: list[Path]) -> int:
+def _keys_match(con, table: str) -> bool:
+    """Does every row of the registered `_chunk` belong to the file its key names (see ROW_KEYS)?"""
+    import duckdb
+
+    expr = ROW_KEYS.get(table, DEFAULT_ROW_KEY)
+    try:
+        bad = con.execute(f"SELECT count(*) FROM (SELECT DISTINCT {_SOURCE_COL} AS src, ({expr}) AS k FROM _chunk) "
+                          f"WHERE k IS DISTINCT FROM regexp_extract(src, '([^/]+)\\.parquet$', 1)").fetchone()[0]
+    except duckdb.Error:  # the table has no such columns
+        return False
+    return bad == 0
+
+
+def _columns(con, relation: str) -> list[tuple[str, str]]:
+    return [(r[0], r[1]) for r in con.execute(f"DESCRIBE {relation}").fetchall()]
+
+
+def _create_table(con, table: str, files: list[Path]) -> tuple[int, str]:
+    """(Re)create `table` from all its files: (rows, mode). mode "keyed": every file had the same columns
+    and every row matched its file's key, so later compactions may patch it file by file; "whole": rebuild
+    it whenever one of its files changes; "none": no file and no declared schema, so no table."""
     schema = TABLE_SCHEMAS.get(table)
+    con.execute(f"DROP TABLE IF EXISTS {_ident(table)}")
+    mode = "keyed"
     if files:
+        first_schema = None
         for start in range(0, len(files), COMPACTION_CHUNK):
-            chunk = _read_chunk(files[start:start + COMPACTION_CHUNK])  # noqa: F841 - read by name below
-            if start == 0:
-                con.execute(f'CREATE TABLE "{table}" AS SELECT * FROM chunk')
-            else:
-                con.execute(f'INSERT INTO "{table}" BY NAME SELECT * FROM chunk')
+            chunk, uniform = _read_chunk(files[start:start + COMPACTION_CHUNK])
+            if not uniform or (first_schema is not None and not chunk.schema.equals(first_schema)):
+                mode = "whole"
+            first_schema = first_schema or chunk.schema
+            con.register("_chunk", chunk)
+            try:
+                if mode == "keyed" and not _keys_match(con, table):
+                    mode = "whole"
+                if start == 0:
+                    con.execute(f"CREATE TABLE {_ident(table)} AS SELECT * EXCLUDE ({_SOURCE_COL}) FROM _chunk")
+                else:
+                    con.execute(f"INSERT INTO {_ident(table)} BY NAME SELECT * EXCLUDE ({_SOURCE_COL}) FROM _chunk")
+            finally:
+                con.unregister("_chunk")
     elif schema:
-        cols = ", ".join(f'"{c}" {t}' for c, t in schema.items())
-        con.execute(f'CREATE TABLE "{table}" ({cols})')
+        cols = ", ".join(f"{_ident(c)} {t}" for c, t in schema.items())
+        con.execute(f"CREATE TABLE {_ident(table)} ({cols})")
     else:
-        return 0
-    return con.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]
+        return 0, "none"
+    return con.execute(f"SELECT count(*) FROM {_ident(table)}").fetchone()[0], mode
 
 
-def compact_manifest(root: DataRoot, extra_tables: dict[str, list[Path]] | None = None) -> dict:
-    """Rebuild manifest.duckdb from tables/ (plus the source catalog) and swap it in atomically.
+def _patch_table(con, root: DataRoot, table: str, changed: list[str], removed: list[str]) -> bool:
+    """Delete the rows of changed and removed files, insert the changed files' rows. False: the new
+    files do not fit the table (other columns or types, rows under another key), so the caller must
+    rebuild it whole (it drops the table, so what was done here does not matter)."""
+    import polars as pl
+
+    expr = ROW_KEYS.get(table, DEFAULT_ROW_KEY)
+    keys = pl.DataFrame({"key": sorted(set(changed) | set(removed))}, schema={"key": pl.Utf8})
+    con.register("_keys", keys)
+    try:
+        con.execute(f"DELETE FROM {_ident(table)} WHERE ({expr}) IN (SELECT key FROM _keys)")
+    finally:
+        con.unregister("_keys")
+    target = _columns(con, _ident(table))
+    files = _sorted_files(root, table, changed)
+    for start in range(0, len(files), COMPACTION_CHUNK):
+        chunk, uniform = _read_chunk(files[start:start + COMPACTION_CHUNK])
+        if not uniform:
+            return False
+        con.register("_chunk", chunk)
+        try:
+            if _columns(con, f"SELECT * EXCLUDE ({_SOURCE_COL}) FROM _chunk") != target or not _keys_match(con, table):
+                return False
+            con.execute(f"INSERT INTO {_ident(table)} BY NAME SELECT * EXCLUDE ({_SOURCE_COL}) FROM _chunk")
+        finally:
+            con.unregister("_chunk")
+    return True
+
+
+def _compaction_fingerprint(extra_tables) -> str:
+    """Changes with the declared schemas, the row-to-file mapping, this code's version and the readers'
+    versions: any of those changing makes the next compaction a full one."""
+    import hashlib
+    import json
+
+    import duckdb
+    import polars as pl
+
+    if extra_tables:  # files outside tables/ are not tracked: the next compaction must be full
+        return "extra-tables"
+    payload = {"version": COMPACTION_VERSION, "schemas": TABLE_SCHEMAS, "row_keys": [ROW_KEYS, DEFAULT_ROW_KEY],
+               "catalog_keys": CATALOG_KEYS, "duckdb": duckdb.__version__, "polars": pl.__version__}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def _previous_state(con, listing, fingerprint: str, full_rebuild_fraction: float, size: int):
+    """(reason for a full rebuild or None, old {table: {key: stat}}, old modes, files changed) from a copy
+    of the current manifest."""
+    import duckdb
+
+    try:
+        meta = dict(con.execute(f"SELECT name, value FROM {META_TABLE}").fetchall())
+        rows = con.execute(f"SELECT table_name, key, size_bytes, mtime_ns, inode FROM {FILES_TABLE} "
+                           f"WHERE source = 'file'").fetchall()
+    except duckdb.Error:
+        return "no compaction bookkeeping in the manifest", {}, {}, None
+    if meta.get("fingerprint") != fingerprint or fingerprint == "extra-tables":
+        return "schemas, compaction code or reader versions changed", {}, {}, None
+    if meta.get("catalog_null_keys") != "0":
+        return "catalog rows without a key", {}, {}, None
+    old: dict[str, dict[str, tuple[int, int, int]]] = {}
+    for table, key, size_bytes, mtime_ns, inode in rows:
+        old.setdefault(table, {})[key] = (size_bytes, mtime_ns, inode)
+    changed = 0
+    total = 0
+    for table in set(old) | set(listing):
+        new, before = listing.get(table, {}), old.get(table, {})
+        changed += sum(1 for k, st in new.items() if before.get(k) != st) + sum(1 for k in before if k not in new)
+        total += max(len(new), len(before))
+    modes = {k[len("mode:"):]: v for k, v in meta.items() if k.startswith("mode:")}
+    full_bytes = int(meta.get("full_bytes") or 0)
+    if total and changed > full_rebuild_fraction * total:
+        return f"{changed} of {total} files changed", old, modes, changed
+    if full_bytes and size > max(2 * full_bytes, full_bytes + 64 * 2**20):  # DuckDB files do not shrink on DELETE
+        return f"the manifest grew from {full_bytes} to {size} bytes since its last full build", old, modes, changed
+    return None, old, modes, changed
+
+
+def _write_bookkeeping(con, listing, catalog_keys: dict[str, list], modes: dict[str, str], fingerprint: str,
+                       full_bytes: int) -> None:
+    import polars as pl
+
+    rows = {"table_name": [], "source": [], "key": [], "size_bytes": [], "mtime_ns": [], "inode": []}
+    for table in sorted(listing):
+        for key, (size_bytes, mtime_ns, inode) in listing[table].items():
+            for col, value in zip(rows, (table, "file", key, size_bytes, mtime_ns, inode)):
+                rows[col].append(value)
+    null_keys = False
+    for table, keys in sorted(catalog_keys.items()):
+        for key in keys:
+            null_keys |= key is None
+            for col, value in zip(rows, (table, "catalog", key, None, None, None)):
+                rows[col].append(value)
+    files = pl.DataFrame(rows, schema={"table_name": pl.Utf8, "source": pl.Utf8, "key": pl.Utf8,  # noqa: F841
+                                       "size_bytes": pl.Int64, "mtime_ns": pl.Int64, "inode": pl.Int64})
+    meta = [("fingerprint", fingerprint), ("full_bytes", str(full_bytes)), ("catalog_null_keys", str(int(null_keys)))]
+    meta += [(f"mode:{t}", m) for t, m in sorted(modes.items())]
+    con.register("_files", files)
+    try:
+        con.execute(f"CREATE OR REPLACE TABLE {FILES_TABLE} AS SELECT * FROM _files")
+    finally:
+        con.unregister("_files")
+    con.execute(f"CREATE OR REPLACE TABLE {META_TABLE} (name VARCHAR, value VARCHAR)")
+    con.execute(f"INSERT INTO {META_TABLE} VALUES " + ", ".join(f"({_sql_str(k)}, {_sql_str(v)})" for k, v in meta))
+    for name, what in ((FILES_TABLE, "the files and catalog rows each table was built from"),
+                       (META_TABLE, "schema fingerprint and table modes")):
+        con.execute(f"COMMENT ON TABLE {name} IS "
+                    f"{_sql_str(f'internal bookkeeping of compact_manifest ({what}); not part of the dataset')}")
+
+
+def _user_tables(con) -> set[str]:
+    return {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'").fetchall()
+            } - set(INTERNAL_TABLES)
+
+
+def compact_manifest(root: DataRoot, extra_tables: dict[str, list[Path]] | None = None, *, incremental: bool = True,
+                     full_rebuild_fraction: float = FULL_REBUILD_FRACTION) -> dict:
+    """Bring manifest.duckdb up to date with tables/ (plus the source catalog) and swap it in atomically.
 
     `videos` and `clips` are the per-partition rows plus the catalog's rows for videos that have
     no partition output (missing files, duplicates), so `efhq sql` sees every known video.
+
+    Incremental (docs/scale.md "Incremental compaction"): under the lock, the per-table file listing is
+    compared with the one recorded in the manifest (`_compaction_files`). A copy of the current manifest
+    then gets only the changed files' rows replaced; a full rebuild happens when there is no usable
+    bookkeeping, the schemas or code changed, more than `full_rebuild_fraction` of the files changed, or
+    the file grew past twice its last full size. Both give the same rows. The copy is made under the lock,
+    so a second compaction always starts from the first one's result.
     """
     import duckdb
 
     root.ensure()
     started = time.perf_counter()
     with manifest_lock(root):
+        listing = _list_table_files(root)
+        fingerprint = _compaction_fingerprint(extra_tables)
         fd, tmp_name = tempfile.mkstemp(prefix=f".tmp-{os.getpid()}-manifest.", suffix=".duckdb", dir=root.path)
         os.close(fd)
-        os.unlink(tmp_name)  # duckdb must create the file itself
+        os.unlink(tmp_name)  # duckdb must create the file itself (or we copy the manifest there)
         tmp = Path(tmp_name)
         counts: dict[str, int] = {}
+        modes: dict[str, str] = {}
+        old: dict = {}
         files_read = 0
+        files_changed = None
+        reason = ("full rebuild requested" if not incremental
+                  else None if root.manifest_path.exists() else "no manifest")
         try:
-            con = duckdb.connect(str(tmp))
+            if reason is None:  # the copy, not the manifest itself, is opened: readers in this process keep theirs
+                shutil.copyfile(root.manifest_path, tmp)
+                try:
+                    con = duckdb.connect(str(tmp))
+                except duckdb.Error:  # not a database this duckdb can open: rebuild it
+                    reason = "the manifest could not be opened"
+                else:
+                    reason, old, modes, files_changed = _previous_state(
+                        con, listing, fingerprint, full_rebuild_fraction, root.manifest_path.stat().st_size)
+                    if reason is not None:
+                        con.close()
+                if reason is not None:
+                    for leftover in (tmp, Path(str(tmp) + ".wal")):
+                        leftover.unlink(missing_ok=True)
+            if reason is not None:
+                con = duckdb.connect(str(tmp))
             try:
-                names = set(TABLE_SCHEMAS) | {p.name for p in root.tables.glob("*") if p.is_dir()}
-                names |= set(extra_tables or {})
-                for table in sorted(names):
-                    if not TABLE_NAME.match(table):
-                        continue
-                    files = table_files(root, table) + list((extra_tables or {}).get(table, []))
-                    files_read += len(files)
-                    counts[table] = _create_table(con, table, files)
-                _merge_catalog(con, root, counts)
+                if reason is None:
+                    files_read = _apply_changes(con, root, listing, old, modes, counts)
+                    full_bytes = int(con.execute(f"SELECT value FROM {META_TABLE} WHERE name = 'full_bytes'").fetchone()[0])
+                else:
+                    modes = {}
+                    full_bytes = 0
+                    names = set(TABLE_SCHEMAS) | set(listing) | set(extra_tables or {})
+                    for table in sorted(names):
+                        if not TABLE_NAME.match(table):
+                            continue
+                        files = _sorted_files(root, table, listing.get(table, {}))
+                        files += list((extra_tables or {}).get(table, []))
+                        files_read += len(files)
+                        rows, mode = _create_table(con, table, files)
+                        if mode != "none":
+                            counts[table], modes[table] = rows, mode
+                catalog_keys = _merge_catalog(con, root, counts)
+                _write_bookkeeping(con, listing, catalog_keys, modes, fingerprint, full_bytes)
                 con.execute("CHECKPOINT")
+                if reason is not None:  # a full build's size, for the "grew too much" check of later patches
+                    con.execute(f"UPDATE {META_TABLE} SET value = ? WHERE name = 'full_bytes'", [str(tmp.stat().st_size)])
+                    con.execute("CHECKPOINT")
             finally:
                 con.close()
             os.replace(tmp, root.manifest_path)
@@ -327,13 +589,50 @@ def compact_manifest(root: DataRoot, extra_tables: dict[str, list[Path]] | None 
             for leftover in (tmp, Path(str(tmp) + ".wal")):
                 with contextlib.suppress(FileNotFoundError):
                     leftover.unlink()
-    return {"tables": counts, "files_read": files_read, "seconds": round(time.perf_counter() - started, 3),
-            "bytes": root.manifest_path.stat().st_size}
+    if files_changed is None:  # nothing to compare with: every file counts as changed
+        files_changed = sum(len(f) for f in listing.values())
+    return {"tables": counts, "mode": "full" if reason is not None else "incremental", "reason": reason,
+            "files_read": files_read, "files_changed": files_changed,
+            "seconds": round(time.perf_counter() - started, 3), "bytes": root.manifest_path.stat().st_size}
 
 
-def _merge_catalog(con, root: DataRoot, counts: dict[str, int]) -> None:
-    """Add the catalog's rows that no partition wrote: missing or duplicate videos, unprocessed clips."""
-    for table, key in (("videos", "video_id"), ("clips", "clip_id")):
+def _apply_changes(con, root: DataRoot, listing, old, modes: dict[str, str], counts: dict[str, int]) -> int:
+    """Patch the copied manifest to match `listing`; fills counts and modes, returns the files read."""
+    files_read = 0
+    # The catalog rows go first: a video that now has output must not keep its catalog row, and they are
+    # merged again at the end from the current catalog. The recorded keys are exactly the rows the last
+    # merge inserted (none of them had a file row then, and this manifest is that merge's result).
+    for table, key in CATALOG_KEYS.items():
+        con.execute(f"DELETE FROM {_ident(table)} WHERE {_ident(key)} IN (SELECT key FROM {FILES_TABLE} "
+                    f"WHERE source = 'catalog' AND table_name = {_sql_str(table)})")
+    existing = _user_tables(con)
+    for table in sorted(set(TABLE_SCHEMAS) | set(listing) | existing):
+        if not TABLE_NAME.match(table):
+            continue
+        new, before = listing.get(table, {}), old.get(table, {})
+        changed = sorted(k for k, st in new.items() if before.get(k) != st)
+        removed = sorted(k for k in before if k not in new)
+        if table in existing and not changed and not removed:
+            modes.setdefault(table, "whole")
+        elif table in existing and new and modes.get(table) == "keyed" and _patch_table(con, root, table, changed, removed):
+            files_read += len(changed)
+        else:  # a new table, one emptied, one not patchable, or new files that do not fit it
+            files = _sorted_files(root, table, new)
+            files_read += len(files)
+            rows, modes[table] = _create_table(con, table, files)
+            if modes[table] == "none":
+                continue
+        counts[table] = con.execute(f"SELECT count(*) FROM {_ident(table)}").fetchone()[0]
+    for table in set(modes) - set(counts):  # tables that are gone (and "none")
+        del modes[table]
+    return files_read
+
+
+def _merge_catalog(con, root: DataRoot, counts: dict[str, int]) -> dict[str, list]:
+    """Add the catalog's rows that no partition wrote: missing or duplicate videos, unprocessed clips.
+    Returns the keys added per table (the bookkeeping that lets the next compaction take them out again)."""
+    added: dict[str, list] = {}
+    for table, key in CATALOG_KEYS.items():
         path = root.catalog / f"{table}.parquet"
         if not path.exists():
             continue
@@ -341,9 +640,12 @@ def _merge_catalog(con, root: DataRoot, counts: dict[str, int]) -> None:
         present = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
         target = {row[0] for row in con.execute(f'DESCRIBE "{table}"').fetchall()}
         cols = ", ".join(f'"{c}"' for c in TABLE_SCHEMAS[table] if c in present and c in target)
-        con.execute(f'INSERT INTO "{table}" ({cols}) SELECT {cols} FROM {source} c '
-                    f'WHERE NOT EXISTS (SELECT 1 FROM "{table}" t WHERE t.{key} = c.{key})')
+        new = (f'SELECT {cols} FROM {source} c '
+               f'WHERE NOT EXISTS (SELECT 1 FROM "{table}" t WHERE t.{key} = c.{key})')
+        added[table] = [r[0] for r in con.execute(f"SELECT DISTINCT c.{key} FROM ({new}) c").fetchall()]
+        con.execute(f'INSERT INTO "{table}" ({cols}) {new}')
         counts[table] = con.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]
+    return added
 
 
 # --------------------------------------------------------------------------- read-only SQL

@@ -28,8 +28,9 @@ CODE_VERSION = "manifest-1"
     kinds={"duckdb"},
     code_version=CODE_VERSION,
     pool="manifest",
-    description="Native DuckDB tables built from tables/*/<video>.parquet in a new file, swapped in under an "
-                "fcntl lock. Query with `efhq sql`.",
+    description="Native DuckDB tables built from tables/*/<video>.parquet in a new file (a copy of the last one "
+                "with only the changed files' rows replaced, or a full rebuild), swapped in under an fcntl lock. "
+                "Query with `efhq sql`.",
 )
 def manifest(context: dg.AssetExecutionContext, storage: EfhqStorage) -> dg.MaterializeResult:
     root = storage.root()
@@ -42,4 +43,7 @@ def manifest(context: dg.AssetExecutionContext, storage: EfhqStorage) -> dg.Mate
             f"| {t} | {n} |" for t, n in sorted(counts.items()))),
         "videos": counts.get("videos", 0), "frames": counts.get("frames", 0), "errors": counts.get("errors", 0),
         "files_read": stats["files_read"], "compaction_s": stats["seconds"], "bytes": stats["bytes"],
+        # "incremental": only the changed files' rows were replaced; "full": rebuilt from every file (why: reason)
+        "mode": stats["mode"], "files_changed": stats["files_changed"],
+        **({"full_rebuild_reason": stats["reason"]} if stats["reason"] else {}),
     })
