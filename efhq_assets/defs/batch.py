@@ -139,13 +139,15 @@ def _has_error_row(root: DataRoot, key: str) -> bool:
 
 
 def _record_failure(root: DataRoot, key: str, asset: str, exc: Exception) -> str:
-    """One clear `errors` row per failed video: the asset's own (a dg.Failure usually wrote it), else this one."""
+    """One clear `errors` row per failed video. A dg.Failure is an asset's own verdict: it wrote its row (or an
+    upstream failure did), so a row is added only when the video has none. Anything else is recorded here."""
     if isinstance(exc, dg.Failure):
         message = exc.description or str(exc)
-    else:
-        message = f"unexpected error in {asset}: {type(exc).__name__}: {exc}".strip()
-    if not _has_error_row(root, key):
-        ingest.record_error(root, key, asset, message)
+        if not _has_error_row(root, key):
+            ingest.record_error(root, key, asset, message)
+        return message
+    message = f"unexpected error in {asset}: {type(exc).__name__}: {exc}".strip()
+    ingest.record_error(root, key, asset, message)
     return message
 
 

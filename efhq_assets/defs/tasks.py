@@ -31,16 +31,42 @@ TASK_DEPS = [pose_bins, face_identities, quality_scores]
 GAN_RESOLUTION = 512
 
 
+CANDIDATE_TABLES = ("faces", "bins", "poses", "quality", "landmarks", "identities", "clips", "videos")
+_candidates_memo: dict = {}
+
+
+def _tables_stamp(root: DataRoot) -> tuple:
+    """Names, sizes and mtimes of the files candidate_rows reads (a listing, no file opened)."""
+    stamp = []
+    for table in CANDIDATE_TABLES:
+        try:
+            with os.scandir(root.tables / table) as entries:
+                stamp.append((table, tuple(sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns)
+                                                  for e in entries if e.name.endswith(".parquet")))))
+        except FileNotFoundError:
+            stamp.append((table, ()))
+    return tuple(stamp)
+
+
 def candidates(root: DataRoot) -> list[dict]:
-    """Candidate faces with the quality threshold frozen in the data root's settings on first use."""
+    """Candidate faces with the quality threshold frozen in the data root's settings on first use.
+
+    The five task assets of one build read the same rows: they are read once per process while no input
+    file changed (a listing decides), and each caller gets its own copies."""
     from efhq_assets.core.quality import DEFAULT_SCORER
 
     settings = ingest.load_settings(root)
     key = f"quality_threshold_{DEFAULT_SCORER}"
+    memo_key = (str(root.path), settings.get(key), _tables_stamp(root))
+    if _candidates_memo.get("key") == memo_key:
+        return [dict(r) for r in _candidates_memo["rows"]]
     rows, threshold = candidate_rows(root, settings.get(key))
     if rows and settings.get(key) is None and threshold is not None:
         ingest.save_settings(root, {**settings, key: threshold})
-    return rows
+        memo_key = (str(root.path), threshold, memo_key[2])
+    _candidates_memo.clear()
+    _candidates_memo.update(key=memo_key, rows=rows)
+    return [dict(r) for r in rows]
 
 
 @contextlib.contextmanager
@@ -265,10 +291,7 @@ def _frame_size(root: DataRoot, video_id: str) -> tuple[int, int]:
         "duplicates; identities from face_identities). Exported as path1<TAB>path2<TAB>issame TSVs plus the images.",
         check_specs=[dg.AssetCheckSpec("impostors_never_one_identity", asset="verification_pairs", blocking=True)])
 def verification_pairs(context: dg.AssetExecutionContext, storage: EfhqStorage) -> dg.MaterializeResult:
-    from efhq_assets.core.align import align_arcface
-    from efhq_assets.core.tasks.common import atomic_write_bytes, encode_png, lmk5_of
-    from efhq_assets.core.tasks.verification import (PROTOCOLS, degrade, make_pairs, sample_verification_faces,
-                                                     write_pairs_tsv)
+    from efhq_assets.core.tasks.verification import PROTOCOLS, make_pairs, sample_verification_faces, write_pairs_tsv
 
     root = storage.root()
     n_pairs = int(ingest.load_settings(root).get("verification_pairs_per_protocol", 20_000))
@@ -276,17 +299,12 @@ def verification_pairs(context: dg.AssetExecutionContext, storage: EfhqStorage) 
     target = root.tasks / "verification"
     rows: list[dict] = []
     with swapped_dir(target) as tmp:
-        cache = FrameCache(samples)
-        for s in sorted(samples, key=lambda s: (s["video_id"], s["frame_index"], s["face_index"])):
-            frame = cache.frame(s)
-            if frame is None:
-                continue
-            image = degrade(align_arcface(frame, lmk5_of(s)), s["degrade_seed"])
-            atomic_write_bytes(tmp / s["path"], encode_png(np.ascontiguousarray(image)))
+        renders = render_verification_images(root, samples, target, tmp)
         for protocol in PROTOCOLS:
             pairs = make_pairs(samples, protocol, n_pairs)
             write_pairs_tsv(pairs, tmp / f"{protocol}_pairs.txt")
             rows.extend(pairs)
+    save_render_index(root, renders)
     columns = ["protocol", "path1", "path2", "issame", "identity1", "identity2", "video_id1", "frame_index1",
                "face_index1", "video_id2", "frame_index2", "face_index2"]
     df = write_split_table(root, "verification_pairs", rows, columns)
@@ -309,6 +327,86 @@ def _verification_embedder():
         return registry.create("embedder", "arcface_w600k_r50")
     except Exception:  # weights absent: the offline embedder
         return registry.create("embedder", "dlib_resnet")
+
+
+VERIFICATION_RENDER_VERSION = "verification-render-1"  # align_arcface + degrade + PNG: bump when any changes
+
+
+def _render_index_path(root: DataRoot) -> Path:
+    from efhq_assets.core.embedding_cache import cache_path
+
+    return cache_path(root, "verification_renders")
+
+
+def _load_render_index(root: DataRoot) -> dict[str, tuple[str, str]]:
+    path = _render_index_path(root)
+    try:
+        df = pl.read_parquet(path, columns=["key", "path", "sha256"])
+    except Exception:  # none yet, or unreadable: every image is rendered
+        return {}
+    return {k: (p, h) for k, p, h in df.iter_rows()}
+
+
+def save_render_index(root: DataRoot, renders: list[tuple[str, str, str]]) -> None:
+    from efhq_assets.core.storage import atomic_write_parquet
+
+    keys, paths, shas = zip(*renders) if renders else ((), (), ())
+    atomic_write_parquet(pl.DataFrame({"key": list(keys), "path": list(paths), "sha256": list(shas)},
+                                      schema={"key": pl.Utf8, "path": pl.Utf8, "sha256": pl.Utf8}),
+                         _render_index_path(root))
+
+
+def render_verification_images(root: DataRoot, samples: list[dict], previous: Path, out: Path) -> list[tuple]:
+    """Write each sample's aligned, degraded 112x112 PNG under `out` (its `path`); returns [(key, path, sha256)].
+
+    An image is a function of the video's bytes, the frame, the 5 landmarks and the degradation seed (plus this
+    code): that is its key. An image whose key was rendered by the previous build, into `previous`, and whose
+    file there still has the recorded sha256 is linked (or copied) instead of decoded and rendered again, so a
+    rebuild renders only new faces. Same bytes either way."""
+    from efhq_assets.core.align import align_arcface
+    from efhq_assets.core.storage import read_rows
+    from efhq_assets.core.tasks.common import atomic_write_bytes, encode_png, lmk5_of
+    from efhq_assets.core.tasks.verification import degrade
+
+    video_sha: dict[str, str] = {}
+
+    def key_of(s: dict) -> str:
+        vid = s["video_id"]
+        if vid not in video_sha:
+            video_sha[vid] = ((read_rows(root, "videos", vid) or [{}])[0].get("sha256") or "")
+        lmk = lmk5_of(s)
+        return ingest.fingerprint(VERIFICATION_RENDER_VERSION, vid, video_sha[vid], int(s["frame_index"]),
+                                  None if lmk is None else lmk.tolist(), int(s["degrade_seed"]))
+
+    old = _load_render_index(root)
+    done: list[tuple[str, str, str]] = []
+    todo = []
+    for s in samples:
+        key = key_of(s)
+        hit = old.get(key)
+        if hit is not None:
+            src, dst = previous / hit[0], out / s["path"]
+            try:
+                if hashlib.sha256(src.read_bytes()).hexdigest() == hit[1]:
+                    dst.parent.mkdir(parents=True, exist_ok=True)
+                    try:
+                        os.link(src, dst)
+                    except OSError:
+                        shutil.copyfile(src, dst)
+                    done.append((key, s["path"], hit[1]))
+                    continue
+            except OSError:
+                pass
+        todo.append((key, s))
+    cache = FrameCache([s for _, s in todo])
+    for key, s in sorted(todo, key=lambda ks: (ks[1]["video_id"], ks[1]["frame_index"], ks[1]["face_index"])):
+        frame = cache.frame(s)
+        if frame is None:
+            continue
+        data = encode_png(np.ascontiguousarray(degrade(align_arcface(frame, lmk5_of(s)), s["degrade_seed"])))
+        atomic_write_bytes(out / s["path"], data)
+        done.append((key, s["path"], hashlib.sha256(data).hexdigest()))
+    return done
 
 
 def embed_aligned(paths: list[Path], cache_file: Path | None = None) -> tuple[str, np.ndarray]:

@@ -104,3 +104,32 @@ def test_a_ranged_run_keeps_per_video_checks_and_lineage(tmp_path, make_video, i
     for key in ("astro1", "astro2"):
         lineage = read_rows(root, "lineage", f"{key}@track_embeddings")
         assert lineage and lineage[0]["rows"] == 1
+
+
+def test_an_unexpected_error_in_a_later_asset_fails_that_video_alone(tmp_path, make_video, in_process_env,
+                                                                     monkeypatch):
+    from efhq_assets.defs import quality
+
+    videos = tmp_path / "videos"
+    for i, name in enumerate("abc"):
+        make_video(videos / f"{name}.mp4", n=4, seed=i)
+    real = quality.score_video
+
+    def flaky(video, faces):
+        if video["video_id"] == "b":
+            raise ZeroDivisionError("boom")
+        return real(video, faces)
+
+    monkeypatch.setattr(quality, "score_video", flaky)
+    root = DataRoot(tmp_path / "root")
+    report = runner.build(root, SourceConfig(videos=[str(videos)]))
+    assert sorted(report.ran) == ["a", "c"] and list(report.failed) == ["b"]
+    assert report.failed["b"] == "unexpected error in quality_scores: ZeroDivisionError: boom"
+    instance = runner.prepare_instance(root)
+    assert set(_materializations(instance, "quality_scores")) == {"a", "c"}
+    assert set(_materializations(instance, "pose_bins")) == {"a", "b", "c"}  # its other branches still ran
+
+    monkeypatch.setattr(quality, "score_video", real)
+    fixed = runner.build(root)  # the failed video is redone whole; its stale error row goes
+    assert fixed.ran == ["b"] and not fixed.failed
+    assert query(root, "select count(*) from errors")[1] == [(0,)]
