@@ -234,6 +234,9 @@ def _procrustes_from_cov(H: torch.Tensor, xx: torch.Tensor):
     return R, s
 
 
+PERSPECTIVE_TOLERANCE = 1e-5
+
+
 def fit_pose(
     landmarks_2d,
     reference_3d,
@@ -244,7 +247,7 @@ def fit_pose(
     autocast: bool = True,
     focal_px=None,
     principal_point=None,
-    perspective_iterations: int = 5,
+    perspective_iterations: int = 40,
 ) -> PoseFit:
     """Fit a rigid pose of ``reference_3d`` to B sets of 2D landmarks.
 
@@ -256,7 +259,10 @@ def fit_pose(
     (DeMenthon & Davis): each landmark is moved along its ray by its current depth offset,
     ``x' = c + (x - c) * (1 - z_i / Z)`` with ``z_i`` the landmark's depth relative to the face
     centre and ``Z = f / s`` the face's distance, and the weak-perspective fit is repeated
-    ``perspective_iterations`` times (converges in a few for faces a few widths away).
+    until no landmark moves by more than 1e-5 of its distance to the principal point, at most
+    ``perspective_iterations`` times (3-6 steps for faces near the optical axis, more far off it).  The angles
+    (and ``rotation``) of a perspective fit are relative to the line of sight to the face, not to the
+    optical axis (:func:`_relative_to_line_of_sight`).
     Returns a :class:`PoseFit` with (B,) angles in degrees (NaN for faces with < 4 valid points).
     """
     dev = torch.device(device) if device is not None else default_device()
@@ -275,17 +281,59 @@ def fit_pose(
         ref = torch.as_tensor(reference_3d).to(device=dev, dtype=torch.float32)
         rel = lm - c[:, None]
         fit = _fit_weak(lm, ref, weights, iterations=iterations, device=dev, autocast=autocast, squeeze=False)
+        shrink_before = torch.ones_like(lm[..., 0])
         for _ in range(perspective_iterations):
             # depth of each landmark relative to the fitted centre, in reference units, then pixels / f
             Xc = (fit.centre_weights[..., None] * ref[None]).sum(1)  # (B, 3)
-            z = ((ref[None] - Xc[:, None]) @ fit.rotation[:, 2][..., None])[..., 0]  # (B, N), toward camera
+            z = ((ref[None] - Xc[:, None]) @ torch.nan_to_num(fit.rotation)[:, 2][..., None])[..., 0]  # (B, N)
             shrink = 1.0 - torch.nan_to_num(fit.scale)[:, None] * z / f[:, None]
+            if (shrink - shrink_before).abs().max() < PERSPECTIVE_TOLERANCE:
+                break  # every face has converged (typically after 3-6 steps; faces far off-axis take more)
+            shrink_before = shrink
             # the pose moves little between these steps: a few depth-completion iterations suffice
             fit = _fit_weak(c[:, None] + rel * shrink[..., None], ref, weights, iterations=max(4, iterations // 4),
                             device=dev, autocast=autocast, squeeze=False)
+        fit = _relative_to_line_of_sight(fit, ref, f, c)
         if squeeze:
             fit = PoseFit(*(getattr(fit, name)[0] for name in PoseFit.__dataclass_fields__))
         return fit
+
+
+def _relative_to_line_of_sight(fit: PoseFit, ref: torch.Tensor, f: torch.Tensor, c: torch.Tensor) -> PoseFit:
+    """Re-express a perspective fit relative to the ray from the camera to the face.
+
+    A face near the top of a wide frame that looks straight at the camera is turned toward it, so in
+    camera axes it reads as pitched down; its picture (and its crop in the dataset) is that of a
+    frontal face.  EFHQ bins faces by how they look, so the angles are taken relative to the line of
+    sight (the "allocentric" pose): ``R = R_ray^T R_camera`` with ``R_ray`` the smallest rotation
+    taking the optical axis to the ray through the fitted centre of the landmarks (its depth offset
+    is 0, so its corrected image point is its true one).  For a face on the optical axis nothing
+    changes; weak-perspective fits are already relative to the line of sight.
+    """
+    Xc = (fit.centre_weights[..., None] * ref[None]).sum(1)  # (B, 3) head frame
+    cam = (torch.nan_to_num(fit.rotation) @ Xc[..., None])[..., 0]
+    centre = torch.nan_to_num(fit.translation) + torch.nan_to_num(fit.scale)[:, None] * torch.stack(
+        [cam[:, 0], -cam[:, 1]], dim=-1)  # (B, 2) pixels
+    ray = torch.stack([(centre[:, 0] - c[:, 0]) / f, -(centre[:, 1] - c[:, 1]) / f, -torch.ones_like(f)], dim=-1)
+    ray = ray / ray.norm(dim=-1, keepdim=True)
+    axis = torch.zeros_like(ray)
+    axis[:, 2] = -1.0
+    k = torch.linalg.cross(axis, ray, dim=-1)
+    sin = k.norm(dim=-1).clamp_min(1e-12)
+    cos = (axis * ray).sum(-1)
+    k = k / sin[:, None]
+    K = torch.zeros(len(k), 3, 3, dtype=k.dtype, device=k.device)
+    K[:, 0, 1], K[:, 0, 2], K[:, 1, 2] = -k[:, 2], k[:, 1], -k[:, 0]
+    K = K - K.transpose(1, 2)
+    eye = torch.eye(3, dtype=k.dtype, device=k.device).expand_as(K)
+    R_ray = eye + sin[:, None, None] * K + (1 - cos)[:, None, None] * (K @ K)  # Rodrigues
+    R = R_ray.transpose(1, 2) @ torch.nan_to_num(fit.rotation)
+    yaw, pitch, roll = matrix_to_euler(R)
+    bad = ~torch.isfinite(fit.yaw)
+    nan = torch.full_like(yaw, float("nan"))
+    fit.yaw, fit.pitch, fit.roll = (torch.where(bad, nan, a) for a in (yaw, pitch, roll))
+    fit.rotation = torch.where(bad[:, None, None], torch.full_like(R, float("nan")), R)
+    return fit
 
 
 def _fit_weak(landmarks_2d, reference_3d, weights=None, *, iterations: int, device: torch.device, autocast: bool,

@@ -542,3 +542,31 @@ def test_pose_rows_perspective_cameras_and_facemesh_required():
     assert abs(weak[(0, "facemesh")]["yaw"] - 35.0) > 5 * abs(out[(0, "facemesh")]["yaw"] - 35.0)
     # dlib68 alone never makes a combined pose
     assert out[(2, "dlib68")]["yaw"] is not None and out[(2, "combined")]["yaw"] is None
+
+
+def test_perspective_angles_are_relative_to_the_line_of_sight():
+    """A face off the optical axis that looks straight at the camera reads frontal (as it looks); one
+    parallel to the image plane there reads turned away by the angle of its ray."""
+    ref = F.facemesh_reference()[:468]
+    f, c = 600.0, np.array([640.0, 360.0])
+    centre = np.array([1100.0, 120.0])  # right of and above the principal point
+    ray = np.array([(centre[0] - c[0]) / f, -(centre[1] - c[1]) / f, -1.0])
+    distance = 4.0 * np.linalg.norm(ray)
+    ray /= np.linalg.norm(ray)
+
+    def picture(R):
+        cam = (ref - ref.mean(axis=0)) @ R.T + distance * ray
+        return np.stack([c[0] + f * cam[:, 0] / -cam[:, 2], c[1] - f * cam[:, 1] / -cam[:, 2]], axis=-1)
+
+    # the rotation taking the nose direction (0, 0, 1) to -ray: the face looks at the camera
+    nose = np.array([0.0, 0.0, 1.0])
+    axis = np.cross(nose, -ray)
+    angle = np.arccos(np.dot(nose, -ray))
+    K = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]]) / np.linalg.norm(axis)
+    looking = np.eye(3) + np.sin(angle) * K + (1 - np.cos(angle)) * K @ K
+    fit = P.fit_pose(picture(looking), ref, device="cpu", focal_px=f, principal_point=c)
+    assert max(abs(fit.yaw.item()), abs(fit.pitch.item()), abs(fit.roll.item())) < 0.05
+    parallel = P.fit_pose(picture(np.eye(3)), ref, device="cpu", focal_px=f, principal_point=c)
+    # seen along its ray the face is turned away from the camera: its nose points right of and above
+    # the way back to the camera (yaw > 0, pitch > 0), by about the ray's angles (37 and 17 deg here)
+    assert 30 < parallel.yaw.item() < 45 and 10 < parallel.pitch.item() < 25
