@@ -282,10 +282,22 @@ def build(root: DataRoot, config: SourceConfig | None = None, sampling: str | No
 
 
 def _tables_state(root: DataRoot) -> str:
-    """Names, sizes and mtimes of every data file (lineage excluded: it records each run)."""
-    return ingest.fingerprint(sorted((str(p), p.stat().st_size, p.stat().st_mtime_ns)
-                                     for folder in (root.tables, root.catalog) for p in folder.rglob("*.parquet")
-                                     if p.parent.name != "lineage"))
+    """Names, sizes and mtimes of every data file (lineage excluded: it records each run). One stat per file."""
+    entries = []
+    for folder in (root.tables, root.catalog):
+        for dirpath, dirnames, filenames in os.walk(folder):
+            if Path(dirpath).name == "lineage":
+                dirnames[:] = []
+                continue
+            for name in filenames:
+                if name.endswith(".parquet"):
+                    path = os.path.join(dirpath, name)
+                    try:
+                        st = os.stat(path)
+                    except FileNotFoundError:
+                        continue
+                    entries.append((path, st.st_size, st.st_mtime_ns))
+    return ingest.fingerprint(sorted(entries))
 
 
 def refresh_unpartitioned(root: DataRoot, instance, resources, changed: bool = True) -> dict | None:

@@ -319,14 +319,17 @@ def verification_pairs(context: dg.AssetExecutionContext, storage: EfhqStorage) 
 
 @functools.lru_cache(maxsize=1)
 def _verification_embedder():
-    """insightface ArcFace when its weights are present, else dlib ResNet; loaded once per process."""
+    """insightface ArcFace when its weights are present, else dlib ResNet; loaded once per process (dlib's is
+    the one track_embeddings already loaded)."""
     from efhq_assets.core.models import registry
+
+    from .identities import _embedder
 
     try:
         registry.find_weights("arcface_w600k_r50")
         return registry.create("embedder", "arcface_w600k_r50")
     except Exception:  # weights absent: the offline embedder
-        return registry.create("embedder", "dlib_resnet")
+        return _embedder()
 
 
 VERIFICATION_RENDER_VERSION = "verification-render-1"  # align_arcface + degrade + PNG: bump when any changes
