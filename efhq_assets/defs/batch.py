@@ -47,7 +47,7 @@ def _set_partition_metadata(context: dg.AssetExecutionContext, key: str, metadat
         asset_key=context.asset_key, partition_key=key, metadata=dict(metadata))
 
 
-def _combined_checks(results: dict[str, dg.MaterializeResult], failed_checks: dict[str, list[str]]):
+def _combined_checks(results: dict[str, dg.MaterializeResult]):
     """One result per check over the videos of the run: passed when every video passed; counts summed."""
     by_name: dict[str, list[tuple[str, dg.AssetCheckResult]]] = {}
     for key, result in results.items():
@@ -92,7 +92,6 @@ def each_partition(context: dg.AssetExecutionContext, root: DataRoot,
 
     results: dict[str, dg.MaterializeResult] = {}
     raised: dict[str, str] = {}
-    failed_checks: dict[str, list[str]] = {}
     for key in keys:
         try:
             result = one(key)
@@ -104,11 +103,10 @@ def each_partition(context: dg.AssetExecutionContext, root: DataRoot,
         results[key] = result
         bad = _failed_checks(result)
         if bad:
-            failed_checks[key] = bad
             _record_check_failure(root, key, asset, bad)
         else:
             ingest.clear_error(root, key, asset)
-    checks = _combined_checks(results, failed_checks)
+    checks = _combined_checks(results)
     if not raised:
         # Dagster records one materialization per partition key of the run, each with its own metadata.
         for key, result in results.items():

@@ -133,3 +133,33 @@ def test_an_unexpected_error_in_a_later_asset_fails_that_video_alone(tmp_path, m
     fixed = runner.build(root)  # the failed video is redone whole; its stale error row goes
     assert fixed.ran == ["b"] and not fixed.failed
     assert query(root, "select count(*) from errors")[1] == [(0,)]
+
+
+def test_a_failed_blocking_check_fails_that_video_and_the_others_finish_in_a_second_run(tmp_path, make_video,
+                                                                                        in_process_env,
+                                                                                        monkeypatch):
+    from efhq_assets.defs import faces
+
+    videos = tmp_path / "videos"
+    for i, name in enumerate("abc"):
+        make_video(videos / f"{name}.mp4", n=4, seed=i)
+    real = faces.check_faces
+    calls = []
+
+    def check(rows):
+        calls.append(1)
+        passed, details = real(rows)
+        return (len(calls) != 2, details)  # the second video of the run fails its check
+
+    monkeypatch.setattr(faces, "check_faces", check)
+    root = DataRoot(tmp_path / "root")
+    report = runner.build(root, SourceConfig(videos=[str(videos)]))
+    assert sorted(report.ran) == ["a", "c"] and list(report.failed) == ["b"]
+    assert "faces_well_formed" in report.failed["b"]
+    instance = runner.prepare_instance(root)
+    for asset in runner.PER_VIDEO_ASSETS:
+        assert {"a", "c"} <= set(_materializations(instance, asset)), asset
+    assert "b" not in _materializations(instance, "pose_annotations")
+    ranged = [r.dagster_run for r in instance.get_run_records()
+              if r.dagster_run.tags.get("dagster/asset_partition_range_start")]
+    assert len(ranged) == 1  # the first run; then a and c (not contiguous any more) one run each
