@@ -75,3 +75,57 @@ def card_markdown(bins: list[dict], sources: dict[str, str], identities: dict[tu
     for caption, path in images.items():
         lines += ["", f"## {caption}", "", f"![{caption}]({path})"]
     return "\n".join(lines) + "\n"
+
+
+def render_card(root, out, thumbs_per_bin: int = 16) -> dict:
+    """Render the card from the per-video tables of data root `root` into the folder `out`: pose.png, one
+    contact sheet per bin (evenly spaced faces, cut by re-decoding only their frames) and dataset_card.md.
+
+    Returns {"bins": the EFHQ-filtered, not-removed faces' bin rows (with track_id), "identities":
+    {(video_id, track_id): identity_id}, "pose_png": bytes, "sheets": {label: png bytes}}."""
+    from collections import defaultdict
+
+    from .face_crops import iter_faces_by_frame
+    from .quality import face_crop
+    from .storage import atomic_write_bytes, read_table_files
+
+    def read_all(table: str) -> list[dict]:
+        df = read_table_files(root, table)
+        return df.to_dicts() if df is not None else []
+
+    faces = {(f["video_id"], f["clip_id"], f["frame_index"], f["face_index"]): f for f in read_all("faces")}
+    keep = {k for k, f in faces.items() if f["passes_efhq_filter"]}
+    all_bins = read_all("bins")
+    all_softbins = Counter(b["softbin"] for b in all_bins)
+    bins = [dict(b, track_id=faces[k]["track_id"]) for b in all_bins
+            if (k := (b["video_id"], b["clip_id"], b["frame_index"], b["face_index"])) in keep and b["label"] != "remove"]
+    poses = [p for p in read_all("poses") if p["estimator"] == "combined"
+             and (p["video_id"], p["clip_id"], p["frame_index"], p["face_index"]) in keep]
+    videos = {v["video_id"]: v for v in read_all("videos")}
+    identities = {(i["video_id"], i["track_id"]): i["identity_id"] for i in read_all("identities")}
+    images = {}
+    yaw = np.array([p["yaw"] for p in poses if p["yaw"] is not None], float)
+    pitch = np.array([p["pitch"] for p in poses if p["pitch"] is not None], float)
+    pose_png = pose_figure_png(yaw, pitch)
+    atomic_write_bytes(out / "pose.png", pose_png)
+    images["Pose distribution (combined estimator)"] = "pose.png"
+    by_bin = defaultdict(list)
+    for b in sorted(bins, key=lambda b: (b["video_id"], b["frame_index"], b["face_index"])):
+        by_bin[b["label"]].append(b)
+    sheets = {}
+    for label, members in sorted(by_bin.items()):
+        step = max(len(members) // thumbs_per_bin, 1)
+        chosen = [faces[(m["video_id"], m["clip_id"], m["frame_index"], m["face_index"])] for m in members[::step]]
+        thumbs = []
+        for video_id in sorted({c["video_id"] for c in chosen}):
+            for image, rows in iter_faces_by_frame(videos[video_id]["path"], [c for c in chosen if c["video_id"] == video_id]):
+                thumbs += [face_crop(image, [r["x1"], r["y1"], r["x2"], r["y2"]], out=96) for r in rows]
+        png = contact_sheet_png(thumbs[:thumbs_per_bin])
+        if png:
+            atomic_write_bytes(out / f"sheet_{label}.png", png)
+            images[f"Contact sheet: {label}"] = f"sheet_{label}.png"
+            sheets[label] = png
+    markdown = card_markdown(bins, {v: r["source"] for v, r in videos.items()}, identities, len(faces), images,
+                             all_softbins)
+    atomic_write_bytes(out / "dataset_card.md", markdown.encode())
+    return {"bins": bins, "identities": identities, "pose_png": pose_png, "sheets": sheets}

@@ -258,12 +258,12 @@ def split_t2i(context: dg.AssetExecutionContext, storage: EfhqStorage) -> dg.Mat
         "with self- and cross-identity pairs (efhq export reenactment).",
         check_specs=[dg.AssetCheckSpec("train_test_identity_disjoint", asset="split_reenactment", blocking=True)])
 def split_reenactment(context: dg.AssetExecutionContext, storage: EfhqStorage) -> dg.MaterializeResult:
+    from efhq_assets.core.tasks.reenactment import SPLIT_REENACTMENT_COLUMNS
+
     root = storage.root()
-    columns = ["video_id", "clip_id", "frame_index", "face_index", "track_id", "identity_id", "instance_id", "split",
-               "label", "bin_label", "path"]
     select, render = _selectors()["reenactment"]
     frames, pairs = select(candidates(root))
-    df = write_split_table(root, "split_reenactment", frames, columns)
+    df = write_split_table(root, "split_reenactment", frames, SPLIT_REENACTMENT_COLUMNS)
     result = None
     if exports_in_build(root):
         with swapped_dir(root.tasks / "reenactment") as tmp:
@@ -291,7 +291,8 @@ def _frame_size(root: DataRoot, video_id: str) -> tuple[int, int]:
         "duplicates; identities from face_identities). Exported as path1<TAB>path2<TAB>issame TSVs plus the images.",
         check_specs=[dg.AssetCheckSpec("impostors_never_one_identity", asset="verification_pairs", blocking=True)])
 def verification_pairs(context: dg.AssetExecutionContext, storage: EfhqStorage) -> dg.MaterializeResult:
-    from efhq_assets.core.tasks.verification import PROTOCOLS, make_pairs, sample_verification_faces, write_pairs_tsv
+    from efhq_assets.core.tasks.verification import (PROTOCOLS, VERIFICATION_PAIRS_COLUMNS, make_pairs,
+                                                     sample_verification_faces, write_pairs_tsv)
 
     root = storage.root()
     n_pairs = int(ingest.load_settings(root).get("verification_pairs_per_protocol", 20_000))
@@ -305,9 +306,7 @@ def verification_pairs(context: dg.AssetExecutionContext, storage: EfhqStorage) 
             write_pairs_tsv(pairs, tmp / f"{protocol}_pairs.txt")
             rows.extend(pairs)
     save_render_index(root, renders)
-    columns = ["protocol", "path1", "path2", "issame", "identity1", "identity2", "video_id1", "frame_index1",
-               "face_index1", "video_id2", "frame_index2", "face_index2"]
-    df = write_split_table(root, "verification_pairs", rows, columns)
+    df = write_split_table(root, "verification_pairs", rows, VERIFICATION_PAIRS_COLUMNS)
     bad = df.filter(~pl.col("issame") & (pl.col("identity1") == pl.col("identity2"))).height if df.height else 0
     ingest.record_lineage(root, "verification_pairs", "all", CODE_VERSION, context.run_id, "", df.height)
     return dg.MaterializeResult(
@@ -455,20 +454,15 @@ def embed_aligned(paths: list[Path], cache_file: Path | None = None) -> tuple[st
 def verification_report(context: dg.AssetExecutionContext, storage: EfhqStorage) -> dg.MaterializeResult:
     from efhq_assets.core.embedding_cache import cache_path
     from efhq_assets.core.storage import read_rows
-    from efhq_assets.core.tasks.metrics import verification_report_rows
+    from efhq_assets.core.tasks.metrics import VERIFICATION_REPORT_COLUMNS, pair_scores, verification_report_rows
 
     root = storage.root()
     pairs = read_rows(root, "verification_pairs", "all")
     folder = root.tasks / "verification"
-    paths = sorted({p for r in pairs for p in (r["path1"], r["path2"])})
-    model, vectors = (embed_aligned([folder / p for p in paths], cache_path(root, "verification_embeddings"))
-                      if paths else ("none", np.zeros((0, 1))))
-    index = {p: i for i, p in enumerate(paths)}
-    scores = [float(vectors[index[r["path1"]]] @ vectors[index[r["path2"]]]) for r in pairs]
+    model, scores = pair_scores(pairs, lambda paths: embed_aligned([folder / p for p in paths],
+                                                                  cache_path(root, "verification_embeddings")))
     rows = verification_report_rows(pairs, scores, model) if pairs else []
-    columns = ["protocol", "far", "tar", "tar_std", "threshold", "far_measured", "n_genuine", "n_impostor", "n_folds",
-               "model", "drop_vs_f2f"]
-    df = write_split_table(root, "verification_report", rows, columns)
+    df = write_split_table(root, "verification_report", rows, VERIFICATION_REPORT_COLUMNS)
     ingest.record_lineage(root, "verification_report", "all", CODE_VERSION, context.run_id, "", df.height,
                           {"embedder": model})
     table = "| protocol | FAR | TAR | n_genuine | n_impostor |\n|---|---|---|---|---|\n" + "\n".join(

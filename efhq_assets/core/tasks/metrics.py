@@ -34,14 +34,18 @@ import numpy as np
 
 __all__ = [
     "DEFAULT_FARS",
+    "VERIFICATION_REPORT_COLUMNS",
     "fold_ids",
     "tar_at_far",
     "cfp_accuracy",
     "drop",
     "verification_report_rows",
+    "pair_scores",
 ]
 
 DEFAULT_FARS = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5)
+VERIFICATION_REPORT_COLUMNS = ("protocol", "far", "tar", "tar_std", "threshold", "far_measured", "n_genuine",
+                               "n_impostor", "n_folds", "model", "drop_vs_f2f")
 
 
 def fold_ids(n: int, n_folds: int, rng: np.random.Generator) -> np.ndarray:
@@ -202,3 +206,13 @@ def verification_report_rows(
             r["drop_vs_f2f"] = None if proto == "f2f" else drop(tars.get(("f2f", r["far"])), r["tar"])
             out.append(r)
     return out
+
+
+def pair_scores(pairs: Sequence[Mapping[str, Any]], embed) -> tuple[str, list[float]]:
+    """(model name, similarity per pair) for ``verification_pairs`` rows: every image (path1/path2) is embedded
+    once, by ``embed(sorted paths) -> (model name, L2-normalised vectors in that order)``, and a pair's score
+    is the dot product of its two vectors. No pairs: ("none", [])."""
+    paths = sorted({p for r in pairs for p in (r["path1"], r["path2"])})
+    model, vectors = embed(paths) if paths else ("none", np.zeros((0, 1)))
+    index = {p: i for i, p in enumerate(paths)}
+    return model, [float(vectors[index[r["path1"]]] @ vectors[index[r["path2"]]]) for r in pairs]

@@ -61,6 +61,7 @@ import numpy as np
 __all__ = [
     "MIN_FRONTAL",
     "MIN_EXTREME",
+    "SPLIT_REENACTMENT_COLUMNS",
     "frame_label",
     "identity_in_test",
     "reenactment_instances",
@@ -72,6 +73,8 @@ FRONTAL, EXTREME = "frontal", "extreme"
 MIN_FRONTAL = 1
 MIN_EXTREME = 5
 MIN_AREA = 100 * 100
+SPLIT_REENACTMENT_COLUMNS = ("video_id", "clip_id", "frame_index", "face_index", "track_id", "identity_id",
+                             "instance_id", "split", "label", "bin_label", "path")
 
 _SAFE = re.compile(r"[^A-Za-z0-9_+.\-]+")
 

@@ -68,6 +68,7 @@ import numpy as np
 
 __all__ = [
     "PROTOCOLS",
+    "VERIFICATION_PAIRS_COLUMNS",
     "landmarks_inside",
     "sample_verification_faces",
     "degrade",
@@ -80,6 +81,8 @@ log = logging.getLogger(__name__)
 
 FRONTAL = "frontal"
 PROTOCOLS = ("f2f", "f2p", "p2p")
+VERIFICATION_PAIRS_COLUMNS = ("protocol", "path1", "path2", "issame", "identity1", "identity2", "video_id1",
+                              "frame_index1", "face_index1", "video_id2", "frame_index2", "face_index2")
 #: protocol -> (side of image 1, side of image 2): True = frontal, False = non-frontal
 _SIDES = {"f2f": (True, True), "f2p": (True, False), "p2p": (False, False)}
 _SAFE = re.compile(r"[^A-Za-z0-9_+.\-]+")
