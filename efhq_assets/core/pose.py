@@ -62,9 +62,11 @@ points are fitted as they are (its jaw vertices are model points, not a silhouet
 ground-truth pose exists offline, so the absolute gain of FaceMesh itself is not measured;
 no correction factor is applied.
 
-Speed (CPU, 2 cores, 468 FaceMesh points, 30 refinement iterations): about 320-410 faces/s
-at batch 1 and 2,900-8,600 faces/s at batch 256 (range = machine load); the per-call
-overhead dominates, so batch.
+Speed (CPU, 2 cores, 468 FaceMesh points, 30 refinement iterations): weak perspective about
+320-410 faces/s at batch 1 and 2,900-11,700 faces/s at batch 256 (range = machine load); the
+perspective fit the pipeline uses repeats it a few times, about 120 faces/s at batch 1 and 1,900 at
+batch 256 (benchmarks/analysis.py), still far faster than the landmarkers.  The per-call overhead
+dominates, so batch.
 
 Only numpy and torch are imported here (the GPU machine has nothing else); the 3D reference
 shapes are loaded lazily from :mod:`efhq_assets.core.face_models_3d` (numpy only).
