@@ -36,12 +36,24 @@ def cmd_build(args) -> int:
         if not Path(folder).is_dir():
             print(f"efhq build: --videos {folder} is not a folder", file=sys.stderr)
             return 2
+    try:  # settings are checked before anything runs: a typo gets a message, not a traceback
+        from efhq_assets.core import ingest
+        from efhq_assets.core.pose_annotations import parse_pose_camera
+
+        if args.sample is not None:
+            ingest.parse_sampling(args.sample)
+        if args.pose_camera is not None:
+            parse_pose_camera(args.pose_camera)
+    except ValueError as exc:
+        print(f"efhq build: {exc}", file=sys.stderr)
+        return 2
     if args.render_exports:
         from efhq_assets.core import ingest
 
         root = _root(args).ensure()
         ingest.save_settings(root, {**ingest.load_settings(root), "render_exports": True})
-    report = runner.build(_root(args), config, sampling=args.sample, force=args.force, detector=args.detector)
+    report = runner.build(_root(args), config, sampling=args.sample, force=args.force, detector=args.detector,
+                          pose_camera=args.pose_camera)
     print(runner.summary_json(report))
     if report.failed:
         print(f"efhq build: {len(report.failed)} video(s) failed; see `efhq status` and the `errors` table",
@@ -273,6 +285,10 @@ def make_parser() -> argparse.ArgumentParser:
                         "with efhq export)")
     p.add_argument("--detector", default=None,
                    help="face detector backend (default mtcnn; e.g. scrfd_10g_bnkps with its weights; see efhq models list)")
+    p.add_argument("--pose-camera", default=None,
+                   help="camera model of the pose fit (saved in the data root): frame (default, focal = the frame's "
+                        "longer side), weak (no perspective: for videos that are already tight face crops), or f:K "
+                        "(focal = K x the longer side)")
     p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("refresh", parents=[common],

@@ -86,14 +86,15 @@ UNPARTITIONED_ASSETS = ("face_identities", "dataset_card", "split_gan", "split_e
                         "verification_pairs", "verification_report", "manifest")
 
 
-def expected_fingerprints(root: DataRoot, video: dict, clips: list[dict], sampling: str, face_analysis) -> dict[str, str]:
+def expected_fingerprints(root: DataRoot, video: dict, clips: list[dict], sampling: str, face_analysis,
+                          pose_camera: str = "frame") -> dict[str, str]:
     """The lineage fingerprint each per-video asset would record now (a chain: each includes its upstream's)."""
     from efhq_assets.defs import bins, faces, frames, identities, pose, quality, sources
 
     source_fp = ingest.source_fingerprint(video, clips, sources.CODE_VERSION)
     frames_fp = ingest.frames_fingerprint(source_fp, sampling, frames.CODE_VERSION)
     faces_fp = faces.face_fingerprint(frames_fp, face_analysis)
-    poses_fp = pose.pose_fingerprint(faces_fp)
+    poses_fp = pose.pose_fingerprint(faces_fp, pose_camera)
     return {"source_videos": source_fp, "decoded_frames": frames_fp, "face_detections": faces_fp,
             "pose_annotations": poses_fp, "quality_scores": quality.quality_fingerprint(faces_fp),
             "pose_bins": bins.bins_fingerprint(poses_fp, bins.read_overrides(root, video["video_id"])),
@@ -101,7 +102,7 @@ def expected_fingerprints(root: DataRoot, video: dict, clips: list[dict], sampli
 
 
 def stale_assets(root: DataRoot, video: dict, clips: list[dict], sampling: str, face_analysis,
-                 with_errors: set[str] | None = None) -> list[str]:
+                 with_errors: set[str] | None = None, pose_camera: str = "frame") -> list[str]:
     """Per-video assets whose recorded fingerprint differs from what they would record now.
 
     The fingerprints chain (each includes its upstream's), so a change anywhere marks exactly its
@@ -112,7 +113,7 @@ def stale_assets(root: DataRoot, video: dict, clips: list[dict], sampling: str, 
         with_errors = _videos_with_errors(_error_files(root))
     if video["video_id"] in with_errors:
         return list(PER_VIDEO_ASSETS)
-    expected = expected_fingerprints(root, video, clips, sampling, face_analysis)
+    expected = expected_fingerprints(root, video, clips, sampling, face_analysis, pose_camera)
     return [a for a, fp in expected.items() if ingest.lineage_fingerprint(root, a, video["video_id"]) != fp]
 
 
@@ -194,7 +195,7 @@ def refresh_reviews(root: DataRoot, instance, resources) -> None:
 
 
 def build(root: DataRoot, config: SourceConfig | None = None, sampling: str | None = None,
-          force: bool = False, detector: str | None = None) -> BuildReport:
+          force: bool = False, detector: str | None = None, pose_camera: str | None = None) -> BuildReport:
     """Scan sources, register partitions, materialize what changed, refresh the manifest."""
     from efhq_assets.definitions import defs
     from efhq_assets.defs.batch import MAX_PARTITIONS_PER_RUN
@@ -211,6 +212,11 @@ def build(root: DataRoot, config: SourceConfig | None = None, sampling: str | No
         ingest.save_settings(root, {**ingest.load_settings(root), "sampling": sampling})
     if detector is not None:
         ingest.save_settings(root, {**ingest.load_settings(root), "detector": detector})
+    if pose_camera is not None:
+        from efhq_assets.core.pose_annotations import parse_pose_camera
+
+        parse_pose_camera(pose_camera)  # validate before saving
+        ingest.save_settings(root, {**ingest.load_settings(root), "pose_camera": pose_camera})
     settings = ingest.load_settings(root)
     catalog = ingest.refresh_catalog(root)
     report = BuildReport(source_errors=len(catalog.errors))
@@ -241,7 +247,7 @@ def build(root: DataRoot, config: SourceConfig | None = None, sampling: str | No
         if force:
             return PER_VIDEO_ASSETS
         return tuple(stale_assets(root, catalog.video(key), catalog.clips_of(key), settings["sampling"],
-                                  resources["face_analysis"], with_errors))
+                                  resources["face_analysis"], with_errors, settings["pose_camera"]))
 
     pending: dict[str, tuple[str, ...]] = {}
     for key in keys:

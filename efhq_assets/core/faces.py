@@ -81,6 +81,12 @@ class FaceModels:
     def versions(self) -> dict:
         return {m.name: m.weights_sha256 for m in (self.detector, self.facemesh, self.dlib68) if m is not None}
 
+    def identity(self) -> dict:
+        """What decides the faces these models find: each backend's name, code version, weights and
+        settings. Part of the `face_detections` fingerprint, so changing any of them makes videos stale."""
+        return {m.name: [getattr(m, "version", ""), m.weights_sha256, m.config() if hasattr(m, "config") else {}]
+                for m in (self.detector, self.facemesh, self.dlib68) if m is not None}
+
 
 # FaceMesh points standing in for the detector's 5 landmarks on propagated faces (image-left first):
 # iris centres, nose tip, mouth corners.

@@ -209,7 +209,7 @@ def clip_windows(clips: list[dict]):
 # --------------------------------------------------------------------------- per-root settings
 
 SETTINGS_FILE = "settings.json"
-DEFAULT_SETTINGS = {"sampling": "all"}
+DEFAULT_SETTINGS = {"sampling": "all", "pose_camera": "frame"}
 
 
 def load_settings(root: DataRoot) -> dict:

@@ -237,6 +237,7 @@ def _procrustes_from_cov(H: torch.Tensor, xx: torch.Tensor):
 
 
 PERSPECTIVE_TOLERANCE = 1e-5
+PERSPECTIVE_TOLERANCE_FP16 = 1e-3
 
 
 def fit_pose(
@@ -284,17 +285,23 @@ def fit_pose(
         rel = lm - c[:, None]
         fit = _fit_weak(lm, ref, weights, iterations=iterations, device=dev, autocast=autocast, squeeze=False)
         shrink_before = torch.ones_like(lm[..., 0])
+        # fp16 matrix products (CUDA autocast) leave a ~1e-4 jitter between steps: stop at that level there
+        tolerance = PERSPECTIVE_TOLERANCE_FP16 if (autocast and dev.type == "cuda") else PERSPECTIVE_TOLERANCE
+        shrink = None
         for _ in range(perspective_iterations):
             # depth of each landmark relative to the fitted centre, in reference units, then pixels / f
             Xc = (fit.centre_weights[..., None] * ref[None]).sum(1)  # (B, 3)
             z = ((ref[None] - Xc[:, None]) @ torch.nan_to_num(fit.rotation)[:, 2][..., None])[..., 0]  # (B, N)
             shrink = 1.0 - torch.nan_to_num(fit.scale)[:, None] * z / f[:, None]
-            if (shrink - shrink_before).abs().max() < PERSPECTIVE_TOLERANCE:
+            if (shrink - shrink_before).abs().max() < tolerance:
                 break  # every face has converged (typically after 3-6 steps; faces far off-axis take more)
             shrink_before = shrink
-            # the pose moves little between these steps: a few depth-completion iterations suffice
+            # the pose moves little between these steps: a few depth-completion iterations suffice here...
             fit = _fit_weak(c[:, None] + rel * shrink[..., None], ref, weights, iterations=max(4, iterations // 4),
                             device=dev, autocast=autocast, squeeze=False)
+        if shrink is not None:  # ...and the final fit on the converged points gets the full count
+            fit = _fit_weak(c[:, None] + rel * shrink[..., None], ref, weights, iterations=iterations, device=dev,
+                            autocast=autocast, squeeze=False)
         fit = _relative_to_line_of_sight(fit, ref, f, c)
         if squeeze:
             fit = PoseFit(*(getattr(fit, name)[0] for name in PoseFit.__dataclass_fields__))
@@ -367,12 +374,17 @@ def _fit_weak(landmarks_2d, reference_3d, weights=None, *, iterations: int, devi
         q = torch.stack([lm[..., 0], -lm[..., 1]], dim=-1)
         qc = (w[..., None] * q).sum(1)  # (B, 2)
         q0 = q - qc[:, None]
+        # A face with < 4 valid points gets NaN at the end; keep its numbers finite on the way (a ~1e12
+        # normalisation would overflow fp16 under CUDA autocast and NaN the SVD of the whole batch).
+        fittable = n_valid >= 4
         sq = torch.sqrt((w * (q0 ** 2).sum(-1)).sum(-1)).clamp_min(1e-12)  # (B,)
-        q0 = q0 / sq[:, None, None]
+        sq = torch.where(fittable, sq, torch.ones_like(sq))
+        q0 = torch.where(valid[..., None], q0 / sq[:, None, None], torch.zeros_like(q0))
         Xc = w @ ref  # (B, 3)
         X0 = ref[None] - Xc[:, None]  # (B, N, 3)
         sX = torch.sqrt((w * (X0 ** 2).sum(-1)).sum(-1)).clamp_min(1e-12)
-        X0 = X0 / sX[:, None, None]
+        sX = torch.where(fittable, sX, torch.ones_like(sX))
+        X0 = torch.where(valid[..., None], X0 / sX[:, None, None], torch.zeros_like(X0))
 
         use_amp = autocast and dev.type == "cuda"
         with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=use_amp):

@@ -46,29 +46,44 @@ def face_reliabilities(results: dict[str, tuple]) -> dict[str, tuple]:
     return rel
 
 
-def pinhole_camera(width: float, height: float) -> tuple[float, float, float]:
-    """The camera assumed for a frame with no calibration: focal length = the longer side, principal
-    point at the centre (a ~53 deg horizontal field of view on a landscape frame, the usual guess for
-    phone and webcam video, and the one OpenCV's head-pose examples use)."""
-    return float(max(width, height)), width / 2.0, height / 2.0
+def pinhole_camera(width: float, height: float, focal_factor: float = 1.0) -> tuple[float, float, float]:
+    """The camera assumed for a frame with no calibration: focal length = ``focal_factor`` x the longer
+    side, principal point at the centre (factor 1: a ~53 deg horizontal field of view on a landscape
+    frame, the usual guess for phone and webcam video, and the one OpenCV's head-pose examples use)."""
+    return float(focal_factor * max(width, height)), width / 2.0, height / 2.0
 
 
-def pinhole_camera(width: float, height: float) -> tuple[float, float, float]:
-    """The camera assumed for a frame with no calibration: focal length = the longer side, principal
-    point at the centre (a ~53 deg horizontal field of view on a landscape frame, the usual guess for
-    phone and webcam video, and the one OpenCV's head-pose examples use)."""
-    return float(max(width, height)), width / 2.0, height / 2.0
+POSE_CAMERA_DEFAULT = "frame"
 
 
-def _cameras_of(landmark_rows: list[dict], present: list[int], cameras: dict | None):
-    """(focal (B,), principal (B, 2)) for the faces in ``present``, or None where any lacks a camera."""
-    if not cameras:
+def parse_pose_camera(setting: str) -> float | None:
+    """The `pose_camera` setting -> the focal length as a multiple of the frame's longer side, or None for
+    weak perspective.  ``frame`` (default): 1, the uncalibrated pinhole guess; ``weak``: no perspective
+    (right for videos that are already tight face crops, whose real focal length is several times the
+    crop: with f = the crop side a perspective fit reads yaw 30 as ~26 on such frames); ``f:K``: K x
+    the longer side (K > 0)."""
+    value = str(setting).strip().lower()
+    if value == "frame":
+        return 1.0
+    if value == "weak":
         return None
-    cams = [cameras.get((landmark_rows[i]["clip_id"], landmark_rows[i]["frame_index"])) for i in present]
-    if any(c is None for c in cams):
+    if value.startswith("f:"):
+        try:
+            factor = float(value[2:])
+        except ValueError:
+            factor = float("nan")
+        if factor > 0 and np.isfinite(factor):
+            return factor
+    raise ValueError(f"pose camera must be 'frame', 'weak' or 'f:K' with K > 0 (focal = K x the frame's longer "
+                     f"side), got {setting!r}")
+
+
+def video_camera(video: dict, setting: str = POSE_CAMERA_DEFAULT) -> tuple[float, float, float] | None:
+    """The camera `pose_rows` gets for a video row (its full frame's width and height), per the setting."""
+    factor = parse_pose_camera(setting)
+    if factor is None or not video.get("width") or not video.get("height"):
         return None
-    arr = np.asarray(cams, np.float64)
-    return arr[:, 0], arr[:, 1:3]
+    return pinhole_camera(video["width"], video["height"], factor)
 
 
 def pose_rows(landmark_rows: list[dict], estimator_names=("facemesh", "dlib68"), device=None,

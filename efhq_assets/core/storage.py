@@ -340,8 +340,17 @@ def _read_chunk(files: list[Path]):
     try:  # files lacking some columns
         frame = pl.scan_parquet(names, missing_columns="insert", include_file_paths=_SOURCE_COL).collect()
         return frame.rechunk().to_arrow(), False
-    except Exception:  # files from different code versions: align columns by name
-        frames = [pl.read_parquet(p).with_columns(pl.lit(str(p)).alias(_SOURCE_COL)) for p in files]
+    except Exception:  # files from different code versions, or one removed since the listing: one by one
+        frames = []
+        for p in files:
+            try:
+                frames.append(pl.read_parquet(p).with_columns(pl.lit(str(p)).alias(_SOURCE_COL)))
+            except FileNotFoundError:
+                # a run replaced or removed it after the listing: the next compaction sees its new state
+                # (absent, or a different size/mtime/inode than the one recorded now) and fixes its rows
+                continue
+        if not frames:
+            raise FileNotFoundError(f"every file of this chunk was removed during compaction: {names[0]}, ...")
         return pl.concat(frames, how="diagonal_relaxed").rechunk().to_arrow(), False
 
 

@@ -19,7 +19,9 @@ CODE_VERSION = "face_detections-2"
 
 
 def face_fingerprint(frames_fp: str | None, face_analysis: FaceAnalysis) -> str:
-    return ingest.fingerprint(frames_fp, face_analysis.model_dump(), CODE_VERSION)
+    # The loaded models' versions and settings count too (cached per process): a detector threshold or a
+    # landmarker crop change must redo the videos built before it, not only the new ones.
+    return ingest.fingerprint(frames_fp, face_analysis.model_dump(), face_analysis.models().identity(), CODE_VERSION)
 
 
 @dg.asset(

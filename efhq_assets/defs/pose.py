@@ -6,7 +6,7 @@ import polars as pl
 from efhq_assets.core import ingest
 from efhq_assets.core.checks import check_poses
 from efhq_assets.core.efhq_import import IMPORTED_ESTIMATORS, imported_pose_rows
-from efhq_assets.core.pose_annotations import pinhole_camera, pose_rows
+from efhq_assets.core.pose_annotations import POSE_CAMERA_DEFAULT, pose_rows, video_camera
 from efhq_assets.core.storage import empty_frame, read_rows, write_table
 
 from .batch import BACKFILL_POLICY, each_partition
@@ -14,12 +14,17 @@ from .faces import face_detections
 from .partitions import video_files
 from .resources import EfhqStorage
 
+def pose_camera_setting(root) -> str:
+    """`efhq build --pose-camera` (saved in the data root): how the pose fit models the camera."""
+    return ingest.load_settings(root).get("pose_camera", POSE_CAMERA_DEFAULT)
+
+
 CODE_VERSION = "pose_annotations-3"  # 3: perspective fit with the frame's pinhole camera; dlib68 dropped when turned
 ESTIMATORS = ("facemesh", "dlib68")
 
 
-def pose_fingerprint(faces_fp: str | None) -> str:
-    return ingest.fingerprint(faces_fp, ESTIMATORS, CODE_VERSION)
+def pose_fingerprint(faces_fp: str | None, pose_camera: str = POSE_CAMERA_DEFAULT) -> str:
+    return ingest.fingerprint(faces_fp, ESTIMATORS, CODE_VERSION, pose_camera)
 
 
 @dg.asset(
@@ -51,13 +56,13 @@ def _annotate_poses(context: dg.AssetExecutionContext, root, video_id: str) -> d
     else:
         estimators = ESTIMATORS
         video = (read_rows(root, "videos", video_id) or [{}])[0]
-        camera = pinhole_camera(video["width"], video["height"]) if video.get("width") and video.get("height") else None
-        rows = pose_rows(marks, ESTIMATORS, camera=camera)
+        rows = pose_rows(marks, ESTIMATORS, camera=video_camera(video, pose_camera_setting(root)))
     df = pl.DataFrame(rows, infer_schema_length=None) if rows else empty_frame("poses")
     write_table(root, "poses", video_id, df)
     versions = {r["estimator"]: r["weights_sha256"] for r in rows[:: max(len(marks), 1)]} if rows else {}
     ingest.record_lineage(root, "pose_annotations", video_id, CODE_VERSION, context.run_id,
-                          pose_fingerprint(ingest.lineage_fingerprint(root, "face_detections", video_id)), df.height,
+                          pose_fingerprint(ingest.lineage_fingerprint(root, "face_detections", video_id),
+                                           pose_camera_setting(root)), df.height,
                           versions)
     combined = df.filter(pl.col("estimator") == "combined") if df.height else df
     metadata = {"faces": len(marks), "rows": df.height, "dagster/row_count": df.height}

@@ -48,3 +48,16 @@ def test_analyse_video_on_a_real_face_with_a_crop(tmp_path, models):
     assert all(len(m["lmk478"]) == 478 * 2 and len(m["lmk68"]) == 136 for m in marks)
     lmk68 = np.array(marks[0]["lmk68"]).reshape(68, 2)
     assert faces[0]["x1"] - 10 < lmk68[:, 0].mean() < faces[0]["x2"] + 10
+
+
+def test_model_identity_changes_with_settings_and_versions(models, monkeypatch):
+    """The face fingerprint includes each backend's version and settings: a threshold change redoes videos."""
+    from efhq_assets.core.models.mtcnn import MtcnnDetector
+
+    base = models.identity()
+    assert set(base) == {"mtcnn", "facemesh", "dlib68"}
+    assert base["mtcnn"][2]["thresholds"] == list(models.detector.thresholds)
+    other = FaceModels(MtcnnDetector(thresholds=(0.6, 0.7, 0.7)), models.facemesh, models.dlib68).identity()
+    assert other["mtcnn"] != base["mtcnn"] and other["facemesh"] == base["facemesh"]
+    monkeypatch.setattr(type(models.facemesh), "version", "another-version")
+    assert models.identity()["facemesh"] != base["facemesh"]

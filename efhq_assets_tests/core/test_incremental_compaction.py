@@ -280,3 +280,17 @@ def test_an_unreadable_manifest_is_rebuilt(tmp_path):
     assert stats["mode"] == "full" and "could not be opened" in stats["reason"]
     assert query(root, "select count(*) from faces")[1] == [(3,)]
     assert compact_manifest(root)["mode"] == "incremental"
+
+
+def test_a_file_removed_after_the_listing_is_skipped(tmp_path):
+    """A run may remove or replace a table file while the manifest compacts: its rows are left out now and
+    the next compaction, seeing the file's new state, puts things right."""
+    import polars as pl
+
+    from efhq_assets.core.storage import _read_chunk
+
+    a, b = tmp_path / "a.parquet", tmp_path / "b.parquet"
+    pl.DataFrame({"video_id": ["a"], "x": [1]}).write_parquet(a)
+    pl.DataFrame({"video_id": ["b"], "x": [2]}).write_parquet(b)
+    chunk, uniform = _read_chunk([a, tmp_path / "gone.parquet", b])
+    assert chunk.column("video_id").to_pylist() == ["a", "b"] and uniform is False

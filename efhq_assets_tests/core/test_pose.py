@@ -570,3 +570,29 @@ def test_perspective_angles_are_relative_to_the_line_of_sight():
     # seen along its ray the face is turned away from the camera: its nose points right of and above
     # the way back to the camera (yaw > 0, pitch > 0), by about the ray's angles (37 and 17 deg here)
     assert 30 < parallel.yaw.item() < 45 and 10 < parallel.pitch.item() < 25
+
+
+def test_unfittable_faces_leave_the_rest_of_a_perspective_batch_alone():
+    ref = F.facemesh_reference()[:468]
+    ang = np.array([[30.0, 10.0, -5.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [-45.0, -10.0, 20.0]])
+    lm = _pinhole(ref, ang, 800.0, (400.0, 300.0), 3.0).astype(np.float32)
+    lm[1] = np.nan  # no landmark at all
+    lm[2, 1:] = np.nan  # a single one
+    fit = P.fit_pose(lm, ref, device="cpu", focal_px=800.0, principal_point=(400.0, 300.0))
+    assert np.isnan(fit.yaw.numpy()[1:3]).all() and np.isnan(fit.rotation.numpy()[1:3]).all()
+    np.testing.assert_allclose(fit.yaw.numpy()[[0, 3]], ang[[0, 3], 0], atol=0.05)
+    np.testing.assert_allclose(fit.roll.numpy()[[0, 3]], ang[[0, 3], 2], atol=0.05)
+
+
+def test_pose_camera_setting():
+    from efhq_assets.core.pose_annotations import parse_pose_camera, video_camera
+
+    assert parse_pose_camera("frame") == 1.0 and parse_pose_camera("weak") is None
+    assert parse_pose_camera("f:3") == 3.0 and parse_pose_camera(" F:2.5 ") == 2.5
+    for bad in ("f:0", "f:-1", "f:x", "pinhole", "f:nan"):
+        with pytest.raises(ValueError, match="pose camera"):
+            parse_pose_camera(bad)
+    video = {"width": 1920, "height": 1080}
+    assert video_camera(video) == (1920.0, 960.0, 540.0)
+    assert video_camera(video, "f:2") == (3840.0, 960.0, 540.0)
+    assert video_camera(video, "weak") is None and video_camera({"width": None, "height": 5}) is None

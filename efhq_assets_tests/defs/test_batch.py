@@ -163,3 +163,29 @@ def test_a_failed_blocking_check_fails_that_video_and_the_others_finish_in_a_sec
     ranged = [r.dagster_run for r in instance.get_run_records()
               if r.dagster_run.tags.get("dagster/asset_partition_range_start")]
     assert len(ranged) == 1  # the first run; then a and c (not contiguous any more) one run each
+
+
+def test_face_fingerprint_follows_the_loaded_models(monkeypatch):
+    """Changing a detector threshold or a landmarker's version makes every video's faces stale."""
+    from efhq_assets.core.faces import FaceModels
+    from efhq_assets.defs.faces import face_fingerprint
+    from efhq_assets.defs.resources import FaceAnalysis
+
+    analysis = FaceAnalysis()
+    before = face_fingerprint("frames-fp", analysis)
+    assert face_fingerprint("frames-fp", analysis) == before
+    monkeypatch.setattr(FaceModels, "identity", lambda self: {"mtcnn": ["another version", "", {}]})
+    assert face_fingerprint("frames-fp", analysis) != before
+
+
+def test_pose_camera_setting_marks_only_poses_and_below_stale(tmp_path):
+    from efhq_assets.core.storage import DataRoot
+    from efhq_assets.defs.resources import FaceAnalysis
+    from efhq_assets.runner import expected_fingerprints
+
+    root = DataRoot(tmp_path / "root").ensure()
+    video = {"video_id": "v", "path": "v.mp4", "sha256": "0" * 64, "size_bytes": 1}
+    a = expected_fingerprints(root, video, [], "all", FaceAnalysis())
+    b = expected_fingerprints(root, video, [], "all", FaceAnalysis(), pose_camera="weak")
+    changed = {k for k in a if a[k] != b[k]}
+    assert changed == {"pose_annotations", "pose_bins"}
