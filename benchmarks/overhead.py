@@ -21,14 +21,13 @@ interpreter start, imports and model loading):
   (ingest.decode_frames) -> analyse_video -> pose_rows -> score_video -> bin_rows -> track_embedding_rows,
   writing the same tables (and lineage rows) with write_table. Then what the build's unpartitioned run
   materializes (runner.UNPARTITIONED_ASSETS), each with the functions its asset body calls, on the same
-  inputs: face_identities (core.identities.assign_identities), dataset_card (core.card.render_card),
+  inputs: face_identities (defs.identities.update_identities), dataset_card (core.card.render_card),
   split_gan / split_eg3d / split_t2i / split_reenactment (defs.tasks.candidates, then core.tasks' select_*
-  and reenactment_rows, write_split_table), verification_pairs (sample_verification_faces,
-  render_verification_images, make_pairs + write_pairs_tsv per protocol, save_render_index),
+  and reenactment_rows, write_split_table), verification_pairs (defs.tasks.write_verification_pairs),
   verification_report (core.tasks.metrics.pair_scores over embed_aligned, verification_report_rows), and
   the manifest (compact_manifest). Each step is timed (loop.unpartitioned_step_s). The plain helpers it
-  takes from defs/ (track_embedding_rows, score_video, candidates, render_verification_images,
-  embed_aligned, ...) are functions, not assets: nothing of Dagster runs in the loop. Left out: the
+  takes from defs/ (track_embedding_rows, score_video, update_identities, candidates,
+  write_verification_pairs, embed_aligned, ...) are functions, not assets: nothing of Dagster runs in the loop. Left out: the
   asset checks' one-line filters and the UI metadata (microseconds), and the training exports, which
   builds do not render (exports_in_build is false in a fresh data root).
 - a second `efhq build` on A with nothing changed (the up-to-date check).
@@ -103,7 +102,6 @@ def make_clips(folder: Path, n_clips: int, n_frames: int, seed: int = 0, prefix:
 def loop_only(videos: Path, data_root: Path) -> dict:
     """The per-video chain without Dagster (runs in its own process: `--loop-only`)."""
     t_imports = time.perf_counter()
-    import numpy as np
     import polars as pl
 
     from efhq_assets.core import card
@@ -112,26 +110,22 @@ def loop_only(videos: Path, data_root: Path) -> dict:
     from efhq_assets.core.bins import bin_rows
     from efhq_assets.core.embedding_cache import cache_path
     from efhq_assets.core.faces import analyse_video
-    from efhq_assets.core.pose_annotations import pinhole_camera, pose_rows
+    from efhq_assets.core.pose_annotations import pose_rows, video_camera
     from efhq_assets.core.sources import Sha256Cache, SourceConfig
-    from efhq_assets.core.storage import (DataRoot, compact_manifest, empty_frame, read_rows, read_table_files,
-                                          write_table)
+    from efhq_assets.core.storage import DataRoot, compact_manifest, empty_frame, read_rows, write_table
     from efhq_assets.core.tasks.eg3d import SPLIT_EG3D_COLUMNS, select_eg3d
     from efhq_assets.core.tasks.gan import SPLIT_GAN_COLUMNS, select_gan
     from efhq_assets.core.tasks.metrics import VERIFICATION_REPORT_COLUMNS, pair_scores, verification_report_rows
     from efhq_assets.core.tasks.reenactment import SPLIT_REENACTMENT_COLUMNS, reenactment_rows
     from efhq_assets.core.tasks.t2i import SPLIT_T2I_COLUMNS, select_t2i
-    from efhq_assets.core.tasks.verification import (PROTOCOLS, VERIFICATION_PAIRS_COLUMNS, make_pairs,
-                                                     sample_verification_faces, write_pairs_tsv)
     # plain functions and constants (their modules import dagster; nothing of it runs here)
     from efhq_assets.defs.card import THUMBS_PER_BIN
-    from efhq_assets.defs.identities import _embedder, track_embedding_rows
+    from efhq_assets.defs.identities import _embedder, track_embedding_rows, update_identities
     from efhq_assets.defs.pose import ESTIMATORS
     from efhq_assets.defs.quality import score_video
     from efhq_assets.defs.resources import FaceAnalysis
     from efhq_assets.defs.tasks import (_verification_embedder, candidates, embed_aligned, exports_in_build,
-                                        render_verification_images, save_render_index, swapped_dir,
-                                        write_split_table)
+                                        write_split_table, write_verification_pairs)
 
     out: dict = {"import_s": round(time.perf_counter() - t_imports, 2)}
     t0 = time.perf_counter()
@@ -186,8 +180,7 @@ def loop_only(videos: Path, data_root: Path) -> dict:
         write_table(root, "landmarks", key, frame(marks, "landmarks"))
         lineage("face_detections", key, len(faces))
         mark("analyse")
-        camera = pinhole_camera(v["width"], v["height"]) if v.get("width") and v.get("height") else None
-        poses = pose_rows(marks, ESTIMATORS, camera=camera)  # as defs/pose.py: the frame's pinhole guess
+        poses = pose_rows(marks, ESTIMATORS, camera=video_camera(v))  # as defs/pose.py with the default setting
         write_table(root, "poses", key, frame(poses, "poses"))
         lineage("pose_annotations", key, len(poses))
         mark("pose")
@@ -216,24 +209,8 @@ def loop_only(videos: Path, data_root: Path) -> dict:
     def done(step, t_start):
         step_s[step] = round(time.perf_counter() - t_start, 3)
 
-    def read_all(table):
-        df = read_table_files(root, table)
-        return df.to_dicts() if df is not None else []
-
     t0 = time.perf_counter()  # face_identities
-    tracks = [ident.TrackEmb(r["video_id"], int(r["track_id"]), r["source_id"], np.asarray(r["embedding"], np.float32),
-                             int(r["n_faces"])) for r in read_all("track_embeddings")]
-    existing = [ident.IdentityRow(r["video_id"], int(r["track_id"]), r["identity_id"], r["source_id"],
-                                  int(r["n_faces"]), r["method"], r["distance_to_centroid"])
-                for r in read_all("identities")]
-    old_merges = [ident.MergeRow(r["identity_id"], r["merged_into"], r["reason"]) for r in read_all("identity_merges")]
-    rows, merges = ident.assign_identities(tracks, existing, existing_merges=old_merges)
-    df = pl.DataFrame([r._asdict() for r in rows], infer_schema_length=None) if rows else empty_frame("identities")
-    for vid, part in (df.partition_by("video_id", as_dict=True).items() if df.height else []):
-        write_table(root, "identities", vid[0], part.sort("track_id"))
-    all_merges = old_merges + list(merges)
-    write_table(root, "identity_merges", "all", pl.DataFrame([m._asdict() for m in all_merges], infer_schema_length=None)
-                if all_merges else empty_frame("identity_merges"))
+    df, _ = update_identities(root)
     lineage("face_identities", "all", df.height, {"method": ident.method_name()})
     done("face_identities", t0)
 
@@ -254,24 +231,14 @@ def loop_only(videos: Path, data_root: Path) -> dict:
         done(table, t0)
 
     t0 = time.perf_counter()  # verification_pairs
-    n_pairs = int(ingest.load_settings(root).get("verification_pairs_per_protocol", 20_000))
-    samples = sample_verification_faces(candidates(root))
-    target = root.tasks / "verification"
-    pair_rows: list[dict] = []
-    with swapped_dir(target) as tmp:
-        renders = render_verification_images(root, samples, target, tmp)
-        for protocol in PROTOCOLS:
-            pairs = make_pairs(samples, protocol, n_pairs)
-            write_pairs_tsv(pairs, tmp / f"{protocol}_pairs.txt")
-            pair_rows.extend(pairs)
-    save_render_index(root, renders)
-    df = write_split_table(root, "verification_pairs", pair_rows, VERIFICATION_PAIRS_COLUMNS)
+    df, _ = write_verification_pairs(root)
     lineage("verification_pairs", "all", df.height)
     done("verification_pairs", t0)
 
     t0 = time.perf_counter()  # verification_report
     pairs = read_rows(root, "verification_pairs", "all")
-    model, scores = pair_scores(pairs, lambda paths: embed_aligned([target / p for p in paths],
+    images = root.tasks / "verification"
+    model, scores = pair_scores(pairs, lambda paths: embed_aligned([images / p for p in paths],
                                                                   cache_path(root, "verification_embeddings")))
     report = verification_report_rows(pairs, scores, model) if pairs else []
     df = write_split_table(root, "verification_report", report, VERIFICATION_REPORT_COLUMNS)

@@ -100,6 +100,21 @@ def read_all(root, table: str) -> list[dict]:
 )
 def face_identities(context: dg.AssetExecutionContext, storage: EfhqStorage) -> dg.MaterializeResult:
     root = storage.root()
+    df, merges = update_identities(root)
+    ingest.record_lineage(root, "face_identities", "all", IDENTITIES_CODE_VERSION, context.run_id, "", df.height,
+                          {"method": ident.method_name()})
+    return dg.MaterializeResult(metadata={
+        "tracks": df.height,
+        "identities": df["identity_id"].n_unique() if df.height else 0,
+        "sources": df["source_id"].n_unique() if df.height else 0,
+        "new_merges": len(merges),
+        "method": ident.method_name(),
+    })
+
+
+def update_identities(root) -> tuple[pl.DataFrame, list]:
+    """Assign identities to every track (existing ids kept), write `identities` per video and
+    `identity_merges`; returns (the identities rows, the merges new in this call)."""
     tracks = [ident.TrackEmb(r["video_id"], int(r["track_id"]), r["source_id"], np.asarray(r["embedding"], np.float32),
                              int(r["n_faces"])) for r in read_all(root, "track_embeddings")]
     existing = [ident.IdentityRow(r["video_id"], int(r["track_id"]), r["identity_id"], r["source_id"],
@@ -113,12 +128,4 @@ def face_identities(context: dg.AssetExecutionContext, storage: EfhqStorage) -> 
     all_merges = old_merges + list(merges)
     write_table(root, "identity_merges", "all", pl.DataFrame([m._asdict() for m in all_merges], infer_schema_length=None)
                 if all_merges else empty_frame("identity_merges"))
-    ingest.record_lineage(root, "face_identities", "all", IDENTITIES_CODE_VERSION, context.run_id, "", df.height,
-                          {"method": ident.method_name()})
-    return dg.MaterializeResult(metadata={
-        "tracks": df.height,
-        "identities": df["identity_id"].n_unique() if df.height else 0,
-        "sources": df["source_id"].n_unique() if df.height else 0,
-        "new_merges": len(merges),
-        "method": ident.method_name(),
-    })
+    return df, list(merges)

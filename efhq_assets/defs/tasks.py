@@ -286,15 +286,12 @@ def _frame_size(root: DataRoot, video_id: str) -> tuple[int, int]:
     return int(v["width"]), int(v["height"])
 
 
-@_asset("verification_pairs", "Cross-view verification benchmark: ArcFace 112x112 alignment, up to 50 frontal and 100 "
-        "per non-frontal bin per identity, seeded degradations, f2f/f2p/p2p lists (half genuine, half impostor, no "
-        "duplicates; identities from face_identities). Exported as path1<TAB>path2<TAB>issame TSVs plus the images.",
-        check_specs=[dg.AssetCheckSpec("impostors_never_one_identity", asset="verification_pairs", blocking=True)])
-def verification_pairs(context: dg.AssetExecutionContext, storage: EfhqStorage) -> dg.MaterializeResult:
+def write_verification_pairs(root: DataRoot) -> tuple[pl.DataFrame, int]:
+    """Render the benchmark images into tasks/verification (swapped in whole), write the f2f/f2p/p2p pair
+    lists and the `verification_pairs` table; returns (its rows, the number of images)."""
     from efhq_assets.core.tasks.verification import (PROTOCOLS, VERIFICATION_PAIRS_COLUMNS, make_pairs,
                                                      sample_verification_faces, write_pairs_tsv)
 
-    root = storage.root()
     n_pairs = int(ingest.load_settings(root).get("verification_pairs_per_protocol", 20_000))
     samples = sample_verification_faces(candidates(root))
     target = root.tasks / "verification"
@@ -306,11 +303,21 @@ def verification_pairs(context: dg.AssetExecutionContext, storage: EfhqStorage) 
             write_pairs_tsv(pairs, tmp / f"{protocol}_pairs.txt")
             rows.extend(pairs)
     save_render_index(root, renders)
-    df = write_split_table(root, "verification_pairs", rows, VERIFICATION_PAIRS_COLUMNS)
+    return write_split_table(root, "verification_pairs", rows, VERIFICATION_PAIRS_COLUMNS), len(samples)
+
+
+@_asset("verification_pairs", "Cross-view verification benchmark: ArcFace 112x112 alignment, up to 50 frontal and 100 "
+        "per non-frontal bin per identity, seeded degradations, f2f/f2p/p2p lists (half genuine, half impostor, no "
+        "duplicates; identities from face_identities). Exported as path1<TAB>path2<TAB>issame TSVs plus the images.",
+        check_specs=[dg.AssetCheckSpec("impostors_never_one_identity", asset="verification_pairs", blocking=True)])
+def verification_pairs(context: dg.AssetExecutionContext, storage: EfhqStorage) -> dg.MaterializeResult:
+    root = storage.root()
+    df, n_images = write_verification_pairs(root)
     bad = df.filter(~pl.col("issame") & (pl.col("identity1") == pl.col("identity2"))).height if df.height else 0
     ingest.record_lineage(root, "verification_pairs", "all", CODE_VERSION, context.run_id, "", df.height)
     return dg.MaterializeResult(
-        metadata={"pairs": df.height, "images": len(samples), "export": dg.MetadataValue.path(str(target)),
+        metadata={"pairs": df.height, "images": n_images,
+                  "export": dg.MetadataValue.path(str(root.tasks / "verification")),
                   "by_protocol": _counts_md(df, "protocol", "issame"), "dagster/row_count": df.height},
         check_results=[dg.AssetCheckResult(check_name="impostors_never_one_identity", passed=bad == 0,
                                            metadata={"impostor_pairs_sharing_identity": bad})])
