@@ -18,6 +18,8 @@ Per video, `each_partition` keeps what one run per video gave:
 
 from __future__ import annotations
 
+import sys
+import time
 import traceback
 import warnings
 from collections.abc import Callable, Iterator
@@ -92,6 +94,7 @@ def each_partition(context: dg.AssetExecutionContext, root: DataRoot,
 
     results: dict[str, dg.MaterializeResult] = {}
     raised: dict[str, str] = {}
+    progress = _Progress(asset, len(keys))
     for key in keys:
         try:
             result = one(key)
@@ -100,6 +103,8 @@ def each_partition(context: dg.AssetExecutionContext, root: DataRoot,
             context.log.error(f"{key}: {raised[key]}\n" + ("" if isinstance(exc, dg.Failure)
                                                            else traceback.format_exc()))
             continue
+        finally:
+            progress.step()
         results[key] = result
         bad = _failed_checks(result)
         if bad:
@@ -119,6 +124,25 @@ def each_partition(context: dg.AssetExecutionContext, root: DataRoot,
     raise dg.Failure(description=f"{len(raised)} of {len(keys)} videos failed in {asset}: "
                                  + "; ".join(f"{k}: {m}" for k, m in list(raised.items())[:10]),
                      allow_retries=False)
+
+
+class _Progress:
+    """A long multi-video step says how far it is: a stderr line at most every 10 s and one at the end (the
+    per-video lines of `efhq build` only come once the whole run is done)."""
+
+    EVERY_S = 10.0
+
+    def __init__(self, asset: str, total: int):
+        self.asset, self.total, self.done = asset, total, 0
+        self.started = self.last = time.perf_counter()
+
+    def step(self) -> None:
+        self.done += 1
+        now = time.perf_counter()
+        if self.done == self.total or now - self.last >= self.EVERY_S:
+            self.last = now
+            print(f"    {self.asset}: {self.done}/{self.total} videos ({now - self.started:.1f} s)",
+                  file=sys.stderr, flush=True)
 
 
 def _failed_checks(result: dg.MaterializeResult) -> list[str]:

@@ -189,3 +189,19 @@ def test_pose_camera_setting_marks_only_poses_and_below_stale(tmp_path):
     b = expected_fingerprints(root, video, [], "all", FaceAnalysis(), pose_camera="weak")
     changed = {k for k in a if a[k] != b[k]}
     assert changed == {"pose_annotations", "pose_bins"}
+
+
+def test_multi_video_steps_report_progress(capsys, monkeypatch):
+    from efhq_assets.defs import batch
+
+    monkeypatch.setattr(batch._Progress, "EVERY_S", 0.0)  # every video, so the test need not wait 10 s
+    progress = batch._Progress("face_detections", 3)
+    for _ in range(3):
+        progress.step()
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(" (")[0].strip() for line in lines] == [f"face_detections: {i}/3 videos" for i in (1, 2, 3)]
+    monkeypatch.setattr(batch._Progress, "EVERY_S", 3600.0)  # quiet in between: only the last one
+    progress = batch._Progress("pose_annotations", 2)
+    progress.step()
+    progress.step()
+    assert capsys.readouterr().err.strip().startswith("pose_annotations: 2/2 videos")
