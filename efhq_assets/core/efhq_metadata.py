@@ -105,7 +105,16 @@ __all__ = [
     "REQUIRED_COLUMNS",
     "OPTIONAL_COLUMNS",
     "POSEANH_SIGNS",
-    "MHP_SIGNS",
+    "MHP_CONVENTION",
+    "CLIP_COLUMNS",
+    "efhq_metadata_files",
+    "read_efhq_metadata_source",
+    "efhq_timestr",
+    "efhq_seconds",
+    "celebv_efhq_first_frame",
+    "sign_agreement",
+    "efhq_name",
+    "rescale_coordinates",
     "read_efhq_metadata",
     "file_frame_index",
     "celebv_first_frame",
@@ -113,16 +122,27 @@ __all__ = [
     "from_clip_coordinates",
 ]
 
-REQUIRED_COLUMNS = ("frameid", "x1", "y1", "x2", "y2", "lmks5pts", "video_id")
+REQUIRED_COLUMNS = ("frameid", "x1", "y1", "x2", "y2", "lmks5pts")
+#: Columns naming the clip of a row, first found wins. EFHQ's per-clip CSVs have none (the file is
+#: named by the clip id); only VFHQ's ``combine-multiid`` step adds ``video_id``.
+CLIP_COLUMNS = ("video_id", "clip_id", "clip")
 ANGLE_COLUMNS = tuple(f"{e}_{a}" for e in ("synergy", "poseanh", "mhp") for a in ("yaw", "pitch", "roll"))
 BIN_COLUMNS = ("synergy_bin", "poseanh_bin", "mhp_bin", "hardbin", "softbin", "smallbin")
-OPTIONAL_COLUMNS = ("idx", "iqa", *ANGLE_COLUMNS, "lmks68pts", *BIN_COLUMNS, "user_id", "aligned_path", "lmk_68pts")
+OPTIONAL_COLUMNS = ("idx", "iqa", *ANGLE_COLUMNS, "lmks68pts", *BIN_COLUMNS, "user_id", "aligned_path", "lmk_68pts",
+                    *CLIP_COLUMNS)
 
-# Per-axis (yaw, pitch, roll) multipliers from the published angles to the project convention
-# (see the module docstring). Flip one entry if evidence about the closed FacePoseNet or about
-# DirectMHP's decomposition disagrees.
-POSEANH_SIGNS: tuple[float, float, float] = (1.0, 1.0, 1.0)
-MHP_SIGNS: tuple[float, float, float] = (1.0, 1.0, 1.0)
+# Per-axis (yaw, pitch, roll) multipliers from FacePoseNet's published angles to the project
+# convention. FacePoseNet is closed; the only upstream evidence is EFHQ's review tool
+# (2_merging/pose_grid.py), which votes over ``-synergy_yaw`` with ``poseanh_yaw`` and over
+# ``-synergy_pitch`` with ``poseanh_pitch``: FacePoseNet's yaw and pitch are SynergyNet's negated.
+# SynergyNet's raw yaw is minus the project's and its raw pitch is the project's, hence (+1, -1).
+# Roll is never used by EFHQ: assumed the project's.
+POSEANH_SIGNS: tuple[float, float, float] = (1.0, -1.0, 1.0)
+# DirectMHP is NOT a sign multiplier: its labels are 300W-LP's angles (exps/convert_coco_style_*:
+# Pose_Para unchanged; exps/AGORA/data_process_hpe.py negates AGORA's yaw and roll to match, drawn
+# with HopeNet's draw_axis), converted exactly by published_angles.w300lp_angles_to_project.
+# For a pure turn its yaw is SynergyNet's raw sign (minus the project's); pitch is the project's.
+MHP_CONVENTION = "300W-LP"
 
 _NULLS = {"", "none", "nan", "null", "na", "n/a"}
 _EPS = 1e-6  # same epsilon as sources.seconds_to_frames
@@ -136,14 +156,54 @@ class EfhqMetadataError(ValueError):
 # ---------------------------------------------------------------------------------- reading
 
 
-def read_efhq_metadata(path: str | os.PathLike, *, warnings_out: list[str] | None = None) -> list[dict[str, Any]]:
+_CELEBV_CLIP = re.compile(r"^[A-Za-z0-9_-]{11}_\d+$")  # <11-char YouTube id>_<n>
+
+
+def _clip_id_from_name(path: Path) -> str | None:
+    """A clip id from a per-clip CSV's name (EFHQ writes ``<clip id>.csv``), else None."""
+    stem = path.stem
+    try:
+        return parse_vfhq_clip_name(stem).name
+    except InvalidIdError:
+        pass
+    return stem if _CELEBV_CLIP.match(stem) else None
+
+
+def efhq_metadata_files(path: str | os.PathLike) -> list[Path]:
+    """The CSV files of ``--efhq-metadata PATH``: the file itself, or every ``*.csv`` under a folder
+    (recursive, sorted: EFHQ's review writes ``4_binned_edited/<bin>/<id>.csv``)."""
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*.csv") if p.is_file() and not p.name.startswith("."))
+        if not files:
+            raise EfhqMetadataError(f"{path}: folder holds no .csv file (EFHQ metadata expected)")
+        return files
+    raise EfhqMetadataError(f"EFHQ metadata file not found: {path}")
+
+
+def read_efhq_metadata_source(path: str | os.PathLike, *,
+                              warnings_out: list[str] | None = None) -> list[tuple[Path, list[dict[str, Any]]]]:
+    """(file, rows) for each CSV of a file or folder (:func:`efhq_metadata_files`)."""
+    return [(f, read_efhq_metadata(f, warnings_out=warnings_out)) for f in efhq_metadata_files(path)]
+
+
+def read_efhq_metadata(path: str | os.PathLike, *, clip_id: str | None = None,
+                       warnings_out: list[str] | None = None) -> list[dict[str, Any]]:
     """Read one EFHQ per-frame metadata CSV into normalized rows (see the module docstring).
 
-    Row keys: ``video_id, dataset ('vfhq'|'celebv'), youtube_id, user_id, frameid (str, as in the
-    file), face_idx (int|None), box (x1, y1, x2, y2) floats, lmk5 (5, 2) float64, lmk68 (68, 3)
-    float64 | None, angles {'synergy'|'poseanh'|'mhp': (yaw, pitch, roll) project degrees |
-    None}, angles_raw (same keys, as published), bins {column: str | None}, iqa float | None,
-    aligned_path str | None, coordinates ('source'|'aligned'), line (1-based line in the file)``.
+    The clip of a row is its ``video_id`` / ``clip_id`` / ``clip`` column (a combined file), else
+    the first folder of ``aligned_path`` (``<clip>/<frameid>_<faceid>.png``), else ``clip_id``, else
+    the file's name when it is a clip id: EFHQ's scripts write one CSV per clip named
+    ``<clip id>.csv`` with no clip column (``M2Ohb0FAaJU_1.csv``, ``Clip+<ytid>+P0+C1+F5-90.csv``).
+
+    Row keys: ``video_id`` (the clip id), ``dataset ('vfhq'|'celebv')``, ``youtube_id, user_id,
+    frameid (str, as in the file), face_idx (int|None), box (x1, y1, x2, y2) floats, lmk5 (5, 2)
+    float64, lmk68 (68, 3) float64 | None, angles {'synergy'|'poseanh'|'mhp': (yaw, pitch, roll)
+    project degrees | None}, angles_raw (same keys, as published), bins {column: str | None}
+    (as published: EFHQ's names, see :func:`efhq_name`), iqa float | None, aligned_path str |
+    None, coordinates ('source'|'aligned'), line (1-based line in the file)``.
 
     Unknown columns are ignored; one message per unknown column is appended to
     ``warnings_out`` (when given) and logged. Missing required columns or a malformed row raise
@@ -162,6 +222,10 @@ def read_efhq_metadata(path: str | os.PathLike, *, warnings_out: list[str] | Non
             raise EfhqMetadataError(f"{path}: empty file, expected a CSV header") from None
         header = [h.strip() for h in header]
         missing = [c for c in REQUIRED_COLUMNS if c not in header]
+        clip_column = next((c for c in CLIP_COLUMNS if c in header), None)
+        file_clip = clip_id or _clip_id_from_name(path)
+        if clip_column is None and file_clip is None and "aligned_path" not in header:
+            missing.append("video_id (or a file named by its clip id, e.g. M2Ohb0FAaJU_1.csv)")
         if missing:
             raise EfhqMetadataError(
                 f"{path}: missing required column(s) {', '.join(missing)} "
@@ -180,8 +244,15 @@ def read_efhq_metadata(path: str | os.PathLike, *, warnings_out: list[str] | Non
                 raise EfhqMetadataError(
                     f"{path}, line {line}: {len(record)} fields, the header has {len(header)}"
                 )
+            raw = {n: record[i] for n, i in col.items()}
             try:
-                rows.append(_parse_row({n: record[i] for n, i in col.items()}, line))
+                clip = _text(raw, clip_column) if clip_column else None
+                if clip is None and _text(raw, "aligned_path"):
+                    clip = _text(raw, "aligned_path").replace("\\", "/").split("/")[0]
+                clip = clip or file_clip
+                if clip is None:
+                    raise ValueError("no clip id (empty clip column, and the file is not named by a clip id)")
+                rows.append(_parse_row(raw, clip, line))
             except (ValueError, InvalidIdError) as err:
                 raise EfhqMetadataError(f"{path}, line {line}: {err}") from None
     _convert_angles(rows)
@@ -192,8 +263,8 @@ def read_efhq_metadata(path: str | os.PathLike, *, warnings_out: list[str] | Non
     return rows
 
 
-def _parse_row(raw: Mapping[str, str], line: int) -> dict[str, Any]:
-    video_id = validate_annotation_id(raw["video_id"].strip(), "video_id")
+def _parse_row(raw: Mapping[str, str], clip: str, line: int) -> dict[str, Any]:
+    video_id = validate_annotation_id(clip.strip(), "video_id")
     try:
         clip = parse_vfhq_clip_name(video_id)
         dataset, youtube_id = "vfhq", clip.youtube_id
@@ -273,20 +344,73 @@ def _json_array(raw: Mapping[str, str], name: str, size: int, required: bool) ->
 
 
 def _convert_angles(rows: list[dict[str, Any]]) -> None:
-    """Fill ``row['angles']``: SynergyNet in one batched exact conversion, the others by sign."""
+    """Fill ``row['angles']``: SynergyNet and DirectMHP each in one batched exact conversion through a
+    rotation matrix, FacePoseNet by per-axis signs (its decomposition is unknown)."""
+    from .models.published_angles import synergynet_angles_to_project, w300lp_angles_to_project
+
+    for r in rows:
+        r["angles"] = {"synergy": None, "poseanh": None, "mhp": None}
     syn = [r for r in rows if r["angles_raw"]["synergy"] is not None]
     if syn:
-        from .models.published_angles import synergynet_angles_to_project
-
         ypr = np.asarray([r["angles_raw"]["synergy"] for r in syn], dtype=np.float64)
         out = synergynet_angles_to_project(ypr[:, 0], ypr[:, 1], ypr[:, 2]).numpy()
         for r, a in zip(syn, out):
             r["angles"]["synergy"] = tuple(float(v) for v in a)
+    mhp = [r for r in rows if r["angles_raw"]["mhp"] is not None]
+    if mhp:
+        ypr = np.asarray([r["angles_raw"]["mhp"] for r in mhp], dtype=np.float64)
+        out = w300lp_angles_to_project(ypr[:, 1], ypr[:, 0], ypr[:, 2]).numpy()
+        for r, a in zip(mhp, out):
+            r["angles"]["mhp"] = tuple(float(v) for v in a)
     for r in rows:
-        r["angles"].setdefault("synergy", None)
-        for est, signs in (("poseanh", POSEANH_SIGNS), ("mhp", MHP_SIGNS)):
-            raw = r["angles_raw"][est]
-            r["angles"][est] = None if raw is None else tuple(s * v for s, v in zip(signs, raw))
+        raw = r["angles_raw"]["poseanh"]
+        r["angles"]["poseanh"] = None if raw is None else tuple(s * v for s, v in zip(POSEANH_SIGNS, raw))
+
+
+def sign_agreement(rows: Sequence[Mapping[str, Any]], min_abs_yaw: float = 45.0) -> dict[str, dict[str, float]]:
+    """How often two estimators' converted yaws have the same sign, on faces where either reads
+    |yaw| > ``min_abs_yaw`` (a left/right profile). ``{"synergy~mhp": {"n": rows, "agree": fraction}}``
+    per pair with at least one such row. With a wrong sign convention this falls near 0."""
+    names = ("synergy", "poseanh", "mhp")
+    out: dict[str, dict[str, float]] = {}
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            n = agree = 0
+            for r in rows:
+                ya, yb = (r["angles"].get(a) or (None,))[0], (r["angles"].get(b) or (None,))[0]
+                if ya is None or yb is None or not (math.isfinite(ya) and math.isfinite(yb)):
+                    continue
+                if max(abs(ya), abs(yb)) <= min_abs_yaw:
+                    continue
+                n += 1
+                agree += (ya > 0) == (yb > 0)
+            if n:
+                out[f"{a}~{b}"] = {"n": n, "agree": agree / n}
+    return out
+
+
+# ----------------------------------------------------------------------- EFHQ's bin names
+
+_SWAP = {"left": "right", "right": "left"}
+
+
+def efhq_name(label: str | None) -> str | None:
+    """EFHQ's bin name <-> the project's (the map is its own inverse).
+
+    EFHQ's ``bin_a_pose`` calls raw ``yaw > 45`` ``profile_left``; its automatic softbin is the
+    majority of three estimators, two of which (SynergyNet and DirectMHP, both in 300W-LP's sign)
+    read a turn of the nose toward the image's LEFT as positive yaw, and its review tool
+    (``pose_grid.py``) calls ``-synergy_yaw > 0`` (nose toward the image's right) ``profile_right``.
+    So EFHQ's ``profile_left`` is the face seen turned toward the image's left: the subject's own
+    RIGHT, which this project calls ``profile_right``. Up/down, frontal and the rest are the same.
+    Works on bins (``profile_left``) and smallbins (``left_50_60``)."""
+    if label is None:
+        return None
+    head, sep, tail = label.partition("_")
+    if head == "profile":
+        side, sep2, rest = tail.partition("_")
+        return f"profile_{_SWAP.get(side, side)}{sep2}{rest}"
+    return f"{_SWAP.get(head, head)}{sep}{tail}"
 
 
 # ------------------------------------------------------------------------------ frame ids
@@ -302,12 +426,38 @@ def _frameid_int(row: Mapping[str, Any] | str | int) -> int:
     return int(m.group(1))
 
 
+def efhq_timestr(secs: float) -> str:
+    """The ``-ss`` / ``-to`` string EFHQ's ``download_celeb.py`` passes to ffmpeg (its
+    ``secs_to_timestr``): ``HH:MM:SS.cc`` where the centiseconds are ``int((secs - int(secs)) * 100)``,
+    a float truncation (1.13 -> ``.12``, since ``(1.13 - 1) * 100 = 12.99999...``)."""
+    secs = float(secs)
+    hrs = secs // 3600
+    mins = (secs - hrs * 3600) // 60
+    sec = secs % 60
+    cs = (secs - int(secs)) * 100
+    return f"{int(hrs):02d}:{int(mins):02d}:{int(sec):02d}.{int(cs):02d}"
+
+
+def efhq_seconds(secs: float) -> float:
+    """The time ffmpeg actually received from EFHQ for ``secs``: :func:`efhq_timestr` read back."""
+    h, m, rest = efhq_timestr(secs).split(":")
+    whole, cs = rest.split(".")
+    return int(h) * 3600 + int(m) * 60 + int(whole) + int(cs) / 100
+
+
 def celebv_first_frame(start_sec: float, fps: float) -> int:
-    """0-based index of the first frame ``ffmpeg -i v ... -ss start`` writes: ``ceil(start*fps)``
-    with :func:`sources.seconds_to_frames`' epsilon."""
+    """0-based index of the first frame ``ffmpeg -i v ... -ss start`` writes for an exact ``start``:
+    ``ceil(start*fps)`` with :func:`sources.seconds_to_frames`' epsilon."""
     if not fps > 0:
         raise EfhqMetadataError(f"fps must be positive, got {fps}")
     return max(0, math.ceil(start_sec * fps - _EPS))
+
+
+def celebv_efhq_first_frame(start_sec: float, fps: float) -> int:
+    """The first frame EFHQ's own command wrote for a clip starting at ``duration.start_sec``: the
+    start goes through :func:`efhq_timestr` first, so it is one frame early whenever the truncation
+    crosses a frame boundary."""
+    return celebv_first_frame(efhq_seconds(start_sec), fps)
 
 
 def file_frame_index(
@@ -321,9 +471,9 @@ def file_frame_index(
 
     VFHQ (``row['dataset'] == 'vfhq'``): ``frameid`` (absolute source-frame index; the other
     arguments are ignored). CelebV: ``first_frame + frameid - 1`` where ``first_frame`` is given,
-    or ``celebv_first_frame(start_sec, fps)`` from the clip's ``duration.start_sec`` in
-    ``celebvhq_info.json`` and the video's fps. ``row`` may also be a plain mapping with
-    ``dataset`` and ``frameid``.
+    or ``celebv_efhq_first_frame(start_sec, fps)`` from the clip's ``duration.start_sec`` in
+    ``celebvhq_info.json`` and the video's fps (as EFHQ's command cut it). ``row`` may also be a
+    plain mapping with ``dataset`` and ``frameid``.
     """
     fid = _frameid_int(row)
     if row.get("dataset") == "vfhq":
@@ -335,26 +485,34 @@ def file_frame_index(
     if first_frame is None:
         if start_sec is None or fps is None:
             raise EfhqMetadataError("a CelebV row needs first_frame, or start_sec and fps, to map its frameid")
-        first_frame = celebv_first_frame(start_sec, fps)
+        first_frame = celebv_efhq_first_frame(start_sec, fps)
     return int(first_frame) + fid - 1
 
 
 # --------------------------------------------------------------------------- crop offset
 
 
-def _shift(row: Mapping[str, Any], dx: float, dy: float) -> dict[str, Any]:
+def _affine(row: Mapping[str, Any], scale: tuple[float, float], offset: tuple[float, float],
+            action: str) -> dict[str, Any]:
+    """x' = x * sx + dx, y' = y * sy + dy on box, lmk5 and lmk68 (z scaled by the mean scale)."""
     if row.get("coordinates") == "aligned":
         raise EfhqMetadataError(
             f"{row.get('video_id')} frame {row.get('frameid')}: landmarks are in aligned-image "
-            "coordinates (file has aligned_path); a crop offset does not apply"
+            f"coordinates (file has aligned_path); {action}"
         )
+    (sx, sy), (dx, dy) = scale, offset
     out = dict(row)
     x1, y1, x2, y2 = row["box"]
-    out["box"] = (x1 + dx, y1 + dy, x2 + dx, y2 + dy)
-    out["lmk5"] = np.asarray(row["lmk5"], dtype=np.float64) + np.array([dx, dy])
+    out["box"] = (x1 * sx + dx, y1 * sy + dy, x2 * sx + dx, y2 * sy + dy)
+    out["lmk5"] = np.asarray(row["lmk5"], dtype=np.float64) * np.array([sx, sy]) + np.array([dx, dy])
     if row.get("lmk68") is not None:
-        out["lmk68"] = np.asarray(row["lmk68"], dtype=np.float64) + np.array([dx, dy, 0.0])
+        out["lmk68"] = (np.asarray(row["lmk68"], dtype=np.float64) * np.array([sx, sy, (sx + sy) / 2])
+                        + np.array([dx, dy, 0.0]))
     return out
+
+
+def _shift(row: Mapping[str, Any], dx: float, dy: float) -> dict[str, Any]:
+    return _affine(row, (1.0, 1.0), (dx, dy), "a crop offset does not apply")
 
 
 def to_clip_coordinates(row: Mapping[str, Any], crop: Sequence[float]) -> dict[str, Any]:
@@ -369,3 +527,22 @@ def from_clip_coordinates(row: Mapping[str, Any], crop: Sequence[float]) -> dict
     """Inverse of :func:`to_clip_coordinates`: add the crop's (x0, y0) back."""
     x0, y0 = float(crop[0]), float(crop[1])
     return _shift(row, x0, y0)
+
+
+def rescale_coordinates(row: Mapping[str, Any], sx: float, sy: float) -> dict[str, Any]:
+    """Coordinates scaled by (sx, sy): box, lmk5 and lmk68 x/y (z by the mean scale). VFHQ rows are in
+    the annotation's ``W x H`` (EFHQ's ``download_vfhq.py`` resized frames of another size to it);
+    on a downloaded stream of ``w x h`` pixels use ``sx = w / W``, ``sy = h / H``."""
+    return _affine(row, (sx, sy), (0.0, 0.0), "they cannot be placed on a frame")
+
+
+#: 0-based indices into the 68 points of EFHQ's 5-from-68 rule (3_align_sample/cli_face_verification.py
+#: ``get_lmk``: nose 31, eyes 37/40 and 43/46 averaged, mouth corners 49 and 55, 1-based), in the order
+#: [eye of the lower x side (37-40), other eye (43-46), nose, mouth 49, mouth 55].
+LMK5_FROM_68 = ((36, 39), (42, 45), (30,), (48,), (54,))
+
+
+def lmk5_from_lmk68(lmk68) -> np.ndarray:
+    """(5, 2) points from SynergyNet's 68 (x, y[, z]) by EFHQ's rule (no integer truncation here)."""
+    pts = np.asarray(lmk68, dtype=np.float64)[:, :2]
+    return np.stack([pts[list(idx)].mean(axis=0) for idx in LMK5_FROM_68])

@@ -333,35 +333,52 @@ def _celebv_clip_rows(info: Path, errors: list[dict]) -> list[dict]:
 
 
 def _attach_efhq_metadata(path: Path, clips: list[dict], errors: list[dict]) -> None:
-    """Clips listed in EFHQ's released metadata: faces, poses and bins then come from the file instead
-    of the detector and pose models. A clip already known from VFHQ/CelebV annotations gets the file
-    attached; a VFHQ clip needs no annotation (its frame ids are absolute); a CelebV clip needs either
-    its start time from celebvhq_info.json or a pre-cut clip file named as the clip."""
-    from .efhq_metadata import EfhqMetadataError, read_efhq_metadata
+    """Clips listed in EFHQ's released metadata (a CSV, or a folder of them: EFHQ writes one CSV per
+    clip, named by the clip id): faces, poses and bins then come from the file instead of the detector
+    and pose models. A clip already known from VFHQ/CelebV annotations gets the file attached (and keeps
+    the annotation's size and start time); a VFHQ clip needs no annotation (its frame ids are absolute);
+    a CelebV clip needs either its start time from celebvhq_info.json or a pre-cut clip file named as
+    the clip. A clip spread over several files (EFHQ's per-bin review output) lists them all,
+    one path per line."""
+    from .efhq_metadata import EfhqMetadataError, efhq_metadata_files, read_efhq_metadata
 
     try:
-        rows = read_efhq_metadata(path)
-    except (EfhqMetadataError, OSError) as exc:
-        errors.append({"video_id": video_id_from_stem(path.stem), "stage": "sources", "message": str(exc)})
+        files = efhq_metadata_files(path)
+    except EfhqMetadataError as exc:
+        errors.append({"video_id": video_id_from_stem(path.stem or "metadata"), "stage": "sources", "message": str(exc)})
         return
     by_id = {c["clip_id"]: c for c in clips}
-    for clip_id in sorted({r["video_id"] for r in rows}):
-        members = [r for r in rows if r["video_id"] == clip_id]
-        if clip_id in by_id:
-            by_id[clip_id]["efhq_metadata"] = str(path.resolve())
+    for file in files:
+        try:
+            rows = read_efhq_metadata(file)
+        except (EfhqMetadataError, OSError) as exc:
+            errors.append({"video_id": video_id_from_stem(file.stem), "stage": "sources", "message": str(exc)})
             continue
-        first = members[0]
-        if first["dataset"] == "vfhq":
+        for clip_id in sorted({r["video_id"] for r in rows}):
+            members = [r for r in rows if r["video_id"] == clip_id]
+            first = members[0]
             frames = [int(float(str(r["frameid"]).split(".")[0])) for r in members]
-            start, end = min(frames), max(frames)
-        else:
-            start = end = None  # resolved per video: a pre-cut clip file, or an error at probe time
-        clip = {"clip_id": clip_id, "source": first["dataset"], "youtube_id": first["youtube_id"],
-                "person_id": None, "start_frame": start, "end_frame": end, "crop": None, "bbox": None,
-                "attributes": None, "annotation_file": str(path.resolve()), "start_sec": None, "end_sec": None,
-                "annotated_size": None, "efhq_metadata": str(path.resolve())}
-        clips.append(clip)
-        by_id[clip_id] = clip
+            if clip_id not in by_id:
+                clip = {"clip_id": clip_id, "source": first["dataset"], "youtube_id": first["youtube_id"],
+                        "person_id": None, "start_frame": None, "end_frame": None, "crop": None, "bbox": None,
+                        "attributes": None, "annotation_file": str(file.resolve()), "start_sec": None,
+                        "end_sec": None, "annotated_size": None}
+                clips.append(clip)
+                by_id[clip_id] = clip
+            clip = by_id[clip_id]
+            if first["dataset"] == "celebv" and clip.get("start_sec") is not None and not clip.get("efhq_metadata"):
+                # EFHQ cut CelebV clips with `-ss`/`-to` from its secs_to_timestr (truncated to centiseconds):
+                # the window, and so the frame id -> index map, is the one its command wrote
+                from .efhq_metadata import efhq_seconds
+
+                clip["start_sec"], clip["end_sec"] = efhq_seconds(clip["start_sec"]), efhq_seconds(clip["end_sec"])
+            listed = [p for p in (clip.get("efhq_metadata") or "").split("\n") if p]
+            clip["efhq_metadata"] = "\n".join(sorted(set(listed) | {str(file.resolve())}))
+            if first["dataset"] == "vfhq" and clip.get("annotated_size") is None:
+                # VFHQ ids are absolute: without an annotation the window covers every listed frame
+                lo, hi = clip.get("start_frame"), clip.get("end_frame")
+                clip["start_frame"] = min(frames) if lo is None else min(lo, min(frames))
+                clip["end_frame"] = max(frames) if hi is None else max(hi, max(frames))
 
 
 def build_catalog(config: SourceConfig, sha_cache: Sha256Cache | None = None) -> Catalog:
@@ -441,7 +458,7 @@ def build_catalog(config: SourceConfig, sha_cache: Sha256Cache | None = None) ->
 def source_listing_fingerprint(config: SourceConfig) -> str:
     """A cheap fingerprint of what the sources contain (names, sizes, mtimes): no parsing, no hashing."""
     digest = hashlib.sha256()
-    for root in list(config.videos) + list(config.vfhq_annotations) + list(config.celebv_info):
+    for root in list(config.videos) + list(config.vfhq_annotations) + list(config.celebv_info) + list(config.efhq_metadata):
         path = Path(root)
         entries = [path] if path.is_file() else (sorted(path.rglob("*")) if path.is_dir() else [])
         for entry in entries:

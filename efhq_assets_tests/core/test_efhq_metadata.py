@@ -19,7 +19,7 @@ from efhq_assets.core.efhq_metadata import (
     read_efhq_metadata,
     to_clip_coordinates,
 )
-from efhq_assets.core.models.published_angles import synergynet_angles_to_project
+from efhq_assets.core.models.published_angles import synergynet_angles_to_project, w300lp_angles_to_project
 from efhq_assets.core.sources import seconds_to_frames
 from efhq_assets.core.video import ClipWindow, frame_hash, iter_clip_frames, write_test_video
 
@@ -90,9 +90,11 @@ def test_reads_literal_columns(tmp_path):
     syn = row["angles"]["synergy"]
     assert syn == pytest.approx((30.0, 0.0, 0.0), abs=1e-5)
     assert row["angles_raw"]["synergy"] == (-30.0, 0.0, 0.0)
-    # poseanh / mhp: same sign as the project (pose_grid flips only SynergyNet to agree with them)
-    assert row["angles"]["poseanh"] == (28.5, -3.0, 1.0)
-    assert row["angles"]["mhp"] == (31.0, 2.0, -1.0)
+    # poseanh: pose_grid.py votes -synergy_yaw with poseanh_yaw and -synergy_pitch with poseanh_pitch
+    assert row["angles"]["poseanh"] == (28.5, 3.0, 1.0)
+    # DirectMHP: 300W-LP angles (yaw sign = SynergyNet's raw), converted through the rotation matrix
+    assert np.allclose(row["angles"]["mhp"], w300lp_angles_to_project(2.0, 31.0, -1.0).numpy(), atol=1e-9)
+    assert row["angles"]["mhp"][0] == pytest.approx(-31.0, abs=1.0)
 
 
 def test_synergy_conversion_matches_published_converter(tmp_path):
