@@ -220,7 +220,7 @@ def dir_bytes(root: Path, skip: tuple[str, ...] = ()) -> int:
     return total
 
 
-def efhq_build_bytes(clips: list[Path], timeout_s: int) -> dict:
+def efhq_build_bytes(clips: list[Path], timeout_s: int, keep: Path | None = None) -> dict:
     """Run the real `efhq build` on the clips and measure what it writes; never faked."""
     efhq = REPO / ".venv" / "bin" / "efhq"
     if not efhq.exists():
@@ -246,12 +246,38 @@ def efhq_build_bytes(clips: list[Path], timeout_s: int) -> dict:
             reason = " | ".join(line.strip() for line in run.stderr.strip().splitlines()[-4:]) or "no output"
             return {"bytes_over_source": None, "notes": f"`efhq build` exited {run.returncode}: {reason}"}
         source = sum(clip.stat().st_size for clip in clips)
+        shares = byte_shares(data_root)
+        if keep is not None:
+            shutil.copytree(data_root, keep, dirs_exist_ok=True)
         return {
             "bytes_over_source": round(dir_bytes(data_root, skip=("dagster_home",)) / source, 4),
             "bytes_over_source_incl_dagster_home": round(dir_bytes(data_root) / source, 4),
+            "source_bytes": source,
+            "data_root_bytes": dir_bytes(data_root),
+            "share_over_source": {k: round(v / source, 4) for k, v in shares.items()},
+            "share_bytes": shares,
             "efhq_build_s": round(seconds, 1),
-            "notes": "bytes_over_source counts everything under the data root except dagster_home/ (run history)",
+            "notes": "bytes_over_source counts everything under the data root except dagster_home/ (run history); "
+                     "share_* splits the whole data root (tables per table, manifest, catalog, cache, tasks, card, "
+                     "dagster_home per part)",
         }
+
+
+def byte_shares(data_root: Path) -> dict[str, int]:
+    """Bytes of every file under the data root, by what wrote it: tables/<t>, manifest, dagster_home/<part>, ..."""
+    shares: dict[str, int] = {}
+    for path in data_root.rglob("*"):
+        if not path.is_file():
+            continue
+        parts = path.relative_to(data_root).parts
+        if parts[0] in ("tables", "dagster_home") and len(parts) > 2:
+            name = f"{parts[0]}/{parts[1]}"
+        elif parts[0] == "dagster_home" and len(parts) == 2:
+            name = f"dagster_home/{parts[1]}" if parts[1].endswith(".db") else "dagster_home/other"
+        else:
+            name = parts[0] if len(parts) > 1 else path.name
+        shares[name] = shares.get(name, 0) + path.stat().st_size
+    return dict(sorted(shares.items(), key=lambda kv: -kv[1]))
 
 
 # --------------------------------------------------------------------------- main
@@ -262,6 +288,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer frames; finishes in well under a minute")
     parser.add_argument("--skip-build", action="store_true", help="do not run `efhq build`")
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / f"efhq_bench_decode_{CACHE_VERSION}")
+    parser.add_argument("--keep-build", type=Path, default=None, help="copy the build's data root here")
+    parser.add_argument("--build-only", action="store_true", help="only the `efhq build` bytes")
     parser.add_argument("--reps", type=int, default=0, help="interleaved runs per figure (default 2 quick, 3 full)")
     parser.add_argument("--rss-child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--ratio-child", type=Path, help=argparse.SUPPRESS)
@@ -279,6 +307,9 @@ def main() -> None:
     reps = args.reps or (2 if args.quick else 3)
     clip512 = cached_clip(args.cache, 512, 512, frames, preset)
     clip1080 = cached_clip(args.cache, 1920, 1080, frames, preset)
+    if args.build_only:
+        print(json.dumps(efhq_build_bytes([clip512, clip1080], timeout_s=1800, keep=args.keep_build)))
+        return
     long1080 = repeated_clip(clip1080, 10)
 
     result: dict = {"mode": "quick" if args.quick else "full", "frames_per_clip": frames}
@@ -320,7 +351,7 @@ def main() -> None:
     if args.skip_build:
         result.update(bytes_over_source=None, notes="skipped with --skip-build")
     else:
-        result.update(efhq_build_bytes([clip512, clip1080], timeout_s=25 if args.quick else 600))
+        result.update(efhq_build_bytes([clip512, clip1080], timeout_s=25 if args.quick else 600, keep=args.keep_build))
     print(json.dumps(result))
 
 

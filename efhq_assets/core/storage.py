@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
 from .ids import is_safe_id
-from .schemas import TABLE_SCHEMAS
+from .schemas import LANDMARK_COLUMNS, LANDMARK_RANGE_PX, LANDMARK_SCALE, TABLE_SCHEMAS
 
 if TYPE_CHECKING:  # polars/duckdb are imported where used: core must import with numpy/torch alone
     import polars as pl
@@ -162,10 +162,12 @@ def atomic_write_bytes(target: Path, data: bytes) -> None:
         tmp.write_bytes(data)
 
 
-def atomic_write_parquet(df: "pl.DataFrame", target: Path) -> Path:
+def atomic_write_parquet(df: "pl.DataFrame", target: Path, statistics: bool = True) -> Path:
+    """Replace `target` with df's rows (zstd). No timestamps or writer metadata vary between runs: same rows,
+    same bytes. `statistics=False` leaves out the per-column min/max, which a file read whole never uses and
+    which is 40 % of a small per-video file (a 1-row lineage file: 2.3 kB instead of 3.8 kB)."""
     with atomic_path(target) as tmp:
-        # No statistics timestamps or writer metadata vary between runs: same rows, same bytes.
-        df.write_parquet(tmp, compression="zstd", compression_level=3, statistics=True)
+        df.write_parquet(tmp, compression="zstd", compression_level=3, statistics=statistics)
     return target
 
 
@@ -179,7 +181,7 @@ def _polars_type(duck: str):
     import polars as pl
 
     base = {"VARCHAR": pl.Utf8, "BIGINT": pl.Int64, "INTEGER": pl.Int32, "DOUBLE": pl.Float64,
-            "BOOLEAN": pl.Boolean, "FLOAT": pl.Float32}
+            "BOOLEAN": pl.Boolean, "FLOAT": pl.Float32, "SMALLINT": pl.Int16}
     if duck.endswith("[]"):
         return pl.List(base[duck[:-2]])
     return base[duck]
@@ -190,6 +192,7 @@ def conform(df: "pl.DataFrame", table: str) -> "pl.DataFrame":
     import polars as pl
 
     schema = TABLE_SCHEMAS.get(table, {})
+    df = encode_landmarks(df, table)
     exprs = []
     for col, duck in schema.items():
         exprs.append((pl.col(col) if col in df.columns else pl.lit(None)).cast(_polars_type(duck)).alias(col))
@@ -197,15 +200,60 @@ def conform(df: "pl.DataFrame", table: str) -> "pl.DataFrame":
     return df.select(exprs + extras)
 
 
+def _is_float_list(dtype) -> bool:
+    import polars as pl
+
+    return isinstance(dtype, pl.List) and dtype.inner in (pl.Float32, pl.Float64)
+
+
+def encode_landmarks(df: "pl.DataFrame", table: str) -> "pl.DataFrame":
+    """Pixel landmark lists (float) -> fixed-point int16 lists (schemas.LANDMARK_SCALE steps per pixel).
+
+    Lists that are already int16 (read back undecoded) pass unchanged; a point outside
+    schemas.LANDMARK_RANGE_PX is refused with a message rather than wrapped or clipped."""
+    import polars as pl
+
+    cols = [c for c in LANDMARK_COLUMNS.get(table, ()) if c in df.columns and _is_float_list(df.schema[c])]
+    if not cols:
+        return df
+    scaled = df.select([pl.col(c).list.eval((pl.element().cast(pl.Float64) * LANDMARK_SCALE).round()).alias(c)
+                        for c in cols])
+    lo, hi = LANDMARK_RANGE_PX[0] * LANDMARK_SCALE, LANDMARK_RANGE_PX[1] * LANDMARK_SCALE
+    for c in cols:
+        values = scaled[c].explode().drop_nulls()
+        if values.is_nan().any() or values.is_infinite().any():
+            raise ValueError(f"{table}.{c}: a landmark is NaN or infinite; store the face without it (null) instead")
+        if values.len() and (values.min() < lo or values.max() > hi):
+            raise ValueError(f"{table}.{c}: a landmark at {values.min() / LANDMARK_SCALE:.1f}..."
+                             f"{values.max() / LANDMARK_SCALE:.1f} px is outside the int16 fixed-point range "
+                             f"{LANDMARK_RANGE_PX[0]:.0f}..{LANDMARK_RANGE_PX[1]:.3f} px (frames up to 4096 px)")
+    return df.with_columns([scaled[c].cast(pl.List(pl.Int16)) for c in cols])
+
+
+def decode_landmarks(df: "pl.DataFrame", table: str) -> "pl.DataFrame":
+    """The stored int16 landmark lists back to pixels (float32, exactly the 1/8 px values written)."""
+    import polars as pl
+
+    cols = [c for c in LANDMARK_COLUMNS.get(table, ()) if c in df.columns
+            and isinstance(df.schema[c], pl.List) and df.schema[c].inner == pl.Int16]
+    if not cols:
+        return df
+    return df.with_columns([pl.col(c).list.eval(pl.element().cast(pl.Float32) / LANDMARK_SCALE).cast(
+        pl.List(pl.Float32)).alias(c) for c in cols])
+
+
 def write_table(root: DataRoot, table: str, key: str, df: "pl.DataFrame") -> Path:
-    return atomic_write_parquet(conform(df, table), root.table_file(table, key))
+    """tables/<table>/<key>.parquet, atomically: conformed to the table's schema, landmarks as int16 fixed point,
+    no column statistics (every reader reads a per-video file whole; the manifest is what queries filter)."""
+    return atomic_write_parquet(conform(df, table), root.table_file(table, key), statistics=False)
 
 
 def read_table(root: DataRoot, table: str, key: str) -> "pl.DataFrame | None":
+    """One file's rows as the stage wrote them (landmarks decoded back to pixels)."""
     import polars as pl
 
     path = root.table_file(table, key)
-    return pl.read_parquet(path) if path.exists() else None
+    return decode_landmarks(pl.read_parquet(path), table) if path.exists() else None
 
 
 def read_rows(root: DataRoot, table: str, key: str) -> list[dict]:
@@ -217,7 +265,8 @@ def read_table_files(root: DataRoot, table: str, columns: list[str] | None = Non
     """Every per-video file of a table in one frame (columns aligned by name); None when there is no row."""
     import polars as pl
 
-    frames = [f for f in (pl.read_parquet(p, columns=columns) for p in table_files(root, table)) if f.height]
+    frames = [decode_landmarks(f, table) for f in (pl.read_parquet(p, columns=columns) for p in table_files(root, table))
+              if f.height]
     return pl.concat(frames, how="diagonal_relaxed") if frames else None
 
 
@@ -323,7 +372,7 @@ def _sorted_files(root: DataRoot, table: str, keys) -> list[Path]:
     return [folder / name for name in sorted(f"{k}.parquet" for k in keys)]  # table_files' order
 
 
-def _read_chunk(files: list[Path]):
+def _read_chunk(files: list[Path], table: str = ""):
     """(one Arrow table from many small Parquet files, whether they all had the same columns and types).
 
     Each row carries the file it came from in `_SOURCE_COL`. polars reads the files ~10x faster than
@@ -344,7 +393,8 @@ def _read_chunk(files: list[Path]):
         frames = []
         for p in files:
             try:
-                frames.append(pl.read_parquet(p).with_columns(pl.lit(str(p)).alias(_SOURCE_COL)))
+                # (files written before landmarks were int16 get the same encoding as new ones)
+                frames.append(encode_landmarks(pl.read_parquet(p), table).with_columns(pl.lit(str(p)).alias(_SOURCE_COL)))
             except FileNotFoundError:
                 # a run replaced or removed it after the listing: the next compaction sees its new state
                 # (absent, or a different size/mtime/inode than the one recorded now) and fixes its rows
@@ -381,7 +431,7 @@ def _create_table(con, table: str, files: list[Path]) -> tuple[int, str]:
     if files:
         first_schema = None
         for start in range(0, len(files), COMPACTION_CHUNK):
-            chunk, uniform = _read_chunk(files[start:start + COMPACTION_CHUNK])
+            chunk, uniform = _read_chunk(files[start:start + COMPACTION_CHUNK], table)
             if not uniform or (first_schema is not None and not chunk.schema.equals(first_schema)):
                 mode = "whole"
             first_schema = first_schema or chunk.schema
@@ -419,7 +469,7 @@ def _patch_table(con, root: DataRoot, table: str, changed: list[str], removed: l
     target = _columns(con, _ident(table))
     files = _sorted_files(root, table, changed)
     for start in range(0, len(files), COMPACTION_CHUNK):
-        chunk, uniform = _read_chunk(files[start:start + COMPACTION_CHUNK])
+        chunk, uniform = _read_chunk(files[start:start + COMPACTION_CHUNK], table)
         if not uniform:
             return False
         con.register("_chunk", chunk)
@@ -585,6 +635,7 @@ def compact_manifest(root: DataRoot, extra_tables: dict[str, list[Path]] | None 
                         if mode != "none":
                             counts[table], modes[table] = rows, mode
                 catalog_keys = _merge_catalog(con, root, counts)
+                _create_macros(con)
                 _write_bookkeeping(con, listing, catalog_keys, modes, fingerprint, full_bytes)
                 con.execute("CHECKPOINT")
                 if reason is not None:  # a full build's size, for the "grew too much" check of later patches
@@ -603,6 +654,12 @@ def compact_manifest(root: DataRoot, extra_tables: dict[str, list[Path]] | None 
     return {"tables": counts, "mode": "full" if reason is not None else "incremental", "reason": reason,
             "files_read": files_read, "files_changed": files_changed,
             "seconds": round(time.perf_counter() - started, 3), "bytes": root.manifest_path.stat().st_size}
+
+
+def _create_macros(con) -> None:
+    """`landmark_px(lmk478)`: a stored int16 fixed-point landmark list in pixels (schemas.LANDMARK_SCALE)."""
+    con.execute(f"CREATE OR REPLACE MACRO landmark_px(v) AS "
+                f"CAST(list_transform(v, x -> x / {LANDMARK_SCALE}) AS FLOAT[])")
 
 
 def _apply_changes(con, root: DataRoot, listing, old, modes: dict[str, str], counts: dict[str, int]) -> int:

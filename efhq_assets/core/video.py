@@ -42,6 +42,8 @@ if TYPE_CHECKING:
     import polars
 
 SAMPLING_MODES = ("all", "fps", "max_n")
+MALLOC_THRESHOLD_BYTES = 64 << 20  # above a 4K BGR frame (24.9 MB): frame buffers come from the heap, not mmap
+_malloc_tuned: bool | None = None
 _HASH_THUMB = 16  # side of the gray thumbnail the frame hash is taken from
 
 
@@ -253,6 +255,7 @@ def iter_clip_frames(
     once per window, in the order the windows were given.
     """
     path = _check_file(path)
+    tune_malloc_for_frames()
     probe = probe_video(path)
     plans = [p for p in (_plan(w, policy, probe) for w in windows) if p is not None]
     if not plans:
@@ -270,6 +273,39 @@ def iter_clip_frames(
                 yield _decoded(plan, index, pts_s, full, hashes)
         if index >= last:
             return
+
+
+def tune_malloc_for_frames() -> bool:
+    """Keep decoded frames' buffers on glibc's heap: the setting `MALLOC_MMAP_THRESHOLD_` gives, applied at
+    run time (mallopt), so every process that decodes (the CLI, run workers, the daemon's runs) has it.
+
+    With glibc's defaults, a consumer that holds a frame while the next one is converted makes each new
+    1080p buffer (6 MB) a fresh mmap, and freeing it munmaps it again: page faults on every frame, about
+    1 ms at 1080p, which a loop that drops each frame at once never pays (benchmarks/decode.py,
+    `stage_over_raw`). A fixed mmap threshold and trim threshold of 64 MiB make those buffers reuse heap
+    memory instead. Once per process; a no-op off glibc, or when the environment already sets the
+    threshold or `EFHQ_MALLOC_TUNING=0`. Returns whether the setting is in effect.
+    """
+    global _malloc_tuned
+    if _malloc_tuned is not None:
+        return _malloc_tuned
+    _malloc_tuned = False
+    if os.environ.get("EFHQ_MALLOC_TUNING", "1") == "0":
+        return False
+    if "MALLOC_MMAP_THRESHOLD_" in os.environ:  # the operator chose; glibc applied it at start-up
+        _malloc_tuned = True
+        return True
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to tune
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # glibc <malloc.h>
+    _malloc_tuned = bool(mallopt(m_mmap_threshold, MALLOC_THRESHOLD_BYTES)) and bool(
+        mallopt(m_trim_threshold, MALLOC_THRESHOLD_BYTES))
+    return _malloc_tuned
 
 
 def _plan(window: ClipWindow, policy: SamplingPolicy, probe: VideoProbe) -> _Plan | None:
