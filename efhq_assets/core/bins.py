@@ -189,9 +189,14 @@ def smallbin(yaws: Sequence[float], pitches: Sequence[float], soft: str | None =
       else 10-degree bins ``30_40`` ... ``80_90`` (``m >= 90`` clamped into ``80_90``; the
       original crashed at exactly 90);
     * prefixed by the direction: from the softbin when it names one, else (horizontal /
-      vertical / extreme) by a sign vote over the estimators on that axis (positive =
-      left / up in the project's convention), ties broken by the sign of the mean.
+      vertical / extreme) by EFHQ's vote over the estimators on that axis
+      (``poseizer_stepbin``: left / up when ``n_positive > len(values) // 2``, positive = left /
+      up in the project's convention; so ties and zeros go right / down).
       Example: ``left_50_60``.
+
+    EFHQ computed it from the *reviewed* softbin (its parquet of ``4_binned_edited``):
+    :func:`bin_rows` passes the face's label (reviewed, or EFHQ's released softbin), not the
+    recomputed softbin.
 
     Returns None when the face has no usable angle on the chosen axis.
     """
@@ -220,8 +225,7 @@ def smallbin(yaws: Sequence[float], pitches: Sequence[float], soft: str | None =
     lo = min(int(m // 10) * 10, 80)
     label = f"{lo}_{lo + 10}"
     if soft in (HORIZONTAL, VERTICAL):
-        n_pos, n_neg = int((vals > 0).sum()), int((vals < 0).sum())
-        positive = n_pos > n_neg if n_pos != n_neg else float(np.mean(vals)) > 0
+        positive = int((vals > 0).sum()) > len(vals) // 2
         if axis == "yaw":
             direction = "left" if positive else "right"
         else:
@@ -254,25 +258,43 @@ REVIEW_LABELS = (FRONTAL, LEFT, RIGHT, UP, DOWN, EXTREME, "remove")
 
 
 def bin_rows(pose_rows: Sequence[dict], overrides: dict | None = None,
-             voters: Sequence[str] = VOTING_ESTIMATORS) -> list[dict]:
-    """One row per face: a bin per estimator (voters + combined), hardbin, softbin, smallbin,
-    the reviewed label (from `review_overrides`, keyed by (video_id, frame_index, face_index))
-    and `label` = the reviewed label when there is one, else the softbin."""
+             voters: Sequence[str] = VOTING_ESTIMATORS, released: dict | None = None) -> list[dict]:
+    """One row per face: a bin per estimator (voters + combined), hardbin, softbin, smallbin (all
+    recomputed from the angles), the reviewed label (from `review_overrides`, keyed by (video_id,
+    frame_index, face_index)) and `label`.
+
+    ``released`` (faces rebuilt from EFHQ's metadata, keyed by (video_id, clip_id, frame_index,
+    face_index)): EFHQ's own ``softbin`` / ``hardbin`` / ``smallbin``, the labels after its manual
+    review, kept as ``efhq_softbin`` / ``efhq_hardbin`` / ``efhq_smallbin`` in EFHQ's names.
+
+    ``label`` = the reviewed label when there is one, else EFHQ's released softbin in the project's
+    names (:func:`efhq_assets.core.efhq_metadata.efhq_name`), else the recomputed softbin.
+    ``efhq_label`` is ``label`` in EFHQ's names (its ``profile_left`` is the project's
+    ``profile_right``)."""
+    from .efhq_metadata import efhq_name
+
     overrides = overrides or {}
+    released = released or {}
     faces: dict[tuple, dict] = {}
     for r in pose_rows:
         key = (r["video_id"], r["clip_id"], r["frame_index"], r["face_index"])
         faces.setdefault(key, {})[r["estimator"]] = (r["yaw"], r["pitch"])
     rows = []
-    for (video_id, clip_id, frame_index, face_index), angles in sorted(faces.items()):
+    for key, angles in sorted(faces.items()):
+        video_id, clip_id, frame_index, face_index = key
         per = {name: bin_pose(*angles.get(name, (None, None))) for name in dict.fromkeys([*voters, "combined"])}
         votes = [per[name] for name in voters]
         soft = softbin(votes)
         yaws = [angles.get(n, (None, None))[0] for n in voters]
         pitches = [angles.get(n, (None, None))[1] for n in voters]
         reviewed = overrides.get((video_id, frame_index, face_index))
+        efhq = released.get(key) or {}
+        label = reviewed or efhq_name(efhq.get("softbin")) or soft
         rows.append({"video_id": video_id, "clip_id": clip_id, "frame_index": frame_index, "face_index": face_index,
                      **{f"bin_{name}": per[name] for name in per},
-                     "hardbin": hardbin(votes), "softbin": soft, "smallbin": smallbin(yaws, pitches, soft),
-                     "reviewed_label": reviewed, "label": reviewed or soft})
+                     "hardbin": hardbin(votes), "softbin": soft,
+                     "smallbin": smallbin(yaws, pitches, label if label in BINS or label in SOFT_ONLY_BINS else soft),
+                     "efhq_softbin": efhq.get("softbin"), "efhq_hardbin": efhq.get("hardbin"),
+                     "efhq_smallbin": efhq.get("smallbin"),
+                     "reviewed_label": reviewed, "label": label, "efhq_label": efhq_name(label)})
     return rows

@@ -16,6 +16,9 @@ import numpy as np
 
 IMPORTED_ESTIMATORS = ("synergy", "poseanh", "mhp")
 DETECTOR_NAME = "efhq_metadata"
+#: The `quality.scorer` of a face whose score is EFHQ's released `iqa` (HyperIQA, KonIQ weights; EFHQ keeps
+#: iqa >= 42): the scorer's threshold applies to it.
+RELEASED_SCORER = "hyperiqa"
 
 
 @functools.lru_cache(maxsize=8)

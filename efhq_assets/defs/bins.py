@@ -5,7 +5,7 @@ import polars as pl
 
 from efhq_assets.core import ingest
 from efhq_assets.core.bins import VOTING_ESTIMATORS, bin_rows
-from efhq_assets.core.efhq_import import IMPORTED_ESTIMATORS
+from efhq_assets.core.efhq_import import IMPORTED_ESTIMATORS, released_labels
 from efhq_assets.core.checks import check_bins
 from efhq_assets.core.storage import empty_frame, read_rows, write_table
 
@@ -14,8 +14,9 @@ from .partitions import video_files
 from .pose import pose_annotations
 from .resources import EfhqStorage
 from .review import review_overrides
+from .sources import successful_video
 
-CODE_VERSION = "pose_bins-2"
+CODE_VERSION = "pose_bins-3"  # 3: EFHQ's released (reviewed) labels are the labels of rebuilt faces
 
 
 def bins_fingerprint(poses_fp: str | None, overrides: dict) -> str:
@@ -50,7 +51,9 @@ def _bin_faces(context: dg.AssetExecutionContext, root, video_id: str) -> dg.Mat
     poses = read_rows(root, "poses", video_id)
     # EFHQ's own three estimators vote when the poses came from its released metadata.
     voters = IMPORTED_ESTIMATORS if any(p["estimator"] == "synergy" for p in poses) else VOTING_ESTIMATORS
-    rows = bin_rows(poses, overrides, voters=voters)
+    released = released_labels(successful_video(root, video_id), read_rows(root, "clips", video_id)) \
+        if voters == IMPORTED_ESTIMATORS else {}
+    rows = bin_rows(poses, overrides, voters=voters, released=released)
     df = pl.DataFrame(rows, infer_schema_length=None) if rows else empty_frame("bins")
     write_table(root, "bins", video_id, df)
     ingest.record_lineage(root, "pose_bins", video_id, CODE_VERSION, context.run_id,

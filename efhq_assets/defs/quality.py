@@ -6,6 +6,7 @@ import polars as pl
 
 from efhq_assets.core import ingest
 from efhq_assets.core.checks import check_quality
+from efhq_assets.core.efhq_import import RELEASED_SCORER, released_labels
 from efhq_assets.core.face_crops import iter_faces_by_frame
 from efhq_assets.core.quality import DEFAULT_SCORER, SCORERS, face_crop, quality_rows
 from efhq_assets.core.storage import empty_frame, read_rows, write_table
@@ -16,7 +17,7 @@ from .partitions import video_files
 from .resources import EfhqStorage
 from .sources import successful_video
 
-CODE_VERSION = "quality_scores-1"
+CODE_VERSION = "quality_scores-2"  # 2: faces rebuilt from EFHQ metadata keep its released HyperIQA `iqa`
 
 
 def quality_fingerprint(faces_fp: str | None) -> str:
@@ -33,6 +34,14 @@ def score_video(video: dict, faces: list[dict]) -> list[dict]:
         for f, q in zip(frame_faces, quality_rows(crops, np.asarray(boxes))):
             rows.append({**{k: f[k] for k in keys}, **q})
     return sorted(rows, key=lambda r: (r["clip_id"], r["frame_index"], r["face_index"]))
+
+
+def _scorer_versions(rows: list[dict]) -> dict:
+    """Which scorer made the scores (lineage): the offline BRISQUE, and EFHQ's released HyperIQA `iqa`."""
+    versions = {DEFAULT_SCORER: "brisque==0.2.0"}
+    if any(r["scorer"] == RELEASED_SCORER for r in rows):
+        versions[RELEASED_SCORER] = "EFHQ released iqa (HyperIQA, KonIQ weights)"
+    return versions
 
 
 @dg.asset(
@@ -53,13 +62,22 @@ def quality_scores(context: dg.AssetExecutionContext, storage: EfhqStorage):
 
 
 def _score_faces(context: dg.AssetExecutionContext, root, video_id: str) -> dg.MaterializeResult:
-    rows = score_video(successful_video(root, video_id), read_rows(root, "faces", video_id))
+    video = successful_video(root, video_id)
+    rows = score_video(video, read_rows(root, "faces", video_id))
+    # Faces rebuilt from EFHQ's metadata keep its released score (HyperIQA, KonIQ scale) as the score;
+    # the measures computed here stay beside it.
+    released = released_labels(video, read_rows(root, "clips", video_id))
+    for r in rows:
+        iqa = (released.get((r["video_id"], r["clip_id"], r["frame_index"], r["face_index"])) or {}).get("iqa")
+        if iqa is not None and np.isfinite(iqa):
+            r.update(scorer=RELEASED_SCORER, score=float(iqa))
     df = pl.DataFrame(rows, infer_schema_length=None) if rows else empty_frame("quality")
     write_table(root, "quality", video_id, df)
     ingest.record_lineage(root, "quality_scores", video_id, CODE_VERSION, context.run_id,
                           quality_fingerprint(ingest.lineage_fingerprint(root, "face_detections", video_id)), df.height,
-                          {DEFAULT_SCORER: "brisque==0.2.0"})
-    metadata = {"faces": df.height, "scorer": DEFAULT_SCORER, "score_range": str(SCORERS[DEFAULT_SCORER].range),
+                          _scorer_versions(rows))
+    scorers = sorted({r["scorer"] for r in rows}) or [DEFAULT_SCORER]
+    metadata = {"faces": df.height, "scorer": ", ".join(scorers), "score_range": str(SCORERS[DEFAULT_SCORER].range),
                 "dagster/row_count": df.height}
     if df.height:
         metadata.update({"score_median": float(df["score"].median()), "sharpness_median": float(df["sharpness"].median()),

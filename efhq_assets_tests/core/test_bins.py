@@ -170,8 +170,9 @@ SMALL_CASES = [
     ([89.9], [0], "profile_left", "left_80_90"),
     ([90], [0], "profile_left", "left_80_90"),  # exactly 90 (the original crashed)
     ([150, 170], [0, 0], "profile_left", "left_80_90"),  # > 90 clamped
-    # horizontal / vertical: direction from the sign vote (positive = left / up)
-    ([60, -50], [0, 0], "profile_horizontal", "left_50_60"),  # tie -> sign of the mean (+5)
+    # horizontal / vertical: EFHQ's vote, left / up when n_positive > len // 2 (positive = left / up)
+    ([60, -50], [0, 0], "profile_horizontal", "right_50_60"),  # a tie goes right (EFHQ's poseizer_stepbin)
+    ([60, 0], [0, 0], "profile_horizontal", "right_30_40"),  # a zero is not positive
     ([50, -60], [0, 0], "profile_horizontal", "right_50_60"),
     ([60, 50, -40], [0, 0, 0], "profile_horizontal", "left_50_60"),
     ([0, 0], [-40, 35], "profile_vertical", "down_30_40"),

@@ -305,3 +305,162 @@ def test_lmk5_from_lmk68_follows_efhqs_get_lmk():
     lm = lmk68[:, :2]
     five = np.stack([lm[idx[0]], lm[idx[[1, 2]]].mean(0), lm[idx[[3, 4]]].mean(0), lm[idx[5]], lm[idx[6]]])[[1, 2, 0, 3, 4]]
     assert np.allclose(lmk5_from_lmk68(lmk68), five)
+
+
+# ------------------------------------------------------------------- smallbin, table against upstream
+
+
+def _poseizer_stepbin(yaws, pitches, softbin):
+    """EFHQ 2_merging/celeb/cli.py poseizer_stepbin `func` (values already NaN-free; the 90 crash aside)."""
+    vals = None
+    if softbin in ["profile_left", "profile_right", "profile_horizontal"]:
+        vals = list(yaws)
+    elif softbin in ["profile_up", "profile_down", "profile_vertical"]:
+        vals = list(pitches)
+    elif softbin == "profile_extreme":
+        my = sum(abs(x) for x in yaws) / len(yaws)
+        mp = sum(abs(x) for x in pitches) / len(pitches)
+        vals, softbin = (list(yaws), "profile_horizontal") if my > mp else (list(pitches), "profile_vertical")
+    if vals is None:
+        return softbin
+    final = sum(abs(v) for v in vals) / len(vals)
+    ranges = range(30, 91, 10)
+    if final < 30:
+        return "frontal"
+    label = None
+    for i, th in enumerate(ranges):
+        if final < th:
+            label = f"{ranges[i - 1]}_{ranges[i]}"
+            break
+    if label is None:
+        label = f"{ranges[-2]}_{ranges[-1]}"
+    if "horizontal" in softbin or "vertical" in softbin:
+        n_positive = sum(x > 0 for x in vals)
+        if n_positive > len(vals) // 2:
+            direction = "left" if softbin == "profile_horizontal" else "up"
+        else:
+            direction = "right" if softbin == "profile_horizontal" else "down"
+    else:
+        direction = softbin.split("_")[-1]
+    return f"{direction}_{label}"
+
+
+SMALLBIN_TABLE = [
+    ([60, -50], [0, 0], "profile_horizontal"), ([60, 0, -70], [0, 0, 0], "profile_horizontal"),
+    ([0, 0], [40, -40], "profile_vertical"), ([50, 50, -50], [0, 0, 0], "profile_horizontal"),
+    ([-40, 0, 45], [0, 0, 0], "profile_horizontal"), ([0, 0, 0], [-35, 0, 40], "profile_vertical"),
+    ([70, 80, 75], [0, 0, 0], "profile_left"), ([-70, -80], [10, 0], "profile_right"),
+    ([10, 20], [50, 60], "profile_up"), ([100, -120], [95, 100], "profile_extreme"),
+    ([10, 12, 8], [0, 0, 0], "frontal"), ([20, 25], [10, 5], "profile_left"),
+]
+
+
+@pytest.mark.parametrize("yaws,pitches,soft", SMALLBIN_TABLE)
+def test_smallbin_table_matches_efhqs_poseizer_stepbin(yaws, pitches, soft):
+    from efhq_assets.core.bins import smallbin
+
+    assert smallbin(yaws, pitches, soft) == _poseizer_stepbin(yaws, pitches, soft)
+
+
+def test_smallbin_comes_from_the_reviewed_label():
+    from efhq_assets.core.bins import bin_rows
+
+    poses = [{"video_id": "v", "clip_id": "c", "frame_index": 0, "face_index": 0, "estimator": e, "yaw": y,
+              "pitch": 0.0} for e, y in (("synergy", 62.0), ("poseanh", -3.0), ("mhp", 58.0))]
+    # EFHQ's reviewer relabelled this face profile_right (EFHQ's name): project profile_left
+    (row,) = bin_rows(poses, voters=("synergy", "poseanh", "mhp"),
+                      released={("v", "c", 0, 0): {"softbin": "profile_right", "hardbin": "confused",
+                                                   "smallbin": "right_40_50"}})
+    assert row["softbin"] == "profile_left" and row["label"] == "profile_left"
+    assert row["efhq_softbin"] == "profile_right" and row["efhq_label"] == "profile_right"
+    assert row["smallbin"] == "left_40_50"  # mean |yaw| of the three = 41: from the label's axis and side
+    assert row["efhq_hardbin"] == "confused" and row["hardbin"] == "confused"
+
+
+# ------------------------------------------------------------- selection defaults against upstream rules
+
+# 2_merging/pose_grid.py process_csv drops these softbins before writing 4_binned_edited/<bin>/<id>.csv
+POSE_GRID_REMOVED = ["confused", "trash", "remove", "profile_vertical", "profile_horizontal"]
+ALL_LABELS = ["frontal", "profile_left", "profile_right", "profile_up", "profile_down", "profile_extreme",
+              "profile_horizontal", "profile_vertical", "confused", "remove"]
+
+
+def _row(i, label, clip="c0", identity="id1", yaw=60.0, pitch=0.0, score=50.0, **kw):
+    r = {"video_id": clip.split("_")[0], "clip_id": clip, "frame_index": i, "face_index": 0, "track_id": 0,
+         "identity_id": identity, "source": "vfhq", "label": label, "yaw": yaw, "pitch": pitch, "roll": 0.0,
+         "x1": 100.0, "y1": 100.0, "x2": 300.0, "y2": 300.0, "lmk5": [150, 170, 250, 170, 200, 210, 160, 250, 240, 250],
+         "lmk478": None, "score": score, "quality_pass": score >= 42, "frame_width": 640, "frame_height": 480,
+         "video_path": "/v.mp4", "attributes": None}
+    r.update(kw)
+    return r
+
+
+@pytest.mark.parametrize("label", ALL_LABELS)
+def test_default_selection_keeps_exactly_what_efhqs_review_kept(label):
+    from efhq_assets.core.tasks.gan import select_gan
+
+    sel = select_gan([_row(0, label)], outside_frame=lambda *a: False)
+    assert bool(sel) == (label not in POSE_GRID_REMOVED)
+    if label != "remove":  # the project's option keeps the unreviewed labels
+        assert select_gan([_row(0, label)], outside_frame=lambda *a: False, drop_labels=())
+
+
+def _efhq_vfhq_sampler(rows, per=10, iqa_threshold=42):
+    """3_align_sample/cli_sample_gan.py vfhq: groupby(["video_id", "softbin"]), sort by |synergy_yaw|,
+    |synergy_pitch|, iqa descending, keep iqa >= threshold, head(10). video_id is the clip."""
+    groups = {}
+    for r in rows:
+        groups.setdefault((r["clip_id"], r["label"]), []).append(r)
+    out = set()
+    for members in groups.values():
+        members = sorted(members, key=lambda r: (-abs(r["yaw"]), -abs(r["pitch"]), -r["score"]))
+        out |= {(r["clip_id"], r["frame_index"]) for r in [m for m in members if m["score"] >= iqa_threshold][:per]}
+    return out
+
+
+def test_gan_cap_is_10_per_clip_and_bin_as_efhq_sampled():
+    from efhq_assets.core.tasks.gan import PROJECT_GAN_GROUP, select_gan
+
+    rng = np.random.default_rng(3)
+    rows = []
+    for clip in ("Clip+a+P0+C0+F1-99", "Clip+a+P0+C1+F200-299", "Clip+b+P1+C0+F1-99"):
+        for i in range(14):
+            rows.append(_row(i, ["profile_left", "frontal"][i % 2], clip=clip, identity="person-a",
+                             yaw=float(rng.uniform(-80, 80)), pitch=float(rng.uniform(-20, 20)),
+                             score=float(rng.uniform(30, 80))))
+    rows = [dict(r, video_id=r["clip_id"].split("+")[1]) for r in rows]
+    chosen = {(r["clip_id"], r["frame_index"]) for r in select_gan(rows, outside_frame=lambda *a: False)}
+    assert chosen == _efhq_vfhq_sampler(rows)
+    per_person = select_gan(rows, outside_frame=lambda *a: False, group_by=PROJECT_GAN_GROUP)
+    assert len(per_person) <= 20 < len(chosen)  # one identity: at most 10 per label
+
+
+@pytest.mark.parametrize("scorer,score,passes", [("hyperiqa", 42.0, True), ("hyperiqa", 41.99, False),
+                                                 ("hyperiqa", 87.0, True), ("brisque_live_inv", 50.0, True),
+                                                 ("brisque_live_inv", 10.0, False)])
+def test_quality_cut_is_the_scorers_own(tmp_path, scorer, score, passes):
+    """EFHQ keeps iqa >= 42 (cli_sample_gan.py iqa_threshold); a face scored by HyperIQA (EFHQ's released iqa)
+    is judged by that cut, a BRISQUE-scored face by the frozen BRISQUE cut (here 30)."""
+    import polars as pl
+
+    from efhq_assets.core.storage import DataRoot, write_table
+    from efhq_assets.core.tasks.candidates import candidate_rows
+
+    root = DataRoot(tmp_path / "root")
+    root.ensure()
+    key = {"video_id": ["v"], "clip_id": ["v"], "frame_index": [0], "face_index": [0]}
+    write_table(root, "faces", "v", pl.DataFrame({**key, "track_id": [0], "x1": [1.0], "y1": [1.0], "x2": [9.0],
+                                                 "y2": [9.0], "score": [None], "lmk5": [[0.0] * 10],
+                                                 "passes_efhq_filter": [True], "detector": ["d"],
+                                                 "detector_sha256": ["x"]}))
+    write_table(root, "bins", "v", pl.DataFrame({**key, "label": ["profile_left"], "softbin": ["profile_left"]}))
+    write_table(root, "poses", "v", pl.DataFrame({**key, "estimator": ["combined"], "yaw": [60.0], "pitch": [0.0],
+                                                 "roll": [0.0]}))
+    write_table(root, "quality", "v", pl.DataFrame({**key, "score": [score], "scorer": [scorer]}))
+    write_table(root, "videos", "v", pl.DataFrame({"video_id": ["v"], "path": ["/v.mp4"], "width": [640],
+                                                  "height": [480], "source": ["vfhq"], "status": ["ok"]}))
+    rows, threshold = candidate_rows(root, frozen_threshold=30.0)
+    assert threshold == 30.0
+    (row,) = rows
+    assert row["scorer"] == scorer and row["quality_pass"] is passes
+    assert row["quality_threshold"] == (42.0 if scorer == "hyperiqa" else 30.0)

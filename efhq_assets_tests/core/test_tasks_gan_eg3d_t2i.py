@@ -242,7 +242,8 @@ def real_faces():
 
     det, fm = MtcnnDetector(), FaceMeshLandmarker()
     images, rows = {}, []
-    bins = ["frontal", "profile_left", "profile_right", "profile_up", "profile_down", "profile_extreme", "confused"]
+    # labels EFHQ's review kept (confused / horizontal / vertical never reach a split by default)
+    bins = ["frontal", "profile_left", "profile_right", "profile_up", "profile_down", "profile_extreme", "frontal"]
     for vid, loader in (("astronaut", astronaut_bgr), ("t1", insightface_t1_bgr)):
         try:
             img = loader()
@@ -342,7 +343,7 @@ def test_eg3d_dataset_json_folder_and_zip(real_faces, tmp_path):
     camera_fn = None if HAVE_ALIGN else fake_camera
     sel = E.select_eg3d(rows, outside_frame=never_outside, camera_fn=camera_fn)
     render = box_crop(images, 512)
-    res = E.export_eg3d(sel, render, tmp_path / "eg3d", mirror=True, camera_fn=camera_fn)
+    res = E.export_eg3d(sel, render, tmp_path / "eg3d", camera_fn=camera_fn)  # mirrored by default, as EFHQ
     assert res["count"] == 2 * len(sel)
     labels = json.loads((tmp_path / "eg3d" / "dataset.json").read_text())["labels"]
     assert len(labels) == 2 * len(sel)
@@ -360,8 +361,8 @@ def test_eg3d_dataset_json_folder_and_zip(real_faces, tmp_path):
         assert np.allclose(m[[3, 7, 11]], c[[3, 7, 11]] * [-1, 1, 1]) and np.allclose(m[16:], c[16:])
     mirrored = cv2.imread(str(tmp_path / "eg3d" / mname))
     assert np.array_equal(mirrored, cv2.imread(str(tmp_path / "eg3d" / r["path"]))[:, ::-1])
-    # zip target: same labels, readable images
-    E.export_eg3d(sel, render, tmp_path / "eg3d.zip", camera_fn=camera_fn)
+    # zip target, unmirrored option: same labels, readable images
+    E.export_eg3d(sel, render, tmp_path / "eg3d.zip", camera_fn=camera_fn, mirror=False)
     with zipfile.ZipFile(tmp_path / "eg3d.zip") as zf:
         zl = json.loads(zf.read("dataset.json"))["labels"]
         assert [n for n, _ in zl] == sorted(r["path"] for r in sel)
@@ -468,4 +469,4 @@ def test_gan_and_eg3d_end_to_end_with_align(real_faces, tmp_path):
                                                   np.asarray(r["lmk5"], np.float64).reshape(5, 2))[0],
                   tmp_path / "eg3d.zip")
     with zipfile.ZipFile(tmp_path / "eg3d.zip") as zf:
-        assert len(json.loads(zf.read("dataset.json"))["labels"]) == len(esel)
+        assert len(json.loads(zf.read("dataset.json"))["labels"]) == 2 * len(esel)  # + _mirror copies

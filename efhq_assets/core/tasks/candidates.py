@@ -28,8 +28,16 @@ def quality_threshold(scores: np.ndarray, frozen: float | None, scorer: str) -> 
     return float(rule)
 
 
-def candidate_rows(root, frozen_threshold: float | None = None) -> tuple[list[dict], float | None]:
-    """(rows, quality threshold used). Empty when nothing has been analysed yet."""
+def candidate_rows(root, frozen_threshold: float | None = None,
+                   drop_labels: tuple[str, ...] | None = None) -> tuple[list[dict], float | None]:
+    """(rows, quality threshold used). Empty when nothing has been analysed yet.
+
+    ``drop_labels`` (default :data:`common.EFHQ_DROPPED_LABELS`: ``confused``, ``profile_horizontal``,
+    ``profile_vertical``, which EFHQ's review dropped): faces with these labels enter no split;
+    ``()`` keeps them (the project's earlier behaviour)."""
+    from .common import EFHQ_DROPPED_LABELS
+
+    dropped = ["remove", *(EFHQ_DROPPED_LABELS if drop_labels is None else drop_labels)]
     import polars as pl
 
     from ..quality import DEFAULT_SCORER
@@ -41,7 +49,7 @@ def candidate_rows(root, frozen_threshold: float | None = None) -> tuple[list[di
     faces = faces.filter(pl.col("passes_efhq_filter"))
     bins = read_table_files(root, "bins", KEY + ["label", "softbin"])
     poses = read_table_files(root, "poses")
-    quality = read_table_files(root, "quality", KEY + ["score"])
+    quality = read_table_files(root, "quality", KEY + ["score", "scorer"])
     marks = read_table_files(root, "landmarks", KEY + ["lmk478"])
     idents = read_table_files(root, "identities", ["video_id", "track_id", "identity_id", "source_id"])
     clips = read_table_files(root, "clips", ["video_id", "clip_id", "youtube_id", "attributes"])
@@ -52,7 +60,7 @@ def candidate_rows(root, frozen_threshold: float | None = None) -> tuple[list[di
     # `score` below is the quality score; the detector's score is kept as `detector_score`.
     df = (faces.drop(["detector", "detector_sha256"], strict=False).rename({"score": "detector_score"})
           .join(bins, on=KEY, how="inner")
-          .filter(pl.col("label") != "remove")
+          .filter(~pl.col("label").is_in(dropped))
           .join(combined, on=KEY, how="left")
           .join(quality, on=KEY, how="left"))
     if marks is not None:
@@ -70,9 +78,15 @@ def candidate_rows(root, frozen_threshold: float | None = None) -> tuple[list[di
     df = df.join(videos, on="video_id", how="inner")
     # A face whose track has no identity yet (identities run after) stands for itself.
     df = df.with_columns(identity_id=pl.coalesce(pl.col("identity_id"), pl.format("{}+t{}", "video_id", "track_id")))
-    scores = df["score"].drop_nulls().to_numpy()
+    # Each face is judged by the threshold of the scorer that scored it: the offline scorer's frozen
+    # percentile, or a fixed one (HyperIQA, as EFHQ's released `iqa` of rebuilt faces: iqa >= 42).
+    df = df.with_columns(scorer=pl.col("scorer").fill_null(DEFAULT_SCORER))
+    scores = df.filter(pl.col("scorer") == DEFAULT_SCORER)["score"].drop_nulls().to_numpy()
     threshold = quality_threshold(scores, frozen_threshold, DEFAULT_SCORER)
-    df = df.with_columns(quality_pass=pl.col("score").fill_null(-1e9) >= threshold)
+    cuts = {s: (threshold if s == DEFAULT_SCORER else quality_threshold(np.zeros(0), None, s))
+            for s in df["scorer"].unique().to_list()}
+    df = df.with_columns(quality_threshold=pl.col("scorer").replace_strict(cuts, return_dtype=pl.Float64))
+    df = df.with_columns(quality_pass=pl.col("score").fill_null(-1e9) >= pl.col("quality_threshold"))
     rows = df.sort(KEY).to_dicts()
     return rows, threshold
 

@@ -37,6 +37,7 @@ from ..ids import is_safe_id
 
 __all__ = [
     "SPLITS",
+    "EFHQ_DROPPED_LABELS",
     "ZIP_DATE_TIME",
     "split_of",
     "unit_hash",
@@ -59,6 +60,10 @@ __all__ = [
 ]
 
 SPLITS = ("train", "val", "test")
+#: Labels EFHQ's manual review dropped (2_merging/pose_grid.py ``process_csv``: ``confused``, ``trash``,
+#: ``remove``, ``profile_vertical``, ``profile_horizontal`` never reach ``4_binned_edited/``, which every
+#: task sampler reads). The default of every split; pass ``drop_labels=()`` to keep them.
+EFHQ_DROPPED_LABELS = ("confused", "profile_horizontal", "profile_vertical")
 #: Fixed timestamp for every zip member (the earliest a zip can store): byte-identical archives.
 ZIP_DATE_TIME = (1980, 1, 1, 0, 0, 0)
 

@@ -1,7 +1,7 @@
 """3D-aware GAN split (EG3D): selection (table ``split_eg3d``) and an EG3D-format dataset.
 
 Selection: the same rows as the GAN split (:func:`gan.select_gan`: quality pass, FFHQ crop inside
-the frame, at most 10 per (identity, bin), most extreme first), as the original took the
+the frame, at most 10 per (clip, bin) as EFHQ, most extreme first), as the original took the
 StyleGAN-sampled list (EFHQ_REFERENCE.md 3.2).  ``label`` here is the pose bin (EG3D is conditioned
 on the camera, not on a class); ``class_index`` is kept for convenience.
 
@@ -19,10 +19,14 @@ Fixed defects of the original:
   camera is computed per row from that row's own pose and written next to that row's file name.
 * The original paired landmarks in *aligned-image* coordinates with raw frames; here the crop is
   made from full-frame landmarks by the caller (``eg3d_crop(frame, lmk5)``).
-* Mirroring is explicit: ``mirror=True`` also writes ``<name>_mirror.png`` with the image flipped
-  and the camera of the mirrored pose (yaw and roll negated), as EG3D's own FFHQ release does (the
-  original left it unclear whether the EFHQ part was mirrored).  Do not also pass ``--mirror=1`` to
-  EG3D's trainer for such a dataset: its x-flip does not flip the camera label.
+* Mirroring, as EFHQ built it (the default): ``mirror=True`` also writes ``<name>_mirror.png`` with
+  the image flipped and the camera of the mirrored pose (yaw and roll negated). EFHQ's own EG3D
+  preprocessing (training_code/efhq_eg3d/dataset_preprocessing/ffhq/preprocess_face_cameras.py)
+  writes a ``_mirror`` copy with ``flip_yaw(pose)`` for every image, as EG3D's FFHQ release does.
+  ``mirror=False`` writes the unmirrored set only. Do not also pass ``--mirror=1`` to EG3D's trainer
+  for a mirrored dataset: its x-flip does not flip the camera label.
+* Resolution: 512 (EG3D's FFHQ) by default; ``size=1024`` (EFHQ's docs build its aligned sets at
+  ``--size {512|1024}``) with crops rendered at that size (``align.eg3d_crop(..., size=1024)``).
 
 **How our cameras differ from EG3D's.**  EG3D's FFHQ labels come from Deep3DFaceRecon: a 3DMM fit
 gives rotation *and* translation, the camera is placed looking at the head with the radius
@@ -60,7 +64,7 @@ from .common import (
     relative_path,
     row_key,
 )
-from .gan import select_gan
+from .gan import EFHQ_GAN_GROUP, select_gan
 
 __all__ = ["select_eg3d", "export_eg3d", "mirror_camera", "SPLIT_EG3D_COLUMNS", "EG3D_SIZE"]
 
@@ -103,6 +107,7 @@ def select_eg3d(
     outside_frame: Callable | None = None,
     camera_fn: Callable | None = None,
     camera_roll: bool = False,
+    group_by: Sequence[str] = EFHQ_GAN_GROUP,
 ) -> list[dict]:
     """Rows of ``split_eg3d``: the GAN selection with ``label`` = pose bin, ``path`` =
     ``<video_id>/<frame:08d>_<face>.png`` and ``camera`` = 25 floats from
@@ -114,7 +119,7 @@ def select_eg3d(
     fn = camera_fn if camera_fn is not None else _camera_default()
     out = []
     for g in select_gan(rows, per_group, seed, test_pct=test_pct, include_frontal=include_frontal,
-                        outside_frame=outside_frame):
+                        outside_frame=outside_frame, group_by=group_by):
         if g["yaw"] is None or g["pitch"] is None:
             continue
         roll = g["roll"] if (camera_roll and g["roll"] is not None) else 0.0
@@ -154,7 +159,7 @@ def export_eg3d(
     out_dir_or_zip: str | os.PathLike,
     *,
     size: int = EG3D_SIZE,
-    mirror: bool = False,
+    mirror: bool = True,
     camera_fn: Callable | None = None,
 ) -> dict:
     """Write EG3D's dataset (crops + ``dataset.json``) from ``split_eg3d`` rows.

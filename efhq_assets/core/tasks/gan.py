@@ -5,8 +5,11 @@ Selection (EFHQ_REFERENCE.md, "Stage 3b: Task sampling" and 3.1), per EFHQ-filte
 1. keep ``quality_pass`` (the configured scorer's threshold; the original used ``iqa >= 42``);
 2. drop faces whose FFHQ alignment would leave the frame (``align.ffhq_outside_frame``, the
    original aligner's rejection rule);
-3. at most ``per_group`` (10) rows per ``(identity_id, bin label)``, **most extreme first, then best
-   quality**: sort by |yaw| desc, |pitch| desc, score desc (ties: the row key).  The original CelebV
+3. at most ``per_group`` (10) rows per ``group_by`` = ``(clip_id, bin label)`` by default, as EFHQ's
+   samplers did (3_align_sample/cli_sample_gan.py: CelebV one CSV per clip and bin, VFHQ
+   ``groupby(["video_id", "softbin"])`` with ``video_id`` the clip); :data:`PROJECT_GAN_GROUP`
+   ``(identity_id, bin label)`` caps per person instead (far fewer images of one person). **Most
+   extreme first, then best quality**: sort by |yaw| desc, |pitch| desc, score desc (ties: the row key).  The original CelebV
    sampler sorted all three *ascending* (least extreme, worst quality first), which contradicts its
    own VFHQ sampler and the purpose of the dataset; we use the VFHQ order for every source.
 4. ``frontal`` rows are **included** (the VFHQ sampler's behaviour).  The original CelebV sampler
@@ -14,8 +17,11 @@ Selection (EFHQ_REFERENCE.md, "Stage 3b: Task sampling" and 3.1), per EFHQ-filte
    trained class-conditionally, frontal samples are kept as class 0.  Pass
    ``include_frontal=False`` to reproduce the CelebV behaviour.
 
-Class labels: ``0 = frontal``, ``1 = extreme`` (every non-frontal bin: profile_left/right/up/down/
-extreme, profile_horizontal, profile_vertical, confused).  The original labelled *every* EFHQ image
+Labels EFHQ's review dropped (``confused``, ``profile_horizontal``, ``profile_vertical``:
+:data:`common.EFHQ_DROPPED_LABELS`) enter no split by default (``drop_labels=()`` keeps them).
+
+Class labels: ``0 = frontal``, ``1 = extreme`` (every other kept bin: profile_left/right/up/down/
+extreme, and with ``drop_labels=()`` also profile_horizontal, profile_vertical, confused).  The original labelled *every* EFHQ image
 1 and took class 0 only from FFHQ; here EFHQ's own frontal faces are class 0.
 
 Split: :func:`common.split_of` on the identity id (default: everything ``train``, as the original);
@@ -39,6 +45,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from .common import (
+    EFHQ_DROPPED_LABELS,
     finite_or_none,
     DeterministicZip,
     cap_per_group,
@@ -57,11 +64,16 @@ __all__ = [
     "class_index_of",
     "base_filter",
     "select_gan",
+    "EFHQ_GAN_GROUP",
+    "PROJECT_GAN_GROUP",
     "export_stylegan_zip",
     "SPLIT_GAN_COLUMNS",
 ]
 
 FRONTAL = "frontal"
+#: EFHQ's cap groups (default) and the project's per-identity alternative.
+EFHQ_GAN_GROUP = ("clip_id", "label")
+PROJECT_GAN_GROUP = ("identity_id", "label")
 #: StyleGAN class index -> name.
 CLASS_NAMES = ("frontal", "extreme")
 
@@ -90,13 +102,16 @@ def base_filter(
     *,
     outside_frame: Callable | None = None,
     include_frontal: bool = True,
+    drop_labels: Sequence[str] = EFHQ_DROPPED_LABELS,
 ) -> list[dict]:
-    """Rows that pass quality, have finite 5-point landmarks and whose FFHQ crop stays in the frame."""
+    """Rows that pass quality, have finite 5-point landmarks and whose FFHQ crop stays in the frame,
+    without the labels EFHQ's review dropped (``drop_labels``; ``()`` keeps them)."""
     outside = outside_frame if outside_frame is not None else _outside_default()
+    dropped = {"remove", *drop_labels}
     kept = []
     for r in rows:
         label = r.get("label")
-        if label is None or label == "remove":
+        if label is None or label in dropped:
             continue
         if not include_frontal and label == FRONTAL:
             continue
@@ -137,6 +152,8 @@ def select_gan(
     test_pct: float = 0.0,
     include_frontal: bool = True,
     outside_frame: Callable | None = None,
+    group_by: Sequence[str] = EFHQ_GAN_GROUP,
+    drop_labels: Sequence[str] = EFHQ_DROPPED_LABELS,
 ) -> list[dict]:
     """Rows of ``split_gan`` (see the module docstring), sorted by (identity, video, frame, face).
 
@@ -146,8 +163,8 @@ def select_gan(
 
     ``outside_frame(lmk5, width, height) -> bool`` defaults to ``align.ffhq_outside_frame``.
     """
-    kept = base_filter(rows, outside_frame=outside_frame, include_frontal=include_frontal)
-    chosen = cap_per_group(kept, ("identity_id", "label"), per_group, extremeness_sort_key)
+    kept = base_filter(rows, outside_frame=outside_frame, include_frontal=include_frontal, drop_labels=drop_labels)
+    chosen = cap_per_group(kept, tuple(group_by), per_group, extremeness_sort_key)
     out = []
     for r in chosen:
         o = _base_out(r, split_of(r.get("identity_id"), seed=seed, test_pct=test_pct))

@@ -66,7 +66,7 @@ from .common import (
     render_fields,
     row_key,
 )
-from .gan import select_gan
+from .gan import EFHQ_GAN_GROUP, select_gan
 
 __all__ = [
     "CELEBVHQ_APPEARANCE",
@@ -162,6 +162,7 @@ def select_t2i(
     min_image_side: int = MIN_IMAGE_SIDE,
     min_face: int = MIN_FACE_SIDE,
     outside_frame: Callable | None = None,
+    group_by: Sequence[str] = EFHQ_GAN_GROUP,
 ) -> list[dict]:
     """Rows of ``split_t2i`` (columns :data:`SPLIT_T2I_COLUMNS`) with ``prompt`` = :func:`caption`.
 
@@ -172,7 +173,7 @@ def select_t2i(
     by_key = {row_key(r): r for r in rows}
     out = []
     for g in select_gan(rows, per_group, seed, test_pct=test_pct, include_frontal=include_frontal,
-                        outside_frame=outside_frame):
+                        outside_frame=outside_frame, group_by=group_by):
         src = by_key[row_key(g)]
         o = {k: g.get(k) for k in SPLIT_T2I_COLUMNS if k in g}
         o["label"] = g["bin"]
