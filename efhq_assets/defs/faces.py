@@ -15,7 +15,7 @@ from .partitions import video_files
 from .resources import EfhqStorage, FaceAnalysis
 from .sources import successful_video
 
-CODE_VERSION = "face_detections-2"
+CODE_VERSION = "face_detections-3"  # 3: EFHQ metadata rows rescaled, FaceMesh on imported faces
 
 
 def face_fingerprint(frames_fp: str | None, face_analysis: FaceAnalysis) -> str:

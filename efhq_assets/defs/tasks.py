@@ -26,7 +26,7 @@ from .partitions import refresh_when_upstream_changed
 from .quality import quality_scores
 from .resources import EfhqStorage
 
-CODE_VERSION = "splits-1"
+CODE_VERSION = "splits-2"  # 2: EFHQ selection defaults (reviewed labels only, cap per clip and bin)
 TASK_DEPS = [pose_bins, face_identities, quality_scores]
 GAN_RESOLUTION = 512
 
