@@ -569,7 +569,7 @@ def _user_tables(con) -> set[str]:
 
 
 def compact_manifest(root: DataRoot, extra_tables: dict[str, list[Path]] | None = None, *, incremental: bool = True,
-                     full_rebuild_fraction: float = FULL_REBUILD_FRACTION) -> dict:
+                     full_rebuild_fraction: float = FULL_REBUILD_FRACTION, in_place: bool = False) -> dict:
     """Bring manifest.duckdb up to date with tables/ (plus the source catalog) and swap it in atomically.
 
     `videos` and `clips` are the per-partition rows plus the catalog's rows for videos that have
@@ -581,6 +581,11 @@ def compact_manifest(root: DataRoot, extra_tables: dict[str, list[Path]] | None 
     bookkeeping, the schemas or code changed, more than `full_rebuild_fraction` of the files changed, or
     the file grew past twice its last full size. Both give the same rows. The copy is made under the lock,
     so a second compaction always starts from the first one's result.
+
+    `in_place=True` (the alternative measured by benchmarks/scale.py): an incremental patch is applied to
+    manifest.duckdb itself, in one DuckDB transaction under the lock, instead of to a copy that is swapped in.
+    No copy of the whole file, but readers in other processes cannot open the file while the patch runs (DuckDB
+    locks it), and the patch cannot start while one has it open (then the copy is patched as usual).
     """
     import duckdb
 
@@ -600,8 +605,12 @@ def compact_manifest(root: DataRoot, extra_tables: dict[str, list[Path]] | None 
         files_changed = None
         reason = ("full rebuild requested" if not incremental
                   else None if root.manifest_path.exists() else "no manifest")
+        patched_in_place = False
         try:
-            if reason is None:  # the copy, not the manifest itself, is opened: readers in this process keep theirs
+            if reason is None and in_place:
+                reason, old, modes, files_changed, files_read, counts, patched_in_place = _patch_in_place(
+                    root, listing, fingerprint, full_rebuild_fraction)
+            if reason is None and not patched_in_place:  # the copy, not the manifest, is opened: readers keep theirs
                 shutil.copyfile(root.manifest_path, tmp)
                 try:
                     con = duckdb.connect(str(tmp))
@@ -618,7 +627,9 @@ def compact_manifest(root: DataRoot, extra_tables: dict[str, list[Path]] | None 
             if reason is not None:
                 con = duckdb.connect(str(tmp))
             try:
-                if reason is None:
+                if patched_in_place:
+                    pass
+                elif reason is None:
                     files_read = _apply_changes(con, root, listing, old, modes, counts)
                     full_bytes = int(con.execute(f"SELECT value FROM {META_TABLE} WHERE name = 'full_bytes'").fetchone()[0])
                 else:
@@ -634,17 +645,20 @@ def compact_manifest(root: DataRoot, extra_tables: dict[str, list[Path]] | None 
                         rows, mode = _create_table(con, table, files)
                         if mode != "none":
                             counts[table], modes[table] = rows, mode
-                catalog_keys = _merge_catalog(con, root, counts)
-                _create_macros(con)
-                _write_bookkeeping(con, listing, catalog_keys, modes, fingerprint, full_bytes)
-                con.execute("CHECKPOINT")
+                if not patched_in_place:
+                    catalog_keys = _merge_catalog(con, root, counts)
+                    _create_macros(con)
+                    _write_bookkeeping(con, listing, catalog_keys, modes, fingerprint, full_bytes)
+                    con.execute("CHECKPOINT")
                 if reason is not None:  # a full build's size, for the "grew too much" check of later patches
                     con.execute(f"UPDATE {META_TABLE} SET value = ? WHERE name = 'full_bytes'", [str(tmp.stat().st_size)])
                     con.execute("CHECKPOINT")
             finally:
-                con.close()
-            os.replace(tmp, root.manifest_path)
-            _fsync_dir(root.path)
+                if not patched_in_place:
+                    con.close()
+            if not patched_in_place:
+                os.replace(tmp, root.manifest_path)
+                _fsync_dir(root.path)
         finally:
             for leftover in (tmp, Path(str(tmp) + ".wal")):
                 with contextlib.suppress(FileNotFoundError):
@@ -652,8 +666,40 @@ def compact_manifest(root: DataRoot, extra_tables: dict[str, list[Path]] | None 
     if files_changed is None:  # nothing to compare with: every file counts as changed
         files_changed = sum(len(f) for f in listing.values())
     return {"tables": counts, "mode": "full" if reason is not None else "incremental", "reason": reason,
-            "files_read": files_read, "files_changed": files_changed,
+            "in_place": patched_in_place, "files_read": files_read, "files_changed": files_changed,
             "seconds": round(time.perf_counter() - started, 3), "bytes": root.manifest_path.stat().st_size}
+
+
+def _patch_in_place(root: DataRoot, listing, fingerprint: str, full_rebuild_fraction: float):
+    """compact_manifest(in_place=True)'s patch: (reason, old, modes, files_changed, files_read, counts, done).
+    done is False (nothing changed) when the manifest is open elsewhere or needs a full build (reason)."""
+    import duckdb
+
+    counts: dict[str, int] = {}
+    try:
+        con = duckdb.connect(str(root.manifest_path))
+    except duckdb.Error:  # held open by a reader (DuckDB's file lock), or not openable: patch a copy instead
+        return None, {}, {}, None, 0, counts, False
+    try:
+        reason, old, modes, files_changed = _previous_state(
+            con, listing, fingerprint, full_rebuild_fraction, root.manifest_path.stat().st_size)
+        if reason is not None:
+            return reason, old, modes, files_changed, 0, counts, False
+        con.execute("BEGIN TRANSACTION")
+        try:
+            files_read = _apply_changes(con, root, listing, old, modes, counts)
+            full_bytes = int(con.execute(f"SELECT value FROM {META_TABLE} WHERE name = 'full_bytes'").fetchone()[0])
+            catalog_keys = _merge_catalog(con, root, counts)
+            _create_macros(con)
+            _write_bookkeeping(con, listing, catalog_keys, modes, fingerprint, full_bytes)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        con.execute("CHECKPOINT")
+    finally:
+        con.close()
+    return None, old, modes, files_changed, files_read, counts, True
 
 
 def _create_macros(con) -> None:

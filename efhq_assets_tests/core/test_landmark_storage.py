@@ -163,3 +163,41 @@ def test_readme_lineage_query_returns_the_same_rows_before_and_after_the_storage
     expected, _ = before(tables, split_gan)
     assert sorted(query(root, sql)[1]) == expected
     assert {r[-1] for r in expected if r[0] == "vid_b"} == {"pose_annotations-4"}
+
+
+def test_in_place_patch_gives_the_rows_of_a_patched_copy_and_yields_to_readers(tmp_path):
+    """compact_manifest(in_place=True) (the design scale.py measures beside the copy): same rows as the copy's
+    patch; with a reader holding the manifest open it patches a copy instead, and the reader keeps working."""
+    import shutil
+
+    from efhq_assets.core.storage import connect_read_only
+
+    sums = "SELECT count(*), sum(hash(t)::HUGEINT)::VARCHAR FROM {} t"
+    root = DataRoot(tmp_path / "root").ensure()
+    for v in ("vid_a", "vid_b", "vid_c", "vid_d"):
+        for name, df in pipeline_tables(v).items():
+            write_table(root, name, keyed(v, "pose_annotations") if name == "lineage" else v, df)
+    compact_manifest(root)
+    for name, df in pipeline_tables("vid_b", variant=1).items():
+        write_table(root, name, keyed("vid_b", "pose_annotations") if name == "lineage" else "vid_b", df)
+    before = tmp_path / "before.duckdb"
+    shutil.copyfile(root.manifest_path, before)
+
+    copied = compact_manifest(root, full_rebuild_fraction=1.0)
+    assert copied["mode"] == "incremental" and not copied["in_place"]
+    expected = {t: query(root, sums.format(t))[1] for t in ("faces", "poses", "landmarks", "lineage")}
+
+    shutil.copyfile(before, root.manifest_path)
+    patched = compact_manifest(root, full_rebuild_fraction=1.0, in_place=True)
+    assert patched["mode"] == "incremental" and patched["in_place"] and patched["files_read"] == copied["files_read"]
+    assert {t: query(root, sums.format(t))[1] for t in expected} == expected
+    assert query(root, "SELECT code_version FROM lineage WHERE partition = 'vid_b'")[1] == [("pose_annotations-4",)]
+
+    write_table(root, "faces", "vid_c", pipeline_tables("vid_c", variant=2)["faces"])
+    reader = connect_read_only(root)
+    try:
+        held = compact_manifest(root, full_rebuild_fraction=1.0, in_place=True)
+        assert held["mode"] == "incremental" and not held["in_place"]  # the copy was patched and swapped in
+        assert reader.execute("SELECT count(*) FROM faces").fetchone() == (16,)
+    finally:
+        reader.close()
