@@ -77,11 +77,24 @@ def coordinate_scale(video: dict, clip: dict) -> tuple[float, float]:
     return float(width) / size[0], float(height) / size[1]
 
 
+def _celebv_crop(video: dict, clip: dict):
+    """The crop EFHQ's CelebV coordinates are measured in: EFHQ's own (:func:`efhq_celebv_crop`) from the
+    clip's normalised bbox and the stream's size; the clip's crop when no bbox is known; None for a
+    pre-cut clip file (already EFHQ's crop)."""
+    from .efhq_metadata import efhq_celebv_crop
+
+    if clip.get("whole_file"):
+        return None
+    if clip.get("bbox") is not None and video.get("width") and video.get("height"):
+        return efhq_celebv_crop(clip["bbox"], int(video["width"]), int(video["height"]))
+    return clip.get("crop")
+
+
 def imported_faces(video: dict, clips: list[dict], problems: list[str] | None = None):
     """(key, row) for every EFHQ metadata row of this video that maps onto its decoded frames, in the
     project's conventions: file frame index (CelebV: from the first frame EFHQ's ``-ss`` wrote, which
     ``sources`` put at the clip window's start), full source-frame pixels (CelebV: EFHQ's crop origin
-    added back; VFHQ: scaled from the annotation's size to the stream's). Rows whose ``lmks5pts`` were
+    added back, computed as EFHQ's command cut it; VFHQ: scaled from the annotation's size to the stream's). Rows whose ``lmks5pts`` were
     replaced by aligned-image coordinates (``aligned_path``) take their 5 points from SynergyNet's 68
     (source coordinates), as EFHQ's verification step does; without 68 points they are skipped. The
     key is (video_id, clip_id, frame_index, face_index, track_id). Skipped rows are described in
@@ -97,6 +110,7 @@ def imported_faces(video: dict, clips: list[dict], problems: list[str] | None = 
             continue
         rows = [r for p in paths for r in read_metadata(p)[0] if r["video_id"] == clip["clip_id"]]
         sx, sy = coordinate_scale(video, clip)
+        crop = _celebv_crop(video, clip)
         tracks: dict[int, int] = {}
         seen: set[tuple] = set()
         for r in sorted(rows, key=lambda r: (float(str(r["frameid"]).split(".")[0]), r.get("face_idx") or 0)):
@@ -113,8 +127,8 @@ def imported_faces(video: dict, clips: list[dict], problems: list[str] | None = 
                                     "and no lmks68pts to recover source ones; skipped")
                     continue
                 r = dict(r, lmk5=lmk5_from_lmk68(r["lmk68"]), coordinates="source")
-            if r["dataset"] == "celebv" and clip.get("crop") is not None:
-                r = from_clip_coordinates(r, clip["crop"])
+            if r["dataset"] == "celebv" and crop is not None:
+                r = from_clip_coordinates(r, crop)
             if (sx, sy) != (1.0, 1.0):
                 r = rescale_coordinates(r, sx, sy)
             face_index = per_frame.get(index, 0)

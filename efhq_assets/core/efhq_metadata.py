@@ -115,6 +115,7 @@ __all__ = [
     "sign_agreement",
     "efhq_name",
     "rescale_coordinates",
+    "efhq_celebv_crop",
     "read_efhq_metadata",
     "file_frame_index",
     "celebv_first_frame",
@@ -546,3 +547,33 @@ def lmk5_from_lmk68(lmk68) -> np.ndarray:
     """(5, 2) points from SynergyNet's 68 (x, y[, z]) by EFHQ's rule (no integer truncation here)."""
     pts = np.asarray(lmk68, dtype=np.float64)[:, :2]
     return np.stack([pts[list(idx)].mean(axis=0) for idx in LMK5_FROM_68])
+
+
+def efhq_celebv_crop(bbox: Sequence[float], width: int, height: int,
+                     chroma_shift: tuple[int, int] = (1, 1)) -> tuple[int, int, int, int]:
+    """The crop (x0, y0, x1, y1) EFHQ's ``download_celeb.py`` cut CelebV frames to, as ffmpeg applied it.
+
+    EFHQ: ``to_square(denorm(expand(bbox, 0.02), H, W))``: expand the normalised ``top, bottom, left,
+    right`` by 0.02 (clamped to [0, 1]), round to pixels (Python's ``round``), then a square of side
+    ``2 * (min(h, w) // 2)`` around the centre, whose corner may be a half pixel; passed as
+    ``crop=w=..:h=..:x=..:y=..``. ffmpeg's crop filter rounds x and y to the nearest integer (ties to
+    even, ``lrint``), clamps the window into the frame, and (not ``exact``) rounds x and y down to a
+    multiple of the chroma subsampling (``chroma_shift`` = (hsub, vsub) log2 factors: (1, 1) for
+    yuv420p, the format of YouTube streams). Differs from :func:`sources.celebv_crop` by 1-2 px,
+    which is where CelebV coordinates in EFHQ's metadata are measured from."""
+    top, bottom, left, right = (float(v) for v in bbox)
+    top, bottom = max(top - 0.02, 0), min(bottom + 0.02, 1)
+    left, right = max(left - 0.02, 0), min(right + 0.02, 1)
+    top, bottom, left, right = round(top * height), round(bottom * height), round(left * width), round(right * width)
+    c = min(bottom - top, right - left) // 2
+    cy, cx = (top + bottom) / 2, (left + right) / 2
+    w = h = int(2 * c)
+    hsub, vsub = chroma_shift
+    w &= ~((1 << hsub) - 1)
+    h &= ~((1 << vsub) - 1)
+    x, y = int(np.rint(cx - c)), int(np.rint(cy - c))
+    x, y = max(x, 0), max(y, 0)
+    x, y = min(x, width - w), min(y, height - h)
+    x &= ~((1 << hsub) - 1)
+    y &= ~((1 << vsub) - 1)
+    return x, y, x + w, y + h

@@ -464,3 +464,53 @@ def test_quality_cut_is_the_scorers_own(tmp_path, scorer, score, passes):
     (row,) = rows
     assert row["scorer"] == scorer and row["quality_pass"] is passes
     assert row["quality_threshold"] == (42.0 if scorer == "hyperiqa" else 30.0)
+
+
+# ------------------------------------------------------------------- CelebV crop origin, with real ffmpeg
+
+
+def _efhq_process_ffmpeg_crop(bbox, height, width):
+    """download_celeb.py process_ffmpeg: to_square(denorm(expand(bbox, 0.02), height, width)) -> the
+    crop=w:h:x:y values it formats into the command."""
+    top, bottom = max(bbox[0] - 0.02, 0), min(bbox[1] + 0.02, 1)
+    left, right = max(bbox[2] - 0.02, 0), min(bbox[3] + 0.02, 1)
+    top, bottom, left, right = round(top * height), round(bottom * height), round(left * width), round(right * width)
+    c = min(bottom - top, right - left) // 2
+    c_h, c_w = (top + bottom) / 2, (left + right) / 2
+    top, bottom, left, right = c_h - c, c_h + c, c_w - c, c_w + c
+    return right - left, bottom - top, left, top
+
+
+@pytest.mark.parametrize("bbox", [(0.41015705765408605, 0.6252812268592216, 0.4779032023974406, 0.7353738430489991),
+                                  (0.1, 0.55, 0.2, 0.61), (0.0, 0.9, 0.55, 0.99), (0.3, 0.71, 0.013, 0.4)])
+def test_celebv_crop_origin_is_where_efhqs_ffmpeg_cut(indexed_video, tmp_path, bbox):
+    import cv2
+
+    from efhq_assets.core.efhq_metadata import efhq_celebv_crop
+
+    W, H = 640, 360
+    frame = np.zeros((H, W, 3), np.uint8)
+    marks = [(x, y) for x in range(8, W - 16, 40) for y in range(8, H - 16, 40)]
+    for x, y in marks:
+        frame[y:y + 6, x:x + 6] = 255
+    src = tmp_path / "src.mp4"
+    write_test_video(src, [frame] * 3, fps=25.0, crf=4)
+    w, h, x, y = _efhq_process_ffmpeg_crop(bbox, H, W)
+    out = tmp_path / "out"
+    out.mkdir()
+    cmd = (f"{FFMPEG} -i {src} -vf crop=w={w}:h={h}:x={x}:y={y} -ss {efhq_timestr(0.0)} -to {efhq_timestr(0.1)} "
+           f"-loglevel error {out}/%08d.png")
+    subprocess.run(shlex.split(cmd), check=True, capture_output=True)
+    img = cv2.imread(str(out / "00000001.png"), cv2.IMREAD_GRAYSCALE)
+    x0, y0, x1, y1 = efhq_celebv_crop(bbox, W, H)
+    assert img.shape == (y1 - y0, x1 - x0)
+    # every marker inside the crop is found where the computed origin puts it
+    inside = [(mx - x0, my - y0) for mx, my in marks if x0 <= mx and mx + 6 <= x1 and y0 <= my and my + 6 <= y1]
+    assert inside
+    for mx, my in inside:  # the marker's edges are exactly there: bright on them, dark one pixel outside
+        assert img[my + 1:my + 5, mx].mean() > 150 and img[my + 1:my + 5, mx + 5].mean() > 150, (mx, my)
+        assert img[my, mx + 1:mx + 5].mean() > 150 and img[my + 5, mx + 1:mx + 5].mean() > 150, (mx, my)
+        if mx >= 1:
+            assert img[my + 1:my + 5, mx - 1].mean() < 100, (mx, my)
+        if my >= 1:
+            assert img[my - 1, mx + 1:mx + 5].mean() < 100, (mx, my)
