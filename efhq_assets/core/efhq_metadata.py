@@ -8,7 +8,10 @@ with their literal column names and maps every row onto this project's conventio
 
 Columns (the merged per-frame schema, built up over EFHQ's stages)
 ------------------------------------------------------------------
-Required: ``frameid, x1, y1, x2, y2, lmks5pts, video_id``.
+Required: ``frameid, x1, y1, x2, y2, lmks5pts`` and a clip: a ``video_id`` / ``clip_id`` / ``clip``
+column, the first folder of ``aligned_path``, or a file named by its clip id (EFHQ's per-clip CSVs,
+``M2Ohb0FAaJU_1.csv``, have no clip column). ``--efhq-metadata`` takes a file or a folder of them
+(:func:`efhq_metadata_files`; EFHQ's review writes ``4_binned_edited/<bin>/<id>.csv``).
 Optional: ``idx`` (dropped by ``csvs-to-parquet``), ``iqa``, ``synergy_{yaw,pitch,roll}``,
 ``poseanh_{yaw,pitch,roll}``, ``mhp_{yaw,pitch,roll}``, ``lmks68pts``, ``synergy_bin``,
 ``poseanh_bin``, ``mhp_bin``, ``hardbin``, ``softbin``, ``smallbin``, ``user_id``,
@@ -21,12 +24,12 @@ pandas index) is reported the same way.
   (all x, then all y, then all z) -> ``lmk68`` (68, 3) = ``reshape(3, 68).T``. ``None``/empty
   (SynergyNet's FaceBoxes fallback writes "None") -> ``None``.
 * Angles are degrees. Empty, ``nan`` or ``None`` -> that estimator's angles are ``None``.
-* Bins are returned exactly as given. NOTE: EFHQ binned each estimator's *raw* angles (no sign
-  unification), so ``profile_left/right`` mean different sides for SynergyNet than for the other
-  two (reference section 2, stage 1). Use the converted ``angles`` for any new left/right logic.
+* Bins are returned exactly as given, in EFHQ's names: its ``profile_left`` is the subject's own
+  right (:func:`efhq_name`).
 * If ``aligned_path`` is present, EFHQ's alignment step has replaced ``lmks5pts`` with
-  coordinates in the *aligned* image; such rows have ``coordinates == "aligned"`` and the
-  source-frame helpers below refuse them.
+  coordinates in the *aligned* image; such rows have ``coordinates == "aligned"``, the
+  source-frame helpers below refuse them and the importer rebuilds their 5 points from the 68
+  (:func:`lmk5_from_lmk68`).
 
 Angle conventions (project: :mod:`efhq_assets.core.pose`, yaw > 0 = subject's own left = nose
 toward the image's right; pitch > 0 = up; roll > 0 = top of head toward image right)
@@ -35,18 +38,16 @@ toward the image's right; pitch > 0 = up; roll > 0 = top of head toward image ri
   :func:`efhq_assets.core.models.published_angles.synergynet_angles_to_project` (for a pure turn
   ``synergy_yaw = -project_yaw``; pitch and roll keep their sign). Rows it cannot invert come
   back as NaN.
-* FacePoseNet (``poseanh_*``, closed, convention undocumented) and DirectMHP (``mhp_*``):
-  EFHQ's ``2_merging/pose_grid.py`` votes left/right over ``[-synergy_yaw, poseanh_yaw,
-  mhp_yaw]``: the authors negated SynergyNet's yaw *to make it agree* with the other two. Since
-  ``-synergy_yaw = +project_yaw``, poseanh and mhp yaw have the **project's sign**. Pitch is not
-  flipped for any estimator in that vote and SynergyNet's pitch already has the project's sign,
-  so their pitch is taken as the project's too. Roll is never used by EFHQ, so its sign cannot
-  be derived from the reference: ASSUMED to be the project's. These are per-axis sign
-  multipliers (:data:`POSEANH_SIGNS`, :data:`MHP_SIGNS`; flip one constant if evidence
-  disagrees), exact only when the Euler compositions agree, which is unknown for a closed
-  model; for near-single-axis poses (the bins' use) it is exact. The evidence is the authors'
-  own flip, which left/right manual review finally overrode, so treat it as the best available,
-  not as verified.
+* DirectMHP (``mhp_*``): 300W-LP's angles (hnuzhy/DirectMHP: the 300W-LP labels are Pose_Para
+  unchanged; the AGORA labels negate yaw and roll to match and are drawn with HopeNet's
+  ``draw_axis``), converted exactly through the rotation matrix by ``w300lp_angles_to_project``:
+  for a pure turn its yaw has SynergyNet's raw sign.
+* FacePoseNet (``poseanh_*``, closed): EFHQ's ``2_merging/pose_grid.py`` votes ``-synergy_yaw``
+  with ``poseanh_yaw`` and ``-synergy_pitch`` with ``poseanh_pitch``; hence
+  :data:`POSEANH_SIGNS` = (+1, -1, +1) (roll unused by EFHQ: assumed). The vote also counts
+  ``mhp_yaw`` as if it had FacePoseNet's sign, which DirectMHP's code contradicts: outvoted
+  there, it is converted here by its own convention.
+* :func:`sign_agreement` reports how often the converted yaws agree on left/right profiles.
 
 Frame ids -> 0-based file frame index (the ``frames`` table's ``frame_index``)
 -------------------------------------------------------------------------------
