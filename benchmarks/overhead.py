@@ -61,10 +61,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 FPS = 25.0
-PER_VIDEO_STEPS = ("source_videos", "decoded_frames", "face_detections", "pose_annotations", "quality_scores",
-                   "pose_bins", "track_embeddings")
-UNPARTITIONED_STEPS = ("face_identities", "dataset_card", "split_gan", "split_eg3d", "split_t2i", "split_reenactment",
-                       "verification_pairs", "verification_report", "manifest")  # runner.UNPARTITIONED_ASSETS
+from efhq_assets.core.stages import PER_VIDEO as PER_VIDEO_STEPS  # noqa: E402  (the stage registry)
+from efhq_assets.core.stages import UNPARTITIONED as UNPARTITIONED_STEPS  # noqa: E402
 TASK_STEPS = ("dataset_card", "split_gan", "split_eg3d", "split_t2i", "split_reenactment", "verification_pairs",
               "verification_report")  # left out of both sides in overhead_ratio_same_work
 COMPARED = ("videos", "clips", "frames", "faces", "landmarks", "poses", "quality", "bins", "track_embeddings",
@@ -111,6 +109,7 @@ def loop_only(videos: Path, data_root: Path) -> dict:
     from efhq_assets.core.embedding_cache import cache_path
     from efhq_assets.core.faces import analyse_video
     from efhq_assets.core.pose_annotations import pose_rows, video_camera
+    from efhq_assets.core.settings import load_settings
     from efhq_assets.core.sources import Sha256Cache, SourceConfig
     from efhq_assets.core.storage import DataRoot, compact_manifest, empty_frame, read_rows, write_table
     from efhq_assets.core.tasks.eg3d import SPLIT_EG3D_COLUMNS, select_eg3d
@@ -132,12 +131,12 @@ def loop_only(videos: Path, data_root: Path) -> dict:
     root = DataRoot.at(data_root).ensure()
     ingest.save_source_config(root, SourceConfig(videos=[str(videos.resolve())]))
     catalog = ingest.refresh_catalog(root)
-    settings = ingest.load_settings(root)
-    policy = ingest.parse_sampling(settings["sampling"])
+    settings = load_settings(root)
+    policy = ingest.parse_sampling(settings.sampling)
     out["catalog_s"] = round(time.perf_counter() - t0, 3)
 
     t0 = time.perf_counter()
-    fa = FaceAnalysis()
+    fa = FaceAnalysis().resolved(settings)
     models = fa.models()
     embedder = _embedder()
     _verification_embedder()  # verification_report's (dlib's, the one above, unless ArcFace weights are present)

@@ -36,29 +36,76 @@ def cmd_build(args) -> int:
         if not Path(folder).is_dir():
             print(f"efhq build: --videos {folder} is not a folder", file=sys.stderr)
             return 2
-    try:  # settings are checked before anything runs: a typo gets a message, not a traceback
-        from efhq_assets.core import ingest
-        from efhq_assets.core.pose_annotations import parse_pose_camera
+    from efhq_assets.core.settings import SettingsError
 
-        if args.sample is not None:
-            ingest.parse_sampling(args.sample)
-        if args.pose_camera is not None:
-            parse_pose_camera(args.pose_camera)
-    except ValueError as exc:
+    if args.dry_run:
+        return _print_plan(args)
+    try:  # settings are validated together before anything is saved or run: a typo gets a message
+        report = runner.build(_root(args), config, sampling=args.sample, force=args.force, detector=args.detector,
+                              pose_camera=args.pose_camera, render_exports=args.render_exports)
+    except SettingsError as exc:
         print(f"efhq build: {exc}", file=sys.stderr)
         return 2
-    if args.render_exports:
-        from efhq_assets.core import ingest
-
-        root = _root(args).ensure()
-        ingest.save_settings(root, {**ingest.load_settings(root), "render_exports": True})
-    report = runner.build(_root(args), config, sampling=args.sample, force=args.force, detector=args.detector,
-                          pose_camera=args.pose_camera)
     print(runner.summary_json(report))
     if report.failed:
         print(f"efhq build: {len(report.failed)} video(s) failed; see `efhq status` and the `errors` table",
               file=sys.stderr)
     return 1 if report.failed else 0
+
+
+def _print_plan(args) -> int:
+    """`efhq build --dry-run`: the plan `efhq build` and the daemon's sensor would run now (nothing runs)."""
+    from efhq_assets import runner
+    from efhq_assets.core.settings import SettingsError
+
+    try:
+        build_plan = runner.dry_run(_root(args))
+    except SettingsError as exc:
+        print(f"efhq build: {exc}", file=sys.stderr)
+        return 2
+    if args.format == "json":
+        print(json.dumps(build_plan.to_json(), indent=1, default=str))
+        return 0
+    for selection, keys in build_plan.runs:
+        print(f"run {len(keys)} video(s) {keys[0]}{' .. ' + keys[-1] if len(keys) > 1 else ''}: {', '.join(selection)}")
+    if build_plan.unpartitioned_stale:
+        print("then: review_overrides (if sheets changed), face_identities, dataset_card, splits, verification, manifest")
+    print(f"{len(build_plan.stale)} video(s) stale, {len(build_plan.up_to_date)} up to date"
+          + ("" if build_plan.stale or build_plan.unpartitioned_stale else ": nothing to do"))
+    return 0
+
+
+def cmd_settings(args) -> int:
+    """Show, set or unset the data root's settings (validated; nothing is saved when a value is refused)."""
+    from efhq_assets.core import settings as settings_mod
+
+    root = _root(args)
+    try:
+        if args.action == "set":
+            settings_mod.update_settings(root, **{args.name: settings_mod.parse_value(args.name, args.value)})
+        elif args.action == "unset":
+            settings_mod.parse_value(args.name, "")  # an unknown name is refused
+            settings_mod.update_settings(root, **{args.name: None})
+        current = settings_mod.load_settings(root)
+    except settings_mod.SettingsError as exc:
+        print(f"efhq settings: {exc}", file=sys.stderr)
+        return 2
+    explicit = settings_mod.stored(root)
+    if args.format == "json":
+        print(json.dumps(current.model_dump(), indent=1))
+        return 0
+    _print_settings(current, explicit)
+    return 0
+
+
+def _print_settings(current, explicit: dict) -> None:
+    from efhq_assets.core.settings import describe
+
+    for item in describe():
+        name = item["name"]
+        origin = "set" if name in explicit else "default"
+        print(f"{name} = {getattr(current, name)!r}  ({origin})")
+        print(f"    {item['description']}")
 
 
 EXPORTS = {"gan": "gan", "eg3d": "eg3d", "t2i": "t2i", "reenactment": "reenactment", "verification": "verification"}
@@ -178,7 +225,29 @@ def cmd_status(args) -> int:
     print(f"errors: {len(errors)}")
     for vid, stage, message in errors:
         print(f"  {vid} [{stage}]: {message}")
+    from efhq_assets.core import settings as settings_mod
+
+    print("settings (efhq settings set NAME VALUE / unset NAME):")
+    try:
+        current = settings_mod.load_settings(root)
+    except settings_mod.SettingsError as exc:
+        print(f"  {exc}")
+        return 0
+    explicit = settings_mod.stored(root)
+    for name, value in current.model_dump().items():
+        print(f"  {name} = {value!r}{'' if name in explicit else '  (default)'}")
     return 0
+
+
+def dagster_executable() -> str:
+    """`dagster` beside the running interpreter (a venv's bin/, activated or not), else the one on PATH."""
+    beside = Path(sys.executable).parent / "dagster"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("dagster")
+    if found is None:
+        raise SystemExit(f"efhq ui: no `dagster` beside {sys.executable} nor on PATH: install dagster-webserver")
+    return found
 
 
 def cmd_ui(args) -> int:
@@ -187,7 +256,7 @@ def cmd_ui(args) -> int:
     root = _root(args)
     runner.prepare_instance(root)
     workspace = runner.REPO_ROOT / "workspace.yaml"
-    cmd = [shutil.which("dagster") or "dagster", "dev", "-h", args.host, "-p", str(args.port)]
+    cmd = [dagster_executable(), "dev", "-h", args.host, "-p", str(args.port)]
     if workspace.exists():
         cmd += ["-w", str(workspace)]
         os.chdir(runner.REPO_ROOT)
@@ -243,7 +312,8 @@ def cmd_review_import(args) -> int:
     from efhq_assets import runner
     from efhq_assets.core.review import ReviewFileError, parse_review_csv
     from efhq_assets.core.storage import atomic_write_bytes
-    from efhq_assets.defs.review import known_faces, review_files
+    from efhq_assets.core.plan import review_files
+    from efhq_assets.defs.review import known_faces
 
     root = _root(args)
     try:
@@ -280,9 +350,12 @@ def make_parser() -> argparse.ArgumentParser:
                         "detection or pose (VFHQ clips on full videos; CelebV clips with --celebv-info or pre-cut files)")
     p.add_argument("--sample", default=None, help="frame sampling: all | fps:N | max:N (saved in the data root)")
     p.add_argument("--force", action="store_true", help="re-materialize videos even when up to date")
-    p.add_argument("--render-exports", action="store_true",
-                   help="also render the training exports into <data_root>/tasks/ on every build (default: on request, "
-                        "with efhq export)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print what would run (the plan the daemon's sensor follows too) and run nothing")
+    p.add_argument("--format", choices=["text", "json"], default="text", help="--dry-run output format")
+    p.add_argument("--render-exports", action=argparse.BooleanOptionalAction, default=None,
+                   help="render the training exports into <data_root>/tasks/ on every build, or stop doing so "
+                        "(saved; default: on request, with efhq export)")
     p.add_argument("--detector", default=None,
                    help="face detector backend (default mtcnn; e.g. scrfd_10g_bnkps with its weights; see efhq models list)")
     p.add_argument("--pose-camera", default=None,
@@ -290,6 +363,14 @@ def make_parser() -> argparse.ArgumentParser:
                         "longer side), weak (no perspective: for videos that are already tight face crops), or f:K "
                         "(focal = K x the longer side)")
     p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("settings", parents=[common], help="show, set or unset the data root's settings (every "
+                                                          "process reads them: CLI, UI, daemon, workers)")
+    p.add_argument("action", nargs="?", choices=["show", "set", "unset"], default="show")
+    p.add_argument("name", nargs="?")
+    p.add_argument("value", nargs="?")
+    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.set_defaults(func=cmd_settings)
 
     p = sub.add_parser("refresh", parents=[common],
                        help="one sensor tick + recompute only what is stale (new videos, changed files or code)")
@@ -333,7 +414,11 @@ def make_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from efhq_assets.core.models.registry import ChecksumError, MissingWeightsError
 
-    args = make_parser().parse_args(argv)
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    if args.command == "settings" and args.action != "show" and (
+            args.name is None or (args.action == "set") != (args.value is not None)):
+        parser.error("usage: efhq settings [show] | set NAME VALUE | unset NAME")
     try:
         return int(args.func(args) or 0)
     except (MissingWeightsError, ChecksumError) as exc:

@@ -206,22 +206,7 @@ def clip_windows(clips: list[dict]):
                        tuple(int(v) for v in c["crop"]) if c.get("crop") is not None else None) for c in clips]
 
 
-# --------------------------------------------------------------------------- per-root settings
-
-SETTINGS_FILE = "settings.json"
-DEFAULT_SETTINGS = {"sampling": "all", "pose_camera": "frame"}
-
-
-def load_settings(root: DataRoot) -> dict:
-    path = root.catalog / SETTINGS_FILE
-    data = json.loads(path.read_text()) if path.exists() else {}
-    return {**DEFAULT_SETTINGS, **data}
-
-
-def save_settings(root: DataRoot, settings: dict) -> None:
-    root.ensure()
-    atomic_write_bytes(root.catalog / SETTINGS_FILE, json.dumps({**DEFAULT_SETTINGS, **settings}, sort_keys=True).encode())
-
+# --------------------------------------------------------------------------- settings
 
 def parse_sampling(spec: str):
     """'all' (every frame, as EFHQ), 'fps:N' (target fps) or 'max:N' (at most N evenly spaced per clip)."""
@@ -238,20 +223,6 @@ def parse_sampling(spec: str):
     if kind in {"fps", "max", "max_n"} and number > 0:
         return SamplingPolicy("fps" if kind == "fps" else "max_n", number)
     raise ValueError(f"sampling {spec!r}: use 'all', 'fps:<frames per second>' or 'max:<frames per clip>'")
-
-
-def source_fingerprint(video: dict, clips: list[dict], code_version: str) -> str:
-    """What `source_videos` depends on: the file (path, size, mtime), its clip rows, the code."""
-    from .efhq_import import metadata_stamp
-
-    clip_keys = [{**{k: c.get(k) for k in ("clip_id", "start_frame", "end_frame", "start_sec", "end_sec", "crop", "bbox",
-                                           "whole_file", "attributes")},
-                  "efhq_metadata": metadata_stamp(c.get("efhq_metadata"))} for c in clips]
-    return fingerprint(video.get("path"), video.get("size_bytes"), video.get("mtime_ns"), clip_keys, code_version)
-
-
-def frames_fingerprint(source_fp: str, sampling: str, code_version: str) -> str:
-    return fingerprint(source_fp, sampling, code_version)
 
 
 def decode_frames(video: dict, clips: list[dict], policy, preview_count: int = 6, on_progress=None):

@@ -27,9 +27,11 @@ from collections.abc import Callable, Iterator
 import dagster as dg
 
 from efhq_assets.core import ingest
+from efhq_assets.core.plan import MAX_PARTITIONS_PER_RUN
 from efhq_assets.core.storage import DataRoot
 
-MAX_PARTITIONS_PER_RUN = 50
+# The tag Dagster reads a materialization's data version from (not exported by `dagster`).
+DATA_VERSION_TAG = "dagster/data_version"
 BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=MAX_PARTITIONS_PER_RUN)
 # A backfill of the per-video assets from the UI runs up to 50 videos per run too. Dagster 1.13 marks the
 # parameter beta; the notice would be printed once per asset at every import.
@@ -113,13 +115,16 @@ def each_partition(context: dg.AssetExecutionContext, root: DataRoot,
             ingest.clear_error(root, key, asset)
     checks = _combined_checks(results)
     if not raised:
-        # Dagster records one materialization per partition key of the run, each with its own metadata.
+        # Dagster records one materialization per partition key of the run, each with its own metadata (and
+        # its own fingerprint there: a multi-partition step has a single data version).
         for key, result in results.items():
-            _set_partition_metadata(context, key, result.metadata or {})
+            _set_partition_metadata(context, key, _with_fingerprint(result))
         yield dg.MaterializeResult(check_results=checks)  # a failed blocking check fails the step after that
         return
-    for key, result in results.items():  # the videos that landed, one by one
-        yield dg.AssetMaterialization(asset_key=context.asset_key, partition=key, metadata=result.metadata or {})
+    for key, result in results.items():  # the videos that landed, one by one, each with its data version
+        tags = {DATA_VERSION_TAG: result.data_version.value} if result.data_version else None
+        yield dg.AssetMaterialization(asset_key=context.asset_key, partition=key, metadata=_with_fingerprint(result),
+                                      tags=tags)
     yield from checks
     raise dg.Failure(description=f"{len(raised)} of {len(keys)} videos failed in {asset}: "
                                  + "; ".join(f"{k}: {m}" for k, m in list(raised.items())[:10]),
@@ -143,6 +148,14 @@ class _Progress:
             self.last = now
             print(f"    {self.asset}: {self.done}/{self.total} videos ({now - self.started:.1f} s)",
                   file=sys.stderr, flush=True)
+
+
+def _with_fingerprint(result: dg.MaterializeResult) -> dict:
+    """The result's metadata plus its data version (the stage fingerprint) as `efhq/fingerprint`."""
+    metadata = dict(result.metadata or {})
+    if result.data_version is not None:
+        metadata["efhq/fingerprint"] = result.data_version.value
+    return metadata
 
 
 def _failed_checks(result: dg.MaterializeResult) -> list[str]:

@@ -10,17 +10,10 @@ from efhq_assets.core.checks import check_bins
 from efhq_assets.core.storage import empty_frame, read_rows, write_table
 
 from .batch import BACKFILL_POLICY, each_partition
+from .lineage import record_stage, stage_asset_kwargs
 from .partitions import video_files
-from .pose import pose_annotations
 from .resources import EfhqStorage
-from .review import review_overrides
 from .sources import successful_video
-
-CODE_VERSION = "pose_bins-3"  # 3: EFHQ's released (reviewed) labels are the labels of rebuilt faces
-
-
-def bins_fingerprint(poses_fp: str | None, overrides: dict) -> str:
-    return ingest.fingerprint(poses_fp, sorted((list(k), v) for k, v in overrides.items()), CODE_VERSION)
 
 
 def read_overrides(root, video_id: str) -> dict:
@@ -29,11 +22,9 @@ def read_overrides(root, video_id: str) -> dict:
 
 
 @dg.asset(
+    **stage_asset_kwargs("pose_bins"),
     partitions_def=video_files,
-    deps=[pose_annotations, review_overrides],
-    group_name="bins",
     kinds={"python"},
-    code_version=CODE_VERSION,
     backfill_policy=BACKFILL_POLICY,
     check_specs=[dg.AssetCheckSpec("bins_match_angles", asset="pose_bins", blocking=True,
                                    description="bin_combined is what EFHQ's rules give for the combined angles")],
@@ -56,13 +47,11 @@ def _bin_faces(context: dg.AssetExecutionContext, root, video_id: str) -> dg.Mat
     rows = bin_rows(poses, overrides, voters=voters, released=released)
     df = pl.DataFrame(rows, infer_schema_length=None) if rows else empty_frame("bins")
     write_table(root, "bins", video_id, df)
-    ingest.record_lineage(root, "pose_bins", video_id, CODE_VERSION, context.run_id,
-                          bins_fingerprint(ingest.lineage_fingerprint(root, "pose_annotations", video_id), overrides),
-                          df.height)
+    version = record_stage(context, root, "pose_bins", video_id, df.height)
     counts = df.group_by("label").len().sort("label").to_dicts() if df.height else []
     passed, details = check_bins(rows, poses)
-    return dg.MaterializeResult(check_results=[dg.AssetCheckResult(check_name="bins_match_angles", passed=passed,
-                                                                   metadata=details)], metadata={
+    return dg.MaterializeResult(data_version=version, check_results=[
+        dg.AssetCheckResult(check_name="bins_match_angles", passed=passed, metadata=details)], metadata={
         "faces": df.height,
         "labels": dg.MetadataValue.md("| label | faces |\n|---|---|\n" + "\n".join(f"| {c['label']} | {c['len']} |" for c in counts)),
         "reviewed": len(overrides),

@@ -5,15 +5,11 @@ import base64
 import dagster as dg
 import polars as pl
 
-from efhq_assets.core import card, ingest
+from efhq_assets.core import card, ingest, stages
 
-from .bins import pose_bins
-from .identities import face_identities
-from .quality import quality_scores
-from .partitions import refresh_when_upstream_changed
+from .lineage import stage_asset_kwargs
 from .resources import EfhqStorage
 
-CODE_VERSION = "dataset_card-2"
 THUMBS_PER_BIN = 16
 
 
@@ -22,11 +18,8 @@ def _md_image(png: bytes) -> str:
 
 
 @dg.asset(
-    automation_condition=refresh_when_upstream_changed,
-    deps=[pose_bins, face_identities, quality_scores],
-    group_name="card",
+    **stage_asset_kwargs("dataset_card"),
     kinds={"python"},
-    code_version=CODE_VERSION,
     description="Counts per bin, source and identity; yaw/pitch histograms and a pose scatter; a contact sheet per "
                 "bin. Written to <data_root>/card/ and shown here.",
 )
@@ -36,7 +29,7 @@ def dataset_card(context: dg.AssetExecutionContext, storage: EfhqStorage) -> dg.
     rendered = card.render_card(root, out, THUMBS_PER_BIN)
     bins, identities, pose_png, sheets = (rendered["bins"], rendered["identities"], rendered["pose_png"],
                                           rendered["sheets"])
-    ingest.record_lineage(root, "dataset_card", "all", CODE_VERSION, context.run_id, "", len(bins))
+    ingest.record_lineage(root, "dataset_card", "all", stages.stage("dataset_card").code_version, context.run_id, "", len(bins))
     counts = pl.DataFrame({"label": [b["label"] for b in bins]}).group_by("label").len().sort("label") if bins else None
     metadata = {
         "card": dg.MetadataValue.path(str(out / "dataset_card.md")),

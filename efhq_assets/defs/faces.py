@@ -9,27 +9,19 @@ from efhq_assets.core.efhq_import import import_video
 from efhq_assets.core.faces import analyse_video
 from efhq_assets.core.storage import empty_frame, read_rows, remove_table_file, write_table
 
+from efhq_assets.core.settings import load_settings
+
 from .batch import BACKFILL_POLICY, each_partition
-from .frames import decoded_frames
+from .lineage import record_stage, stage_asset_kwargs
 from .partitions import video_files
 from .resources import EfhqStorage, FaceAnalysis
 from .sources import successful_video
 
-CODE_VERSION = "face_detections-3"  # 3: EFHQ metadata rows rescaled, FaceMesh on imported faces
-
-
-def face_fingerprint(frames_fp: str | None, face_analysis: FaceAnalysis) -> str:
-    # The loaded models' versions and settings count too (cached per process): a detector threshold or a
-    # landmarker crop change must redo the videos built before it, not only the new ones.
-    return ingest.fingerprint(frames_fp, face_analysis.model_dump(), face_analysis.models().identity(), CODE_VERSION)
-
 
 @dg.asset(
+    **stage_asset_kwargs("face_detections"),
     partitions_def=video_files,
-    deps=[decoded_frames],
-    group_name="faces",
     kinds={"python", "onnx"},
-    code_version=CODE_VERSION,
     backfill_policy=BACKFILL_POLICY,
     check_specs=[dg.AssetCheckSpec("faces_well_formed", asset="face_detections", blocking=True,
                                    description="every face has a track, unique keys, well-formed boxes")],
@@ -39,13 +31,14 @@ def face_fingerprint(frames_fp: str | None, face_analysis: FaceAnalysis) -> str:
 )
 def face_detections(context: dg.AssetExecutionContext, storage: EfhqStorage, face_analysis: FaceAnalysis):
     root = storage.root()
+    face_analysis = face_analysis.resolved(load_settings(root))  # the data root's detector unless set here
     yield from each_partition(context, root, lambda key: _detect_faces(context, root, face_analysis, key))
 
 
 def _detect_faces(context: dg.AssetExecutionContext, root, face_analysis: FaceAnalysis,
                   video_id: str) -> dg.MaterializeResult:
     video, clips = successful_video(root, video_id), read_rows(root, "clips", video_id)
-    sampling = ingest.load_settings(root)["sampling"]
+    sampling = load_settings(root).sampling
     imported = import_video(video, clips)
     if imported is not None:  # EFHQ's released metadata: no detector, no pose model for this video
         return _write_imported(context, root, video_id, face_analysis, *imported)
@@ -61,13 +54,12 @@ def _detect_faces(context: dg.AssetExecutionContext, root, face_analysis: FaceAn
     marks_df = pl.DataFrame(marks, infer_schema_length=None) if marks else empty_frame("landmarks")
     write_table(root, "faces", video_id, faces_df)
     write_table(root, "landmarks", video_id, marks_df)
-    ingest.record_lineage(root, "face_detections", video_id, CODE_VERSION, context.run_id,
-                          face_fingerprint(ingest.lineage_fingerprint(root, "decoded_frames", video_id), face_analysis),
-                          faces_df.height, models.versions())
+    version = record_stage(context, root, "face_detections", video_id, faces_df.height, models.versions(),
+                           face_analysis)
     n_pass = int(faces_df["passes_efhq_filter"].sum()) if faces_df.height else 0
     passed, details = check_faces(faces)
-    return dg.MaterializeResult(check_results=[dg.AssetCheckResult(check_name="faces_well_formed", passed=passed,
-                                                                   metadata=details)], metadata={
+    return dg.MaterializeResult(data_version=version, check_results=[
+        dg.AssetCheckResult(check_name="faces_well_formed", passed=passed, metadata=details)], metadata={
         "faces": faces_df.height,
         "faces_passing_efhq_filter": n_pass,
         "tracks": faces_df["track_id"].n_unique() if faces_df.height else 0,
@@ -85,11 +77,11 @@ def _write_imported(context, root, video_id: str, face_analysis: FaceAnalysis, f
                 else empty_frame("landmarks"))
     write_table(root, "efhq_poses", video_id, pl.DataFrame(poses, infer_schema_length=None) if poses
                 else pl.DataFrame({"video_id": []}, schema={"video_id": pl.Utf8}))
-    ingest.record_lineage(root, "face_detections", video_id, CODE_VERSION, context.run_id,
-                          face_fingerprint(ingest.lineage_fingerprint(root, "decoded_frames", video_id), face_analysis),
-                          faces_df.height, {"efhq_metadata": sha})
+    version = record_stage(context, root, "face_detections", video_id, faces_df.height, {"efhq_metadata": sha},
+                           face_analysis)
     passed, details = check_faces(faces)
     return dg.MaterializeResult(
+        data_version=version,
         check_results=[dg.AssetCheckResult(check_name="faces_well_formed", passed=passed, metadata=details)],
         metadata={"faces": faces_df.height, "source": "EFHQ released metadata (no detector)",
                   "tracks": faces_df["track_id"].n_unique() if faces_df.height else 0,

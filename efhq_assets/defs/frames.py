@@ -6,23 +6,20 @@ import base64
 import dagster as dg
 
 from efhq_assets.core import ingest
+from efhq_assets.core.settings import load_settings
 from efhq_assets.core.storage import empty_frame, read_rows, write_table
 
 from .batch import BACKFILL_POLICY, each_partition
+from .lineage import record_stage, stage_asset_kwargs
 from .partitions import video_files
 from .resources import EfhqStorage
-from .sources import CODE_VERSION as SOURCE_CODE_VERSION
-from .sources import catalog_entry, source_videos, successful_video
-
-CODE_VERSION = "decoded_frames-1"
+from .sources import catalog_entry, successful_video
 
 
 @dg.asset(
+    **stage_asset_kwargs("decoded_frames"),
     partitions_def=video_files,
-    deps=[source_videos],
-    group_name="ingest",
     kinds={"python", "video"},
-    code_version=CODE_VERSION,
     backfill_policy=BACKFILL_POLICY,
     description="Decode each clip window once (PyAV, streaming), apply crop and sampling, hash each kept frame. "
                 "Table `frames`.",
@@ -36,10 +33,10 @@ def _decode_video(context: dg.AssetExecutionContext, storage: EfhqStorage, video
     from efhq_assets.core.video import VideoError
 
     root = storage.root()
-    catalog_video, catalog_clips = catalog_entry(storage, video_id)
+    catalog_entry(storage, video_id)  # a clear failure when the file has left the catalog
     video = successful_video(root, video_id)
     clips = read_rows(root, "clips", video_id)
-    sampling = ingest.load_settings(root)["sampling"]
+    sampling = load_settings(root).sampling
     policy = ingest.parse_sampling(sampling)
 
     def progress(done: int, total: int) -> None:
@@ -54,9 +51,7 @@ def _decode_video(context: dg.AssetExecutionContext, storage: EfhqStorage, video
     df = df if df is not None else empty_frame("frames")
     write_table(root, "frames", video_id, df)
     ingest.clear_error(root, video_id, "decoded_frames")
-    source_fp = ingest.source_fingerprint(catalog_video, catalog_clips, SOURCE_CODE_VERSION)
-    ingest.record_lineage(root, "decoded_frames", video_id, CODE_VERSION, context.run_id,
-                          ingest.frames_fingerprint(source_fp, sampling, CODE_VERSION), df.height)
+    version = record_stage(context, root, "decoded_frames", video_id, df.height)
     metadata = {
         "frames": df.height,
         "clips": len(clips),
@@ -69,4 +64,4 @@ def _decode_video(context: dg.AssetExecutionContext, storage: EfhqStorage, video
     strip = ingest.preview_strip_png(previews)
     if strip:
         metadata["preview"] = dg.MetadataValue.md(f"![frames](data:image/png;base64,{base64.b64encode(strip).decode()})")
-    return dg.MaterializeResult(metadata=metadata)
+    return dg.MaterializeResult(data_version=version, metadata=metadata)

@@ -13,23 +13,17 @@ import numpy as np
 import polars as pl
 
 from efhq_assets.core import identities as ident
-from efhq_assets.core import ingest
+from efhq_assets.core import ingest, stages
 from efhq_assets.core.face_crops import iter_faces_by_frame, pick_track_faces
 from efhq_assets.core.storage import empty_frame, read_rows, read_table_files, write_table
 
 from .batch import BACKFILL_POLICY, each_partition
-from .faces import face_detections
-from .partitions import refresh_when_upstream_changed, video_files
+from .lineage import record_stage, stage_asset_kwargs
+from .partitions import video_files
 from .resources import EfhqStorage
 from .sources import successful_video
 
-CODE_VERSION = "track_embeddings-1"
-IDENTITIES_CODE_VERSION = "face_identities-1"
 FACES_PER_TRACK = 3
-
-
-def embeddings_fingerprint(faces_fp: str | None) -> str:
-    return ingest.fingerprint(faces_fp, FACES_PER_TRACK, CODE_VERSION)
 
 
 @functools.lru_cache(maxsize=1)
@@ -56,11 +50,9 @@ def track_embedding_rows(video: dict, faces: list[dict], clips: list[dict], embe
 
 
 @dg.asset(
+    **stage_asset_kwargs("track_embeddings"),
     partitions_def=video_files,
-    deps=[face_detections],
-    group_name="identities",
     kinds={"python"},
-    code_version=CODE_VERSION,
     backfill_policy=BACKFILL_POLICY,
     description="One embedding per face track (dlib ResNet on up to 3 faces per track, re-decoded on demand). "
                 "Table `track_embeddings`.",
@@ -77,10 +69,9 @@ def _embed_tracks(context: dg.AssetExecutionContext, root, video_id: str) -> dg.
                                 embedder)
     df = pl.DataFrame(rows, infer_schema_length=None) if rows else empty_frame("track_embeddings")
     write_table(root, "track_embeddings", video_id, df)
-    ingest.record_lineage(root, "track_embeddings", video_id, CODE_VERSION, context.run_id,
-                          embeddings_fingerprint(ingest.lineage_fingerprint(root, "face_detections", video_id)),
-                          df.height, {embedder.name: embedder.weights_sha256})
-    return dg.MaterializeResult(metadata={"tracks": df.height, "embedder": embedder.name, "dagster/row_count": df.height})
+    version = record_stage(context, root, "track_embeddings", video_id, df.height,
+                           {embedder.name: embedder.weights_sha256})
+    return dg.MaterializeResult(data_version=version, metadata={"tracks": df.height, "embedder": embedder.name, "dagster/row_count": df.height})
 
 
 def read_all(root, table: str) -> list[dict]:
@@ -89,11 +80,8 @@ def read_all(root, table: str) -> list[dict]:
 
 
 @dg.asset(
-    automation_condition=refresh_when_upstream_changed,
-    deps=[track_embeddings],
-    group_name="identities",
+    **stage_asset_kwargs("face_identities"),
     kinds={"python"},
-    code_version=IDENTITIES_CODE_VERSION,
     pool="manifest",
     description="Stable identities: tracks clustered within each source by embedding distance; existing ids never "
                 "change, merges are recorded. Tables `identities`, `identity_merges`.",
@@ -101,7 +89,7 @@ def read_all(root, table: str) -> list[dict]:
 def face_identities(context: dg.AssetExecutionContext, storage: EfhqStorage) -> dg.MaterializeResult:
     root = storage.root()
     df, merges = update_identities(root)
-    ingest.record_lineage(root, "face_identities", "all", IDENTITIES_CODE_VERSION, context.run_id, "", df.height,
+    ingest.record_lineage(root, "face_identities", "all", stages.stage("face_identities").code_version, context.run_id, "", df.height,
                           {"method": ident.method_name()})
     return dg.MaterializeResult(metadata={
         "tracks": df.height,

@@ -3,30 +3,18 @@
 
 import dagster as dg
 
+from efhq_assets.core import stages
 from efhq_assets.core.ingest import record_lineage
+from efhq_assets.core.plan import record_unpartitioned_state
 from efhq_assets.core.storage import compact_manifest
 
-from .bins import pose_bins
-from .card import dataset_card
-from .faces import face_detections
-from .identities import face_identities
-from .frames import decoded_frames
-from .pose import pose_annotations
-from .quality import quality_scores
-from .partitions import refresh_when_upstream_changed
+from .lineage import stage_asset_kwargs
 from .resources import EfhqStorage
-from .sources import source_videos
-
-CODE_VERSION = "manifest-1"
 
 
 @dg.asset(
-    automation_condition=refresh_when_upstream_changed,
-    deps=[source_videos, decoded_frames, face_detections, pose_annotations, quality_scores, pose_bins, face_identities, dataset_card,
-          "split_gan", "split_eg3d", "split_t2i", "split_reenactment", "verification_pairs", "verification_report"],
-    group_name="manifest",
+    **stage_asset_kwargs("manifest"),
     kinds={"duckdb"},
-    code_version=CODE_VERSION,
     pool="manifest",
     description="Native DuckDB tables built from tables/*/<video>.parquet in a new file (a copy of the last one "
                 "with only the changed files' rows replaced, or a full rebuild), swapped in under an fcntl lock. "
@@ -35,7 +23,11 @@ CODE_VERSION = "manifest-1"
 def manifest(context: dg.AssetExecutionContext, storage: EfhqStorage) -> dg.MaterializeResult:
     root = storage.root()
     stats = compact_manifest(root)
-    record_lineage(root, "manifest", "all", CODE_VERSION, context.run_id, "", sum(stats["tables"].values()))
+    record_lineage(root, "manifest", "all", stages.stage("manifest").code_version, context.run_id, "",
+                   sum(stats["tables"].values()))
+    # The state this manifest reflects (data files, code versions, settings): `efhq build`, --dry-run and the
+    # sensor compare it with now to decide whether the unpartitioned stages are stale.
+    record_unpartitioned_state(root)
     counts = stats["tables"]
     return dg.MaterializeResult(metadata={
         "path": dg.MetadataValue.path(str(root.manifest_path)),

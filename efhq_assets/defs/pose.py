@@ -6,33 +6,23 @@ import polars as pl
 from efhq_assets.core import ingest
 from efhq_assets.core.checks import check_poses
 from efhq_assets.core.efhq_import import IMPORTED_ESTIMATORS, imported_pose_rows
-from efhq_assets.core.pose_annotations import POSE_CAMERA_DEFAULT, pose_rows, video_camera
+from efhq_assets.core.pose_annotations import POSE_CAMERA_DEFAULT, attach_faces, pose_rows, video_camera
 from efhq_assets.core.storage import empty_frame, read_rows, write_table
 
+from efhq_assets.core.settings import load_settings
+
 from .batch import BACKFILL_POLICY, each_partition
-from .faces import face_detections
+from .lineage import record_stage, stage_asset_kwargs
 from .partitions import video_files
 from .resources import EfhqStorage
 
-def pose_camera_setting(root) -> str:
-    """`efhq build --pose-camera` (saved in the data root): how the pose fit models the camera."""
-    return ingest.load_settings(root).get("pose_camera", POSE_CAMERA_DEFAULT)
-
-
-CODE_VERSION = "pose_annotations-3"  # 3: perspective fit with the frame's pinhole camera; dlib68 dropped when turned
 ESTIMATORS = ("facemesh", "dlib68")
 
 
-def pose_fingerprint(faces_fp: str | None, pose_camera: str = POSE_CAMERA_DEFAULT) -> str:
-    return ingest.fingerprint(faces_fp, ESTIMATORS, CODE_VERSION, pose_camera)
-
-
 @dg.asset(
+    **stage_asset_kwargs("pose_annotations"),
     partitions_def=video_files,
-    deps=[face_detections],
-    group_name="faces",
     kinds={"torch"},
-    code_version=CODE_VERSION,
     pool="gpu",
     backfill_policy=BACKFILL_POLICY,
     op_tags={"dagster-celery/queue": "gpu"},  # only read by the Celery executor (docs/scale_out.md)
@@ -56,14 +46,12 @@ def _annotate_poses(context: dg.AssetExecutionContext, root, video_id: str) -> d
     else:
         estimators = ESTIMATORS
         video = (read_rows(root, "videos", video_id) or [{}])[0]
-        rows = pose_rows(marks, ESTIMATORS, camera=video_camera(video, pose_camera_setting(root)))
+        rows = pose_rows(attach_faces(marks, read_rows(root, "faces", video_id)), ESTIMATORS,
+                         camera=video_camera(video, load_settings(root).pose_camera))
     df = pl.DataFrame(rows, infer_schema_length=None) if rows else empty_frame("poses")
     write_table(root, "poses", video_id, df)
     versions = {r["estimator"]: r["weights_sha256"] for r in rows[:: max(len(marks), 1)]} if rows else {}
-    ingest.record_lineage(root, "pose_annotations", video_id, CODE_VERSION, context.run_id,
-                          pose_fingerprint(ingest.lineage_fingerprint(root, "face_detections", video_id),
-                                           pose_camera_setting(root)), df.height,
-                          versions)
+    version = record_stage(context, root, "pose_annotations", video_id, df.height, versions)
     combined = df.filter(pl.col("estimator") == "combined") if df.height else df
     metadata = {"faces": len(marks), "rows": df.height, "dagster/row_count": df.height}
     if combined.height and combined["yaw"].drop_nulls().len():
@@ -71,5 +59,5 @@ def _annotate_poses(context: dg.AssetExecutionContext, root, video_id: str) -> d
         metadata.update({"yaw_min": float(yaw.min()), "yaw_max": float(yaw.max()),
                          "yaw_mean_abs": float(yaw.abs().mean())})
     passed, details = check_poses(rows, len(marks), estimators)
-    return dg.MaterializeResult(metadata=metadata, check_results=[
+    return dg.MaterializeResult(data_version=version, metadata=metadata, check_results=[
         dg.AssetCheckResult(check_name="angles_valid", passed=passed, metadata=details)])

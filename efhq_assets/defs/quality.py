@@ -11,17 +11,11 @@ from efhq_assets.core.face_crops import iter_faces_by_frame
 from efhq_assets.core.quality import DEFAULT_SCORER, SCORERS, face_crop, quality_rows
 from efhq_assets.core.storage import empty_frame, read_rows, write_table
 
-from .faces import face_detections
 from .batch import BACKFILL_POLICY, each_partition
+from .lineage import record_stage, stage_asset_kwargs
 from .partitions import video_files
 from .resources import EfhqStorage
 from .sources import successful_video
-
-CODE_VERSION = "quality_scores-2"  # 2: faces rebuilt from EFHQ metadata keep its released HyperIQA `iqa`
-
-
-def quality_fingerprint(faces_fp: str | None) -> str:
-    return ingest.fingerprint(faces_fp, DEFAULT_SCORER, CODE_VERSION)
 
 
 def score_video(video: dict, faces: list[dict]) -> list[dict]:
@@ -45,11 +39,9 @@ def _scorer_versions(rows: list[dict]) -> dict:
 
 
 @dg.asset(
+    **stage_asset_kwargs("quality_scores"),
     partitions_def=video_files,
-    deps=[face_detections],
-    group_name="quality",
     kinds={"python"},
-    code_version=CODE_VERSION,
     backfill_policy=BACKFILL_POLICY,
     check_specs=[dg.AssetCheckSpec("scores_valid", asset="quality_scores", blocking=True,
                                    description="scores finite (and in range where the scorer guarantees it)")],
@@ -73,9 +65,7 @@ def _score_faces(context: dg.AssetExecutionContext, root, video_id: str) -> dg.M
             r.update(scorer=RELEASED_SCORER, score=float(iqa))
     df = pl.DataFrame(rows, infer_schema_length=None) if rows else empty_frame("quality")
     write_table(root, "quality", video_id, df)
-    ingest.record_lineage(root, "quality_scores", video_id, CODE_VERSION, context.run_id,
-                          quality_fingerprint(ingest.lineage_fingerprint(root, "face_detections", video_id)), df.height,
-                          _scorer_versions(rows))
+    version = record_stage(context, root, "quality_scores", video_id, df.height, _scorer_versions(rows))
     scorers = sorted({r["scorer"] for r in rows}) or [DEFAULT_SCORER]
     metadata = {"faces": df.height, "scorer": ", ".join(scorers), "score_range": str(SCORERS[DEFAULT_SCORER].range),
                 "dagster/row_count": df.height}
@@ -84,5 +74,5 @@ def _score_faces(context: dg.AssetExecutionContext, root, video_id: str) -> dg.M
                          "brightness_median": float(df["brightness"].median())})
     spec = SCORERS[DEFAULT_SCORER]
     passed, details = check_quality(rows, spec.range, spec.strict_range)
-    return dg.MaterializeResult(metadata=metadata, check_results=[
+    return dg.MaterializeResult(data_version=version, metadata=metadata, check_results=[
         dg.AssetCheckResult(check_name="scores_valid", passed=passed, metadata=details)])

@@ -1,4 +1,4 @@
-"""Typed resources: where the data root is."""
+"""Typed resources: where the data root is, and which face models analyse it."""
 
 
 import functools
@@ -6,6 +6,7 @@ import functools
 import dagster as dg
 
 from efhq_assets.core.faces import FaceModels
+from efhq_assets.core.settings import Settings
 from efhq_assets.core.storage import DataRoot
 
 
@@ -34,7 +35,8 @@ def _face_models(detector: str, min_face: int, landmarkers: tuple[str, ...]) -> 
 class FaceAnalysis(dg.ConfigurableResource):
     """Which detector and landmarkers analyse faces, and EFHQ's filter thresholds."""
 
-    detector: str = "mtcnn"
+    # None: the data root's `detector` setting (efhq settings), so the CLI, the UI and the daemon agree.
+    detector: str | None = None
     min_face: int = 40
     landmarkers: list[str] = ["facemesh", "dlib68"]
     efhq_min_score: float = 0.9
@@ -44,5 +46,16 @@ class FaceAnalysis(dg.ConfigurableResource):
     # up to k=4 on single-face clips, 93% on a fast multi-face pan at k=2), so the default stays 1.
     detect_stride: int = 1
 
+    def resolved(self, settings: Settings) -> "FaceAnalysis":
+        """This resource with the data root's settings filled in where it leaves them open."""
+        return self if self.detector is not None else self.model_copy(update={"detector": settings.detector})
+
     def models(self) -> FaceModels:
+        if self.detector is None:
+            raise ValueError("FaceAnalysis.detector is unresolved: call resolved(settings) first")
         return _face_models(self.detector, self.min_face, tuple(self.landmarkers))
+
+    def identity(self) -> list:
+        """What face_detections' fingerprint takes from the models: this configuration and the loaded models'
+        versions, weights and settings (a detector threshold or landmarker crop change redoes old videos)."""
+        return [self.model_dump(), self.models().identity()]

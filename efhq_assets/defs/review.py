@@ -3,13 +3,13 @@
 import dagster as dg
 import polars as pl
 
-from efhq_assets.core import ingest
+from efhq_assets.core import ingest, stages
+from efhq_assets.core.plan import record_review_state, review_files
 from efhq_assets.core.review import merge_reviews
 from efhq_assets.core.storage import remove_table_file, table_files, write_table
 
+from .lineage import stage_asset_kwargs
 from .resources import EfhqStorage
-
-CODE_VERSION = "review_overrides-1"
 
 
 def known_faces(root) -> set[tuple[str, int, int]]:
@@ -20,15 +20,9 @@ def known_faces(root) -> set[tuple[str, int, int]]:
     return {(v, int(f), int(i)) for v, f, i in df.iter_rows()}
 
 
-def review_files(root) -> list:
-    folder = root.catalog / "review"
-    return sorted(folder.glob("*.csv")) if folder.is_dir() else []
-
-
 @dg.asset(
-    group_name="bins",
+    **stage_asset_kwargs("review_overrides"),
     kinds={"python"},
-    code_version=CODE_VERSION,
     description="Human relabels (frontal / profile_* / remove) from the review sheets imported with "
                 "`efhq review import`, kept as data so the review is reproducible. Table `review_overrides`; "
                 "applied by `pose_bins` on its next materialization.",
@@ -46,8 +40,9 @@ def review_overrides(context: dg.AssetExecutionContext, storage: EfhqStorage) ->
             remove_table_file(root, "review_overrides", path.stem)
     for video_id, rows in by_video.items():
         write_table(root, "review_overrides", video_id, pl.DataFrame(rows))
-    ingest.record_lineage(root, "review_overrides", "all", CODE_VERSION, context.run_id,
+    ingest.record_lineage(root, "review_overrides", "all", stages.stage("review_overrides").code_version, context.run_id,
                           ingest.fingerprint([p.name for p in files]), len(merged))
+    record_review_state(root)  # the sheets merged: efhq build and the sensor compare it with the sheets now
     counts = pl.DataFrame({"label": list(merged.values())}).group_by("label").len().sort("label").to_dicts() \
         if merged else []
     return dg.MaterializeResult(metadata={

@@ -7,10 +7,9 @@ from efhq_assets.core import ingest
 from efhq_assets.core.sources import Sha256Cache
 
 from .batch import BACKFILL_POLICY, each_partition
+from .lineage import record_stage, stage_asset_kwargs
 from .partitions import video_files
 from .resources import EfhqStorage
-
-CODE_VERSION = "source_videos-1"
 
 
 def catalog_entry(storage: EfhqStorage, video_id: str) -> tuple[dict, list[dict]]:
@@ -34,10 +33,9 @@ def successful_video(root, video_id: str) -> dict:
 
 
 @dg.asset(
+    **stage_asset_kwargs("source_videos"),
     partitions_def=video_files,
-    group_name="ingest",
     kinds={"python", "video"},
-    code_version=CODE_VERSION,
     backfill_policy=BACKFILL_POLICY,
     description="Probe (codec, fps, frames, size, duration, rotation), sha256 and clip windows of one video file. "
                 "Tables `videos`, `clips`.",
@@ -62,10 +60,9 @@ def _source_video(context: dg.AssetExecutionContext, storage: EfhqStorage, video
     ingest.clear_error(root, video_id, "source_videos")
     for warning in result.warnings:
         context.log.warning(warning)
-    ingest.record_lineage(root, "source_videos", video_id, CODE_VERSION, context.run_id,
-                          ingest.source_fingerprint(video, clips, CODE_VERSION), len(result.clips))
+    version = record_stage(context, root, "source_videos", video_id, len(result.clips))
     v = result.video
-    return dg.MaterializeResult(metadata={
+    return dg.MaterializeResult(data_version=version, metadata={
         "path": dg.MetadataValue.path(v["path"]),
         "sha256": v["sha256"],
         "codec": v["codec"], "fps": float(v["fps"]), "frame_count": int(v["frame_count"]),

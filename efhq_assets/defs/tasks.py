@@ -16,18 +16,14 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
-from efhq_assets.core import ingest
+from efhq_assets.core import ingest, stages
+from efhq_assets.core.settings import load_settings, update_settings
 from efhq_assets.core.storage import DataRoot, write_table
 from efhq_assets.core.tasks.candidates import FrameCache, candidate_rows
 
-from .bins import pose_bins
-from .identities import face_identities
-from .partitions import refresh_when_upstream_changed
-from .quality import quality_scores
+from .lineage import stage_asset_kwargs
 from .resources import EfhqStorage
 
-CODE_VERSION = "splits-2"  # 2: EFHQ selection defaults (reviewed labels only, cap per clip and bin)
-TASK_DEPS = [pose_bins, face_identities, quality_scores]
 GAN_RESOLUTION = 512
 
 
@@ -55,14 +51,14 @@ def candidates(root: DataRoot) -> list[dict]:
     file changed (a listing decides), and each caller gets its own copies."""
     from efhq_assets.core.quality import DEFAULT_SCORER
 
-    settings = ingest.load_settings(root)
     key = f"quality_threshold_{DEFAULT_SCORER}"
-    memo_key = (str(root.path), settings.get(key), _tables_stamp(root))
+    frozen = getattr(load_settings(root), key)
+    memo_key = (str(root.path), frozen, _tables_stamp(root))
     if _candidates_memo.get("key") == memo_key:
         return [dict(r) for r in _candidates_memo["rows"]]
-    rows, threshold = candidate_rows(root, settings.get(key))
-    if rows and settings.get(key) is None and threshold is not None:
-        ingest.save_settings(root, {**settings, key: threshold})
+    rows, threshold = candidate_rows(root, frozen)
+    if rows and frozen is None and threshold is not None:
+        update_settings(root, **{key: threshold})
         memo_key = (str(root.path), threshold, memo_key[2])
     _candidates_memo.clear()
     _candidates_memo.update(key=memo_key, rows=rows)
@@ -103,16 +99,15 @@ def _counts_md(df: pl.DataFrame, *cols: str) -> dg.MetadataValue:
         "| " + " | ".join(str(g[c]) for c in cols) + f" | {g['len']} |" for g in grouped))
 
 
-def _asset(name: str, description: str, deps=None, **kw):
-    return dg.asset(name=name, deps=deps or TASK_DEPS, group_name="splits", kinds={"python"}, code_version=CODE_VERSION,
-                    automation_condition=refresh_when_upstream_changed, description=description, **kw)
+def _asset(name: str, description: str, **kw):
+    return dg.asset(**stage_asset_kwargs(name), kinds={"python"}, description=description, **kw)
 
 
 def exports_in_build(root: DataRoot) -> bool:
     """Training exports are rendered on request (`efhq export TASK --out DIR`), not on every build: they are
     the bulk of the bytes and of a build's time (benchmarks/overhead.py). `efhq build --render-exports`
     (kept in the data root's settings) renders them into <data_root>/tasks/ as part of the build."""
-    return bool(ingest.load_settings(root).get("render_exports"))
+    return load_settings(root).render_exports
 
 
 def _frame_renderer(rows: list[dict], crop):
@@ -208,7 +203,7 @@ def build_split(context, storage: EfhqStorage, task: str, table: str, columns):
     if exports_in_build(root):
         with swapped_dir(root.tasks / task) as tmp:
             result = render(root, rows, tmp)
-    ingest.record_lineage(root, table, "all", CODE_VERSION, context.run_id, "", df.height)
+    ingest.record_lineage(root, table, "all", stages.stage(table).code_version, context.run_id, "", df.height)
     return df, result
 
 
@@ -271,7 +266,7 @@ def split_reenactment(context: dg.AssetExecutionContext, storage: EfhqStorage) -
     train_ids = set(df.filter(pl.col("split") == "train")["identity_id"]) if df.height else set()
     test_ids = set(df.filter(pl.col("split") == "test")["identity_id"]) if df.height else set()
     overlap = sorted(train_ids & test_ids)
-    ingest.record_lineage(root, "split_reenactment", "all", CODE_VERSION, context.run_id, "", df.height)
+    ingest.record_lineage(root, "split_reenactment", "all", stages.stage("split_reenactment").code_version, context.run_id, "", df.height)
     return dg.MaterializeResult(
         metadata={"rows": df.height, "pairs": len(pairs), **_export_metadata(root, "reenactment", result),
                   "splits": _counts_md(df, "split", "label"), "dagster/row_count": df.height},
@@ -292,7 +287,7 @@ def write_verification_pairs(root: DataRoot) -> tuple[pl.DataFrame, int]:
     from efhq_assets.core.tasks.verification import (PROTOCOLS, VERIFICATION_PAIRS_COLUMNS, make_pairs,
                                                      sample_verification_faces, write_pairs_tsv)
 
-    n_pairs = int(ingest.load_settings(root).get("verification_pairs_per_protocol", 20_000))
+    n_pairs = load_settings(root).verification_pairs_per_protocol
     samples = sample_verification_faces(candidates(root))
     target = root.tasks / "verification"
     rows: list[dict] = []
@@ -314,7 +309,7 @@ def verification_pairs(context: dg.AssetExecutionContext, storage: EfhqStorage) 
     root = storage.root()
     df, n_images = write_verification_pairs(root)
     bad = df.filter(~pl.col("issame") & (pl.col("identity1") == pl.col("identity2"))).height if df.height else 0
-    ingest.record_lineage(root, "verification_pairs", "all", CODE_VERSION, context.run_id, "", df.height)
+    ingest.record_lineage(root, "verification_pairs", "all", stages.stage("verification_pairs").code_version, context.run_id, "", df.height)
     return dg.MaterializeResult(
         metadata={"pairs": df.height, "images": n_images,
                   "export": dg.MetadataValue.path(str(root.tasks / "verification")),
@@ -457,7 +452,7 @@ def embed_aligned(paths: list[Path], cache_file: Path | None = None) -> tuple[st
 
 @_asset("verification_report", "TAR at FAR 1e-1..1e-5 (10-fold: threshold on 9 folds, applied to the held-out one), "
         "CFP-style accuracy and the drop from f2f to f2p/p2p, for the configured face-recognition model. A FAR below "
-        "1/(impostors per fold) is null.", deps=["verification_pairs"])
+        "1/(impostors per fold) is null.")
 def verification_report(context: dg.AssetExecutionContext, storage: EfhqStorage) -> dg.MaterializeResult:
     from efhq_assets.core.embedding_cache import cache_path
     from efhq_assets.core.storage import read_rows
@@ -470,7 +465,7 @@ def verification_report(context: dg.AssetExecutionContext, storage: EfhqStorage)
                                                                   cache_path(root, "verification_embeddings")))
     rows = verification_report_rows(pairs, scores, model) if pairs else []
     df = write_split_table(root, "verification_report", rows, VERIFICATION_REPORT_COLUMNS)
-    ingest.record_lineage(root, "verification_report", "all", CODE_VERSION, context.run_id, "", df.height,
+    ingest.record_lineage(root, "verification_report", "all", stages.stage("verification_report").code_version, context.run_id, "", df.height,
                           {"embedder": model})
     table = "| protocol | FAR | TAR | n_genuine | n_impostor |\n|---|---|---|---|---|\n" + "\n".join(
         f"| {r['protocol']} | {r['far']:g} | {_fmt(r['tar'])} "

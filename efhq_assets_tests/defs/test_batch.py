@@ -4,7 +4,7 @@ import dagster as dg
 import pytest
 
 from efhq_assets import runner
-from efhq_assets.core import ingest
+from efhq_assets.core import ingest, plan, stages
 from efhq_assets.core.sources import SourceConfig
 from efhq_assets.core.storage import DataRoot, query, read_rows
 from efhq_assets.defs.partitions import video_files
@@ -12,13 +12,13 @@ from efhq_assets.defs.partitions import video_files
 
 def test_plan_runs_groups_by_selection_and_contiguous_partitions():
     order = {k: i for i, k in enumerate("abcdefg")}
-    all7 = runner.PER_VIDEO_ASSETS
+    all7 = stages.PER_VIDEO
     tail = all7[2:]
     stale = {"a": all7, "b": all7, "c": tail, "d": all7, "f": all7, "g": all7}
-    runs = runner.plan_runs(stale, order, max_per_run=50)
+    runs = plan.plan_runs(stale, order, max_per_run=50)
     # c (another selection) splits a-d; e (not stale) splits d-f: a range would include it
     assert runs == [(all7, ["a", "b"]), (tail, ["c"]), (all7, ["d"]), (all7, ["f", "g"])]
-    assert runner.plan_runs({k: all7 for k in "abcde"}, order, max_per_run=2) == [
+    assert plan.plan_runs({k: all7 for k in "abcde"}, order, max_per_run=2) == [
         (all7, ["a", "b"]), (all7, ["c", "d"]), (all7, ["e"])]
 
 
@@ -58,7 +58,7 @@ def test_build_runs_several_videos_per_run_and_a_bad_one_fails_alone(tmp_path, m
     # The batch's source_videos: one materialization per video that landed, none for the failed one
     assert set(_materializations(instance, "source_videos", first.run_id)) == {"a", "b", "c"}
     # Every asset of every good video has its own materialization with its own metadata
-    for asset in runner.PER_VIDEO_ASSETS:
+    for asset in stages.PER_VIDEO:
         assert set(_materializations(instance, asset)) == {"a", "b", "c"}, asset
     frames = _materializations(instance, "decoded_frames")
     assert {k: m["frames"].value for k, m in frames.items()} == {"a": 5, "b": 7, "c": 9}
@@ -90,7 +90,7 @@ def test_a_ranged_run_keeps_per_video_checks_and_lineage(tmp_path, make_video, i
     ingest.refresh_catalog(root)
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(video_files.name, ["astro1", "astro2"])
-        result = dg.materialize([defs.get_assets_def(k) for k in runner.PER_VIDEO_ASSETS], instance=instance,
+        result = dg.materialize([defs.get_assets_def(k) for k in stages.PER_VIDEO], instance=instance,
                                 resources=dict(defs.resources, storage=EfhqStorage(data_root=str(root.path))),
                                 tags={"dagster/asset_partition_range_start": "astro1",
                                       "dagster/asset_partition_range_end": "astro2"})
@@ -157,7 +157,7 @@ def test_a_failed_blocking_check_fails_that_video_and_the_others_finish_in_a_sec
     assert sorted(report.ran) == ["a", "c"] and list(report.failed) == ["b"]
     assert "faces_well_formed" in report.failed["b"]
     instance = runner.prepare_instance(root)
-    for asset in runner.PER_VIDEO_ASSETS:
+    for asset in stages.PER_VIDEO:
         assert {"a", "c"} <= set(_materializations(instance, asset)), asset
     assert "b" not in _materializations(instance, "pose_annotations")
     ranged = [r.dagster_run for r in instance.get_run_records()
@@ -165,30 +165,62 @@ def test_a_failed_blocking_check_fails_that_video_and_the_others_finish_in_a_sec
     assert len(ranged) == 1  # the first run; then a and c (not contiguous any more) one run each
 
 
-def test_face_fingerprint_follows_the_loaded_models(monkeypatch):
+def _context(root, **settings):
+    from efhq_assets.core.settings import Settings
+    from efhq_assets.defs.resources import FaceAnalysis
+
+    video = {"video_id": "v", "path": "v.mp4", "sha256": "0" * 64, "size_bytes": 1, "mtime_ns": 5}
+    resolved = FaceAnalysis().resolved(Settings(**settings))
+    return stages.VideoContext(root, video, [], Settings(**settings), resolved.identity)
+
+
+def test_face_fingerprint_follows_the_loaded_models(monkeypatch, tmp_path):
     """Changing a detector threshold or a landmarker's version makes every video's faces stale."""
     from efhq_assets.core.faces import FaceModels
-    from efhq_assets.defs.faces import face_fingerprint
-    from efhq_assets.defs.resources import FaceAnalysis
-
-    analysis = FaceAnalysis()
-    before = face_fingerprint("frames-fp", analysis)
-    assert face_fingerprint("frames-fp", analysis) == before
-    monkeypatch.setattr(FaceModels, "identity", lambda self: {"mtcnn": ["another version", "", {}]})
-    assert face_fingerprint("frames-fp", analysis) != before
-
-
-def test_pose_camera_setting_marks_only_poses_and_below_stale(tmp_path):
-    from efhq_assets.core.storage import DataRoot
-    from efhq_assets.defs.resources import FaceAnalysis
-    from efhq_assets.runner import expected_fingerprints
 
     root = DataRoot(tmp_path / "root").ensure()
-    video = {"video_id": "v", "path": "v.mp4", "sha256": "0" * 64, "size_bytes": 1}
-    a = expected_fingerprints(root, video, [], "all", FaceAnalysis())
-    b = expected_fingerprints(root, video, [], "all", FaceAnalysis(), pose_camera="weak")
-    changed = {k for k in a if a[k] != b[k]}
-    assert changed == {"pose_annotations", "pose_bins"}
+    before = stages.expected_fingerprints(_context(root))
+    assert stages.expected_fingerprints(_context(root)) == before
+    monkeypatch.setattr(FaceModels, "identity", lambda self: {"mtcnn": ["another version", "", {}]})
+    after = stages.expected_fingerprints(_context(root))
+    assert {k for k in before if before[k] != after[k]} == set(stages.PER_VIDEO) - {"source_videos", "decoded_frames"}
+
+
+@pytest.mark.parametrize("setting, value, stale", [
+    ("pose_camera", "weak", {"pose_annotations", "pose_bins"}),
+    ("sampling", "fps:5", set(stages.PER_VIDEO) - {"source_videos"}),
+    ("render_exports", True, set()),  # only the splits read it
+])
+def test_a_setting_marks_exactly_its_stages_and_below_stale(tmp_path, setting, value, stale):
+    root = DataRoot(tmp_path / "root").ensure()
+    a = stages.expected_fingerprints(_context(root))
+    b = stages.expected_fingerprints(_context(root, **{setting: value}))
+    assert {k for k in a if a[k] != b[k]} == stale
+
+
+def test_a_replaced_file_marks_every_stage_stale(tmp_path):
+    root = DataRoot(tmp_path / "root").ensure()
+    ctx = _context(root)
+    a = stages.expected_fingerprints(ctx)
+    ctx.video = dict(ctx.video, size_bytes=2, mtime_ns=6)
+    b = stages.expected_fingerprints(ctx)
+    assert all(a[k] != b[k] for k in a)
+
+
+def test_registry_derives_deps_code_versions_and_jobs():
+    """Assets, jobs and the manifest's deps come from the stage registry: nothing is listed twice."""
+    from efhq_assets.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    for stage in stages.STAGES:
+        node = graph.get(dg.AssetKey(stage.name))
+        assert node.code_version == stage.code_version, stage.name
+        assert {k.to_user_string() for k in node.parent_keys} == set(stage.upstream), stage.name
+        assert node.is_partitioned == stage.partitioned, stage.name
+    job = defs.resolve_job_def("per_video_job")
+    assert {k.to_user_string() for k in job.asset_layer.selected_asset_keys} == set(stages.PER_VIDEO)
+    job = defs.resolve_job_def("unpartitioned_job")
+    assert {k.to_user_string() for k in job.asset_layer.selected_asset_keys} == set(stages.UNPARTITIONED)
 
 
 def test_multi_video_steps_report_progress(capsys, monkeypatch):

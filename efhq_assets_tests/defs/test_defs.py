@@ -10,7 +10,9 @@ from efhq_assets.core.sources import SourceConfig
 from efhq_assets.core.storage import DataRoot, query, read_table
 from efhq_assets.definitions import defs
 from efhq_assets.defs.partitions import video_files
-from efhq_assets.defs.resources import EfhqStorage
+from efhq_assets.core import stages
+from efhq_assets.defs import sensors
+from efhq_assets.defs.resources import EfhqStorage, FaceAnalysis
 from efhq_assets.defs.sensors import video_files_sensor
 
 
@@ -66,38 +68,43 @@ def test_assets_materialize_per_partition_and_bad_files_fail_alone(tmp_path, sou
     assert read_table(root, "lineage", "good_a@decoded_frames")["rows"][0] == 12
 
 
-def test_sensor_adds_partitions_once_and_caps_per_tick(tmp_path, sources, monkeypatch):
+def _tick(instance, storage, cursor=None):
+    with dg.build_sensor_context(instance=instance, cursor=cursor,
+                                 resources={"storage": storage, "face_analysis": FaceAnalysis()}) as context:
+        return video_files_sensor(context)
+
+
+def test_sensor_adds_partitions_and_requests_one_batched_run(tmp_path, sources):
     root = DataRoot(tmp_path / "root").ensure()
     ingest.save_source_config(root, sources)
     storage = EfhqStorage(data_root=str(root.path))
     with dg.instance_for_test() as instance:
-        ctx = dg.build_sensor_context(instance=instance, resources={"storage": storage})
-        result = video_files_sensor(ctx)
-        assert sorted(r.partition_key for r in result.run_requests) == ["empty", "good_a", "good_b", "notes", "truncated"]
-        assert result.dynamic_partitions_requests[0].partition_keys == [r.partition_key for r in result.run_requests]
-        instance.add_dynamic_partitions(video_files.name, list(result.dynamic_partitions_requests[0].partition_keys))
-        # Same listing: the cursor says nothing changed.
-        again = video_files_sensor(dg.build_sensor_context(instance=instance, cursor=result.cursor,
-                                                           resources={"storage": storage}))
-        assert isinstance(again, dg.SkipReason)
+        result = _tick(instance, storage)
+        keys = ["empty", "good_a", "good_b", "notes", "truncated"]
+        assert list(result.dynamic_partitions_requests[0].partition_keys) == keys
+        # One run for the five new videos (a partition range, as efhq build batches), every per-video stage.
+        [request] = result.run_requests
+        assert request.job_name == "per_video_job" and request.partition_key is None
+        assert (request.tags[sensors.RANGE_START], request.tags[sensors.RANGE_END]) == ("empty", "truncated")
+        assert [k.to_user_string() for k in request.asset_selection] == list(stages.PER_VIDEO)
+        instance.add_dynamic_partitions(video_files.name, keys)
+        # The same plan gets the same run key: the daemon never launches it twice.
+        again = _tick(instance, storage, result.cursor)
+        assert [r.run_key for r in again.run_requests] == [request.run_key]
         # A vanished file is reported, never deleted.
         (tmp_path / "videos" / "good_b.mp4").unlink()
-        gone = video_files_sensor(dg.build_sensor_context(instance=instance, cursor=result.cursor,
-                                                          resources={"storage": storage}))
-        assert "vanished" in gone.skip_message
+        tick = sensors.plan_tick(root, keys, again.cursor, set(keys), FaceAnalysis())
+        assert tick.vanished == ["good_b"] and "vanished" in tick.skip and not tick.runs
         assert "good_b" in instance.get_dynamic_partitions(video_files.name)
 
 
-def test_sensor_cap_leaves_a_backlog_for_the_next_tick(tmp_path, sources, monkeypatch):
-    from efhq_assets.defs import sensors
-
+def test_sensor_cap_leaves_a_backlog_for_the_next_tick(tmp_path, sources):
     root = DataRoot(tmp_path / "root").ensure()
     ingest.save_source_config(root, sources)
-    first = sensors.new_partitions_tick(EfhqStorage(data_root=str(root.path)), set(), None, cap=2)
-    batch, vanished, cursor = first
-    assert batch == ["empty", "good_a"] and json.loads(cursor)["backlog"] == 3
-    second = sensors.new_partitions_tick(EfhqStorage(data_root=str(root.path)), set(batch), cursor, cap=2)
-    assert second[0] == ["good_b", "notes"]
+    first = sensors.plan_tick(root, [], None, None, FaceAnalysis(), cap=2)
+    assert first.new_keys == ["empty", "good_a"] and json.loads(first.cursor)["backlog"] == 3
+    second = sensors.plan_tick(root, first.new_keys, first.cursor, None, FaceAnalysis(), cap=2)
+    assert second.new_keys == ["good_b", "notes"]
 
 
 def test_face_chain_on_a_real_face_passes_its_blocking_checks(tmp_path):
@@ -105,7 +112,6 @@ def test_face_chain_on_a_real_face_passes_its_blocking_checks(tmp_path):
 
     from efhq_assets.core.models.sample_images import astronaut_bgr
     from efhq_assets.core.video import write_test_video
-    from efhq_assets.runner import PER_VIDEO_ASSETS
 
     videos = tmp_path / "videos"
     videos.mkdir()
@@ -116,7 +122,7 @@ def test_face_chain_on_a_real_face_passes_its_blocking_checks(tmp_path):
     ingest.refresh_catalog(root)
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(video_files.name, ["astro"])
-        result = dg.materialize([defs.get_assets_def(k) for k in PER_VIDEO_ASSETS], partition_key="astro",
+        result = dg.materialize([defs.get_assets_def(k) for k in stages.PER_VIDEO], partition_key="astro",
                                 instance=instance,
                                 resources=dict(defs.resources, storage=EfhqStorage(data_root=str(root.path))))
         assert result.success

@@ -12,10 +12,11 @@ from efhq_assets_tests.conftest import REPO, run_efhq
 MATERIALIZE = """
 import sys, dagster as dg
 from efhq_assets import runner
+from efhq_assets.core import stages
 from efhq_assets.core.storage import DataRoot
 from efhq_assets.definitions import defs
 root = DataRoot.at(sys.argv[1]); instance = runner.prepare_instance(root)
-assets = [defs.get_assets_def(k) for k in runner.PER_VIDEO_ASSETS]
+assets = [defs.get_assets_def(k) for k in stages.PER_VIDEO]
 resources = dict(defs.resources, storage=defs.resources["storage"].model_copy(update={"data_root": str(root.path)}))
 result = dg.materialize(assets, partition_key=sys.argv[2], instance=instance, resources=resources,
                         run_config=runner.QUIET_RUN_CONFIG)

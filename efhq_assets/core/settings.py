@@ -1,0 +1,171 @@
+"""A data root's settings: one typed, validated model, read by every process that builds it.
+
+The CLI (`efhq build --sample ...`, `efhq settings set/unset`), the webserver, the daemon and run workers
+(Celery, k8s) all read `<data_root>/catalog/settings.json` through `load_settings`, so a UI
+materialization, a daemon refresh and `efhq build` compute the same thing. A value is validated before
+anything is saved: a typo is refused with a message naming the setting and the values it takes.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pydantic
+
+from .storage import DataRoot, atomic_write_bytes
+
+SETTINGS_FILE = "settings.json"
+
+
+class SettingsError(ValueError):
+    """A setting name or value that is refused; the message says what is allowed."""
+
+
+def _check_sampling(value: str) -> str:
+    from .ingest import parse_sampling
+
+    parse_sampling(value)
+    return str(value).strip().lower()
+
+
+def _check_pose_camera(value: str) -> str:
+    from .pose_annotations import parse_pose_camera
+
+    parse_pose_camera(value)
+    return str(value).strip().lower()
+
+
+def _check_detector(value: str) -> str:
+    from .models import registry
+
+    names = registry.available("detector")
+    if value not in names:
+        raise ValueError(f"detector must be one of {', '.join(names)} (see `efhq models list`), got {value!r}")
+    return value
+
+
+class Settings(pydantic.BaseModel):
+    """Every setting of a data root, with its default (what `efhq settings` shows)."""
+
+    model_config = pydantic.ConfigDict(extra="forbid", validate_assignment=True)
+
+    sampling: str = pydantic.Field(
+        "all", description="frames kept per clip: all (every frame, as EFHQ), fps:N or max:N. Redoes decoded_frames "
+                           "and everything after it.")
+    detector: str = pydantic.Field(
+        "mtcnn", description="face detector backend (efhq models list), e.g. scrfd_10g_bnkps with its weights. "
+                             "Redoes face_detections and everything after it.")
+    pose_camera: str = pydantic.Field(
+        "frame", description="camera of the pose fit: frame (focal = the frame's longer side), weak (no perspective, "
+                             "for videos that are already face crops) or f:K. Redoes pose_annotations and pose_bins.")
+    render_exports: bool = pydantic.Field(
+        False, description="render the training exports into <data_root>/tasks/ on every build (default: on request, "
+                           "with efhq export).")
+    verification_pairs_per_protocol: int = pydantic.Field(
+        20_000, gt=0, description="genuine and impostor pairs drawn per protocol (f2f, f2p, p2p) of the "
+                                  "verification benchmark.")
+    quality_threshold_brisque_live_inv: float | None = pydantic.Field(
+        None, description="quality cut of the splits for the BRISQUE scorer; frozen on the first build (the 20th "
+                          "percentile of that build's faces) so later videos do not move it. Unset to recompute.")
+
+    @pydantic.field_validator("sampling")
+    @classmethod
+    def _sampling_valid(cls, value: str) -> str:
+        return _check_sampling(value)
+
+    @pydantic.field_validator("pose_camera")
+    @classmethod
+    def _pose_camera_valid(cls, value: str) -> str:
+        return _check_pose_camera(value)
+
+    @pydantic.field_validator("detector")
+    @classmethod
+    def _detector_valid(cls, value: str) -> str:
+        return _check_detector(value)
+
+    def for_stage(self, names: tuple[str, ...]) -> dict[str, Any]:
+        """The values of `names`, for a stage's fingerprint."""
+        return {n: getattr(self, n) for n in names}
+
+
+def describe() -> list[dict]:
+    """Every setting: name, type, default and what it does (for `efhq settings` and the docs)."""
+    out = []
+    for name, field in Settings.model_fields.items():
+        out.append({"name": name, "type": getattr(field.annotation, "__name__", str(field.annotation)),
+                    "default": field.default, "description": field.description})
+    return out
+
+
+def _error_message(exc: pydantic.ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        name = ".".join(str(p) for p in err["loc"]) or "settings"
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            message = f"unknown setting; settings are: {', '.join(Settings.model_fields)}"
+        parts.append(f"{name}: {message}")
+    return "; ".join(parts)
+
+
+def validate(values: dict[str, Any]) -> Settings:
+    try:
+        return Settings(**values)
+    except pydantic.ValidationError as exc:
+        raise SettingsError(_error_message(exc)) from None
+
+
+def _path(root: DataRoot):
+    return root.catalog / SETTINGS_FILE
+
+
+def stored(root: DataRoot) -> dict[str, Any]:
+    """The values saved in the data root (only those set explicitly)."""
+    path = _path(root)
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def load_settings(root: DataRoot) -> Settings:
+    """The data root's settings. A file edited by hand into an invalid state fails here with a clear message."""
+    try:
+        return validate(stored(root))
+    except SettingsError as exc:
+        raise SettingsError(f"{_path(root)}: {exc}") from None
+
+
+def save_settings(root: DataRoot, values: dict[str, Any]) -> Settings:
+    """Validate `values` (a full set: what is not given takes its default) and write them atomically; nothing
+    is written when a value is refused. Only the values that differ from their default are kept on disk."""
+    settings = validate(values)
+    defaults = Settings()
+    explicit = {k: v for k, v in settings.model_dump().items() if v != getattr(defaults, k)}
+    root.ensure()
+    atomic_write_bytes(_path(root), json.dumps(explicit, sort_keys=True, indent=1).encode())
+    return settings
+
+
+def update_settings(root: DataRoot, **changes: Any) -> Settings:
+    """Set some values (None: back to the default), validated together with the others before saving."""
+    values = stored(root)
+    for name, value in changes.items():
+        if value is None:
+            values.pop(name, None)
+        else:
+            values[name] = value
+    return save_settings(root, values)
+
+
+def parse_value(name: str, text: str) -> Any:
+    """A value typed on the command line, converted to the setting's type (validated by `validate`)."""
+    if name not in Settings.model_fields:
+        raise SettingsError(f"{name}: unknown setting; settings are: {', '.join(Settings.model_fields)}")
+    annotation = Settings.model_fields[name].annotation
+    lowered = text.strip().lower()
+    if annotation is bool:
+        if lowered in {"1", "true", "yes", "on"}:
+            return True
+        if lowered in {"0", "false", "no", "off"}:
+            return False
+        raise SettingsError(f"{name}: expected true or false, got {text!r}")
+    return text
