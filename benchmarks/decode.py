@@ -7,11 +7,17 @@ Clips are synthesized (no real face video ships in any package): a moving, zoomi
 skimage.data.astronaut() upscaled, with mild noise, H.264 crf 23. They are cached in a temp dir.
 
 Timing: the machine may be shared, so raw and stage runs are interleaved and the best of each
-is reported. `stage` hands frames to a consumer that holds each one until the next arrives (as a
-real consumer does); with glibc's default malloc settings a held 1080p frame makes the next
-frame's buffer come from a fresh mmap (page faults, ~1 ms at 1080p), which the raw loop (frame
-dropped at once) never pays. `*_malloc_tuned` repeats the comparison in a child process with
-MALLOC_MMAP_THRESHOLD_=64 MiB, the deployment-level fix.
+is reported; each stage/raw ratio is measured in --ratio-runs (3) fresh processes started without any
+MALLOC_* variable, and the minimum ratio is reported (`stage_over_raw_*`, every run in `*_runs`). `stage`
+hands frames to a consumer that holds each one until the next arrives (as a real consumer does); with
+glibc's default malloc settings a held 1080p frame makes the next frame's buffer come from a fresh mmap
+(page faults, ~1 ms at 1080p), which the raw loop (frame dropped at once) never pays. The product sets
+fixed mmap and trim thresholds itself at its first decode (core.video.tune_malloc_for_frames, in every
+process that decodes: the CLI, run workers, the daemon's runs), so the ratios are as shipped;
+`*_glibc_defaults` repeats one run with that switched off (EFHQ_MALLOC_TUNING=0), for comparison.
+
+Bytes: `efhq build` on the two clips, and everything it writes under the data root counted, by share
+(`share_bytes`: tables per table, the manifest, the catalog, caches, dagster_home per part).
 """
 
 from __future__ import annotations
@@ -155,14 +161,27 @@ def raw_and_stage_fps(path: Path, reps: int) -> tuple[float, float]:
     return max(raw), max(stage)
 
 
-def malloc_tuned_ratio(path: Path, reps: int) -> dict:
-    """Same comparison in a child with a fixed glibc mmap threshold (see the module docstring)."""
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(64 << 20)}
+def ratio_in_child(path: Path, reps: int, env_overrides: dict[str, str] | None = None) -> dict:
+    """raw and stage fps (best of `reps` interleaved runs each) in a fresh process started with the environment a
+    user's shell gives `efhq` (no MALLOC_* variable): the product's own setting (core.video.tune_malloc_for_frames,
+    applied by the first decode) is what is measured. EFHQ_MALLOC_TUNING=0 in env_overrides: glibc's defaults."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    env.update(env_overrides or {})
     out = subprocess.run(
         [sys.executable, __file__, "--ratio-child", str(path), "--reps", str(reps)],
         check=True, capture_output=True, text=True, env=env,
     )
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result["ratio"] = round(result["stage"] / result["raw"], 3)
+    return result
+
+
+def ratio_child(path: Path, reps: int) -> None:
+    from efhq_assets.core.video import tune_malloc_for_frames
+
+    tuned = tune_malloc_for_frames()  # what the first iter_clip_frames of any efhq process does: same for both
+    raw, stage = raw_and_stage_fps(path, max(1, reps))
+    print(json.dumps({"raw": round(raw, 1), "stage": round(stage, 1), "malloc_tuned": tuned}))
 
 
 def hash_ms(width: int, height: int) -> float:
@@ -290,6 +309,7 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / f"efhq_bench_decode_{CACHE_VERSION}")
     parser.add_argument("--keep-build", type=Path, default=None, help="copy the build's data root here")
     parser.add_argument("--build-only", action="store_true", help="only the `efhq build` bytes")
+    parser.add_argument("--ratio-runs", type=int, default=3, help="fresh processes per stage/raw ratio (min reported)")
     parser.add_argument("--reps", type=int, default=0, help="interleaved runs per figure (default 2 quick, 3 full)")
     parser.add_argument("--rss-child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--ratio-child", type=Path, help=argparse.SUPPRESS)
@@ -298,8 +318,7 @@ def main() -> None:
         rss_child(args.rss_child)
         return
     if args.ratio_child:
-        raw, stage = raw_and_stage_fps(args.ratio_child, max(1, args.reps))
-        print(json.dumps({"raw": round(raw, 1), "stage": round(stage, 1)}))
+        ratio_child(args.ratio_child, args.reps)
         return
     args.cache.mkdir(parents=True, exist_ok=True)
     frames = 200 if args.quick else 1000
@@ -316,17 +335,22 @@ def main() -> None:
     result["x264_preset"] = preset
     result["cpu_cores"] = os.cpu_count()
     for name, clip in (("512", clip512), ("1080", clip1080)):
-        log(f"decoding {clip.name} ...")
         probe = probe_video(clip)
         result[f"source_mbit_s_{name}"] = round(clip.stat().st_size * 8 / probe.duration_s / 1e6, 2)
-        raw, stage = raw_and_stage_fps(clip, reps)
-        result[f"raw_decode_fps_{name}"] = round(raw, 1)
-        result[f"stage_fps_{name}"] = round(stage, 1)
-        result[f"stage_over_raw_{name}"] = round(stage / raw, 3)
-    tuned = malloc_tuned_ratio(clip1080, reps)
-    result["raw_decode_fps_1080_malloc_tuned"] = tuned["raw"]
-    result["stage_fps_1080_malloc_tuned"] = tuned["stage"]
-    result["stage_over_raw_1080_malloc_tuned"] = round(tuned["stage"] / tuned["raw"], 3)
+        runs = []
+        for k in range(args.ratio_runs):
+            log(f"decoding {clip.name}: run {k + 1}/{args.ratio_runs} in a fresh process, as shipped ...")
+            runs.append(ratio_in_child(clip, reps))
+        worst = min(runs, key=lambda r: r["ratio"])
+        result[f"raw_decode_fps_{name}"] = worst["raw"]
+        result[f"stage_fps_{name}"] = worst["stage"]
+        result[f"stage_over_raw_{name}"] = worst["ratio"]  # the minimum of the runs
+        result[f"stage_over_raw_{name}_runs"] = [r["ratio"] for r in runs]
+        result[f"malloc_tuned_{name}"] = all(r["malloc_tuned"] for r in runs)
+        log(f"decoding {clip.name}: glibc's default malloc settings (EFHQ_MALLOC_TUNING=0), for comparison ...")
+        untuned = ratio_in_child(clip, reps, {"EFHQ_MALLOC_TUNING": "0"})
+        result[f"stage_over_raw_{name}_glibc_defaults"] = untuned["ratio"]
+        result[f"stage_fps_{name}_glibc_defaults"] = untuned["stage"]
     result["frame_hash_ms_1080"] = round(hash_ms(1920, 1080), 3)
     result["frame_hash_ms_512"] = round(hash_ms(512, 512), 3)
 
