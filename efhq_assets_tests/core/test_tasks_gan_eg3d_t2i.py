@@ -433,19 +433,77 @@ def test_t2i_export_with_eg3d_crops(real_faces, tmp_path):
 
     res = T.export_t2i(sel, render_target, tmp_path / "cn")
     assert res["count"] == len(sel) > 0
-    lines = (tmp_path / "cn" / "prompts.json").read_text().splitlines()
-    assert len(lines) == len(sel)
-    for line in lines:
-        item = json.loads(line)
-        assert set(item) == {"source", "target", "prompt"} and item["prompt"]
-        src = cv2.imread(str(tmp_path / "cn" / item["source"]))
-        tgt = cv2.imread(str(tmp_path / "cn" / item["target"]))
-        assert src is not None and tgt is not None and src.shape == tgt.shape == (512, 512, 3)
-        assert src.any() and tgt.std() > 10
+    stock = controlnet_stock_dataset(tmp_path / "cn")
+    efhq = controlnet_efhq_dataset(tmp_path / "cn")
+    assert len(stock) == len(efhq) == len(sel)
+    by_prompt = {}
+    for item in stock:
+        assert item["hint"].shape == item["jpg"].shape == (512, 512, 3) and item["txt"]
+        assert 0.0 <= item["hint"].min() and item["hint"].max() <= 1.0 and -1.0 <= item["jpg"].min()
+        assert item["hint"].any() and item["jpg"].std() > 0.05
         # the drawn face sits on the face in the crop: lit pixels lie mostly inside the central region
-        ys, xs = np.nonzero(src.any(axis=2))
+        ys, xs = np.nonzero(item["hint"].any(axis=2))
         assert 128 < xs.mean() < 384 and 128 < ys.mean() < 400
-    assert not (tmp_path / "cn" / "prompt.json").exists()
+        by_prompt.setdefault(item["txt"], []).append(item)
+    for item in efhq:  # EFHQ's loader sees the same pairs with the same prompts
+        assert any(np.array_equal(item["hint"], o["hint"]) and np.array_equal(item["jpg"], o["jpg"])
+                   for o in by_prompt[item["txt"]])
+
+
+def controlnet_stock_dataset(base):
+    """lllyasviel/ControlNet @ ed85cd1e25a5ed592f7d8178495b4483de0331bf tutorial_dataset.py MyDataset, with
+    './training/fill50k/' as `base`: prompt.json read line by line with json.loads, images by
+    cv2.imread(base + '/' + name), BGR->RGB, hint in [0, 1], target in [-1, 1]."""
+    import cv2
+
+    data = []
+    with open(str(base) + "/prompt.json", "rt") as f:
+        for line in f:
+            data.append(json.loads(line))
+    out = []
+    for item in data:
+        source = cv2.cvtColor(cv2.imread(str(base) + "/" + item["source"]), cv2.COLOR_BGR2RGB)
+        target = cv2.cvtColor(cv2.imread(str(base) + "/" + item["target"]), cv2.COLOR_BGR2RGB)
+        out.append(dict(jpg=(target.astype(np.float32) / 127.5) - 1.0, txt=item["prompt"],
+                        hint=source.astype(np.float32) / 255.0))
+    return out
+
+
+def controlnet_efhq_dataset(base):
+    """VinAIResearch/EFHQ @ 6883f41623373ad52ea0797937fc61d258f04645 5_train_eval/controlnet/tutorial_dataset.py
+    MyDataset: prompts.json = {filename: prompt}; target_images/<filename>.png must exist (assert);
+    condition_images/<filename>.png skipped when missing; same normalisation as the stock loader."""
+    import cv2
+    from pathlib import Path
+
+    source_dir, target_dir = Path(base) / "condition_images", Path(base) / "target_images"
+    with open(Path(base) / "prompts.json") as f:
+        prompts = json.load(f)
+    data = []
+    for filename, prompt in prompts.items():
+        source_path, target_path = source_dir / (filename + ".png"), target_dir / (filename + ".png")
+        assert target_path.exists(), f"Target path: {target_path} not exist"
+        if not source_path.exists():
+            continue
+        data.append({"source": source_path.as_posix(), "target": target_path.as_posix(), "prompt": prompt})
+    out = []
+    for item in data:
+        source = cv2.cvtColor(cv2.imread(item["source"]), cv2.COLOR_BGR2RGB)
+        target = cv2.cvtColor(cv2.imread(item["target"]), cv2.COLOR_BGR2RGB)
+        out.append(dict(jpg=(target.astype(np.float32) / 127.5) - 1.0, txt=item["prompt"],
+                        hint=source.astype(np.float32) / 255.0))
+    return out
+
+
+# EFHQ 1_attributes_extraction/mediapipeface.py DrawingSpec colours (drawn on a BGR canvas, written by cv2.imwrite)
+EFHQ_PALETTE = {"face_oval": (10, 200, 10), "lips": (10, 180, 10), "left_eye": (180, 200, 10),
+                "right_eye": (10, 200, 180), "left_eyebrow": (180, 220, 10), "right_eyebrow": (10, 220, 180),
+                "left_pupil": (250, 200, 10), "right_pupil": (10, 200, 250)}
+
+
+@pytest.mark.parametrize("part", sorted(EFHQ_PALETTE))
+def test_condition_palette_is_efhqs(part):
+    assert T.CONDITION_COLORS[part] == EFHQ_PALETTE[part]
 
 
 @needs_align

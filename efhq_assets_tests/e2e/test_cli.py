@@ -158,9 +158,12 @@ def test_demo_splits_exist_and_exports_read_back(demo_root, tmp_path):
         assert {cls for _, cls in meta} == {0, 1} and len(meta) == n_gan  # every split_gan row is in the zip
     eg3d = json.loads((exports / "eg3d" / "dataset.json").read_text())["labels"]
     assert eg3d and all(len(cam) == 25 and (exports / "eg3d" / name).exists() for name, cam in eg3d)
-    prompts = [json.loads(line) for line in (exports / "t2i" / "prompts.json").read_text().splitlines()]
+    prompts = [json.loads(line) for line in (exports / "t2i" / "prompt.json").read_text().splitlines()]
     assert prompts and all((exports / "t2i" / p["source"]).exists() and
                            (exports / "t2i" / p["target"]).exists() and p["prompt"] for p in prompts)
+    efhq_prompts = json.loads((exports / "t2i" / "prompts.json").read_text())  # EFHQ's {name: prompt} layout
+    assert len(efhq_prompts) == len(prompts) and all(
+        (exports / "t2i" / "target_images" / f"{name}.png").exists() for name in efhq_prompts)
     assert (exports / "reenactment" / "pairs.json").exists()
     assert {p.name for p in (exports / "verification").glob("*_pairs.txt")} == {"f2f_pairs.txt", "f2p_pairs.txt",
                                                                                "p2p_pairs.txt"}

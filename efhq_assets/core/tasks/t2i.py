@@ -2,7 +2,7 @@
 conditions, captions, and the dataset layout ControlNet's tutorial loader reads.
 
 Selection (:func:`select_t2i`): the GAN selection (quality pass, FFHQ crop in frame, at most 10 per
-(identity, bin), most extreme first) restricted to faces that satisfy the original's MediaPipe
+(clip, bin) as EFHQ, most extreme first) restricted to faces that satisfy the original's MediaPipe
 filter (EFHQ_REFERENCE.md 3.3): 478 FaceMesh landmarks present, image short side >= 384 px, face
 box short side >= 64 px.  The filter is applied *before* the cap, so a group's cap is filled with
 usable faces.
@@ -11,11 +11,12 @@ Targets: the 512x512 EG3D-style crop (``align.eg3d_crop``), as in the original.
 
 Conditions (:func:`draw_facemesh_condition`): FaceMesh drawn on a black canvas: face oval, both
 eyes, both eyebrows, lips (mediapipe's ``FACEMESH_*`` connection sets, drawn with mediapipe's stock
-``drawing_utils.draw_landmarks``) plus the pupil points 468 and 473 (``cv2.circle``).  The original
-called ``mp_drawing.draw_landmarks_npyarray``, which does not exist in stock mediapipe.  The 478
-points are moved into the crop with the crop's own matrix (``align.warp_points(points, M)``, M from
-``eg3d_crop``), never re-detected on the crop.  Colours are this project's choice (BGR, one per
-part, left/right parts distinguishable), not a copy of any released model's palette.
+``drawing_utils.draw_landmarks``) plus the pupil points 468 and 473 (4x4 squares, as EFHQ's
+``draw_pupils``).  The original called ``mp_drawing.draw_landmarks_npyarray``, which does not exist
+in stock mediapipe.  The 478 points are moved into the crop with the crop's own matrix
+(``align.warp_points(points, M)``, M from ``eg3d_crop``), never re-detected on the crop.  The
+palette is EFHQ's (1_attributes_extraction/mediapipeface.py, colours in BGR as cv2 writes them):
+face oval (10, 200, 10), lips (10, 180, 10), eyes, eyebrows and pupils as there.
 
 Captions (:func:`caption`): pose words from the reviewed bin and the angles in the project's
 convention (yaw > 0: the subject turns to their own left; pitch > 0: looks up), e.g. ``"a profile
@@ -35,15 +36,17 @@ page's attribute explorer (CelebV-HQ/CelebV-HQ.github.io, ``explore/index.html``
 lists.  When a row's attributes carry their own ``appearance_mapping`` (copied from the file's
 ``meta_info``), that mapping is used instead.  A vector whose length is not 40 is ignored.
 
-Layout (:func:`export_t2i`)::
+Layout (:func:`export_t2i`), both loaders read it unchanged::
 
-    out_dir/source/<video_id>/<frame:08d>_<face>.png   condition (FaceMesh drawing)
-    out_dir/target/<video_id>/<frame:08d>_<face>.png   512 crop
-    out_dir/prompts.json                               one JSON object per line:
-        {"source": "source/...png", "target": "target/...png", "prompt": "..."}
-
-ControlNet's tutorial dataset reads ``prompts.json`` (the original EFHQ docs said ``prompt.json``
-while the code reads ``prompts.json``; this writes ``prompts.json``).
+    out_dir/source/<video_id>/<frame:08d>_<face>.png            condition (FaceMesh drawing)
+    out_dir/target/<video_id>/<frame:08d>_<face>.png            512 crop
+    out_dir/prompt.json          stock ControlNet (lllyasviel/ControlNet tutorial_dataset.py): one JSON
+                                 object per line {"source": "source/...png", "target": "target/...png",
+                                 "prompt": "..."}, paths relative to out_dir
+    out_dir/condition_images/<video_id>/<frame:08d>_<face>.png  EFHQ's loader (5_train_eval/controlnet/
+    out_dir/target_images/<video_id>/<frame:08d>_<face>.png       tutorial_dataset.py): the same files
+    out_dir/prompts.json         (hard links when possible) and one JSON object {name: prompt}, the name
+                                 being the path without ".png"
 
 numpy only at module level; cv2, mediapipe and ``align`` are imported inside functions.
 """
@@ -189,14 +192,15 @@ def select_t2i(
 
 # ----------------------------------------------------------------------------- conditions
 
-#: BGR colours per FaceMesh part (this project's palette).
+#: BGR colours per FaceMesh part: EFHQ's palette (1_attributes_extraction/mediapipeface.py DrawingSpecs, drawn
+#: on a BGR canvas and written with cv2.imwrite).
 CONDITION_COLORS = {
-    "face_oval": (200, 200, 200),
+    "face_oval": (10, 200, 10),
     "left_eye": (180, 200, 10),       # subject's left
     "right_eye": (10, 200, 180),
     "left_eyebrow": (180, 220, 10),
     "right_eyebrow": (10, 220, 180),
-    "lips": (10, 180, 230),
+    "lips": (10, 180, 10),
     "left_pupil": (250, 200, 10),
     "right_pupil": (10, 200, 250),
 }
@@ -259,7 +263,9 @@ def draw_facemesh_condition(lmk478_xy_in_crop, size: int = 512, thickness: int |
     for idx, name in ((PUPIL_LEFT_IMG, "right_pupil"), (PUPIL_RIGHT_IMG, "left_pupil")):
         x, y = pts[idx]
         if np.isfinite(x) and np.isfinite(y) and 0 <= x < size and 0 <= y < size:
-            cv2.circle(canvas, (int(round(x)), int(round(y))), max(2, t + 1), CONDITION_COLORS[name], -1)
+            # EFHQ's draw_pupils: image[y - 2:y + 2, x - 2:x + 2] = colour (halfwidth 2)
+            xi, yi = int(x), int(y)
+            canvas[max(yi - 2, 0):yi + 2, max(xi - 2, 0):xi + 2] = CONDITION_COLORS[name]
     return canvas
 
 
@@ -406,7 +412,9 @@ def export_t2i(
     *,
     size: int = 512,
 ) -> dict:
-    """Write ``source/``, ``target/`` and ``prompts.json`` for ControlNet from ``split_t2i`` rows.
+    """Write ControlNet's dataset from ``split_t2i`` rows in both layouts (module docstring): stock
+    ``source/``, ``target/``, ``prompt.json`` and EFHQ's ``condition_images/``, ``target_images/``,
+    ``prompts.json``.
 
     ``render_target_fn(row)`` returns ``(crop, M)``: the ``size`` x ``size`` uint8 BGR crop and the
     2x3 matrix mapping full-frame pixels into it (``align.eg3d_crop``), or None to skip the row.
@@ -418,7 +426,7 @@ def export_t2i(
 
     out = Path(out_dir)
     ordered = sorted(rows, key=lambda r: r["source_path"])
-    lines, skipped = [], []
+    lines, skipped, efhq_prompts = [], [], {}
     for r in ordered:
         res = render_target_fn(r)
         if res is None:
@@ -434,12 +442,34 @@ def export_t2i(
             raise ValueError(f"row {row_key(r)} has no 478-point landmarks (lmk478)")
         xy_crop = np.asarray(warp_points(xy, np.asarray(M, dtype=np.float64)), dtype=np.float64)
         cond = draw_facemesh_condition(xy_crop, size=size)
-        atomic_write_bytes(out / r["source_path"], encode_png(cond))
-        atomic_write_bytes(out / r["target_path"], encode_png(crop))
+        for (path, data), efhq_dir in (((r["source_path"], encode_png(cond)), "condition_images"),
+                                       ((r["target_path"], encode_png(crop)), "target_images")):
+            atomic_write_bytes(out / path, data)
+            _link_or_write(out / path, out / efhq_dir / _efhq_name(r), data)
         prompt = r.get("prompt") or caption(r)
         lines.append({"source": r["source_path"], "target": r["target_path"], "prompt": prompt})
+        efhq_prompts[_efhq_name(r)[: -len(".png")]] = prompt
     import json
 
     text = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)
-    atomic_write_bytes(out / "prompts.json", text.encode("utf-8"))
+    atomic_write_bytes(out / "prompts.json", json.dumps(efhq_prompts, ensure_ascii=False, sort_keys=True).encode())
+    atomic_write_bytes(out / "prompt.json", text.encode("utf-8"))
     return {"path": str(out), "count": len(lines), "skipped": skipped}
+
+
+def _efhq_name(row: dict) -> str:
+    """``<video_id>/<frame:08d>_<face>.png``: the row's path below ``source/`` (and ``target/``)."""
+    return row["source_path"].split("/", 1)[1]
+
+
+def _link_or_write(existing: Path, target: Path, data: bytes) -> None:
+    """``target`` as a hard link to ``existing`` (no second copy of the bytes), or written when links fail."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        tmp.unlink(missing_ok=True)
+        os.link(existing, tmp)
+        os.replace(tmp, target)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        atomic_write_bytes(target, data)
