@@ -257,8 +257,8 @@ def decode_frames(video: dict, clips: list[dict], policy, preview_count: int = 6
     return df, previews
 
 
-def preview_strip_png(images) -> bytes | None:
-    """A single PNG strip of small thumbnails (for materialization metadata)."""
+def preview_strip_png(images, ext: str = ".png", quality: int = 80) -> bytes | None:
+    """A single strip of small thumbnails (for materialization metadata), PNG or (ext=".jpg") JPEG."""
     import cv2
     import numpy as np
 
@@ -266,5 +266,6 @@ def preview_strip_png(images) -> bytes | None:
         return None
     height = max(i.shape[0] for i in images)
     padded = [cv2.copyMakeBorder(i, 0, height - i.shape[0], 0, 2, cv2.BORDER_CONSTANT, value=(0, 0, 0)) for i in images]
-    ok, buf = cv2.imencode(".png", np.hstack(padded))
+    params = [cv2.IMWRITE_JPEG_QUALITY, quality] if ext == ".jpg" else []
+    ok, buf = cv2.imencode(ext, np.hstack(padded), params)
     return buf.tobytes() if ok else None

@@ -14,7 +14,17 @@ THUMBS_PER_BIN = 16
 
 
 def _md_image(png: bytes) -> str:
-    return f"![img](data:image/png;base64,{base64.b64encode(png).decode()})"
+    """The image as a JPEG (quality 85) in markdown: Dagster stores the metadata of a materialization three times
+    (run event log, asset index, latest-materialization cache), so PNG contact sheets made the run history grow
+    by megabytes per card; the full-quality PNGs stay under <data_root>/card/."""
+    import cv2
+    import numpy as np
+
+    image = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
+    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 85]) if image is not None else (False, None)
+    if not ok:
+        return f"![img](data:image/png;base64,{base64.b64encode(png).decode()})"
+    return f"![img](data:image/jpeg;base64,{base64.b64encode(buf.tobytes()).decode()})"
 
 
 @dg.asset(

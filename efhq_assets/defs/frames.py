@@ -61,7 +61,9 @@ def _decode_video(context: dg.AssetExecutionContext, storage: EfhqStorage, video
                 f"| {r['clip_id']} | {r['len']} |" for r in df.group_by("clip_id").len().sort("clip_id").to_dicts()[:50])),
         "dagster/row_count": df.height,
     }
-    strip = ingest.preview_strip_png(previews)
+    # JPEG: Dagster keeps each materialization's metadata three times (the run's event log, the asset index and
+    # the latest-materialization cache); as PNG this strip was 175 kB there per video (benchmarks/decode.py)
+    strip = ingest.preview_strip_png(previews, ext=".jpg")
     if strip:
-        metadata["preview"] = dg.MetadataValue.md(f"![frames](data:image/png;base64,{base64.b64encode(strip).decode()})")
+        metadata["preview"] = dg.MetadataValue.md(f"![frames](data:image/jpeg;base64,{base64.b64encode(strip).decode()})")
     return dg.MaterializeResult(data_version=version, metadata=metadata)
