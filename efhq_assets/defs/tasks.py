@@ -151,21 +151,22 @@ def render_t2i(root: DataRoot, rows: list[dict], out: Path) -> dict:
 
 def render_reenactment_export(root: DataRoot, selection: tuple[list[dict], list[dict]], out: Path) -> dict:
     from efhq_assets.core.tasks.common import write_json_atomic
-    from efhq_assets.core.tasks.reenactment import render_reenactment
+    from efhq_assets.core.tasks.reenactment import render_reenactment, write_train_test_lists
 
     frames, pairs = selection
     by_instance: dict[str, list[dict]] = {}
     for r in frames:
         by_instance.setdefault(r["instance_id"], []).append(r)
-    written = 0
+    written: list[str] = []
     for instance_rows in by_instance.values():
         cache = FrameCache(instance_rows)  # one instance = one clip of one video
         first = instance_rows[0]
         width, height = _frame_size(root, first["video_id"])
-        written += len(render_reenactment(instance_rows, lambda i, r=first: cache.frame({**r, "frame_index": i}),
-                                          width, height, out))
+        written += render_reenactment(instance_rows, lambda i, r=first: cache.frame({**r, "frame_index": i}),
+                                      width, height, out)
     write_json_atomic(out / "pairs.json", pairs, indent=1)
-    return {"count": written, "pairs": len(pairs)}
+    lists = write_train_test_lists(frames, written, out)  # EFHQ's TPS / LIA lists (train_0.25.txt, test_0.25.txt)
+    return {"count": len(written), "pairs": len(pairs), "list_lines": lists}
 
 
 def _selectors():

@@ -180,6 +180,72 @@ def test_render_reenactment_writes_tube_crops(tmp_path):
     assert not any(p.name.count(".tmp") for p in tmp_path.rglob("*"))
 
 
+def _efhq_ext256_parse(root_dir, data_list):
+    """VinAIResearch/EFHQ @ 6883f41623373ad52ea0797937fc61d258f04645 5_train_eval/lia/dataset.py Ext256.__init__,
+    non-VFHQ, non-Vox branch: `img_path, category = line.strip().split()`, img_name = last component,
+    instance = "/".join(components[:-1]); frames per instance and category; __getitem__ globs
+    os.path.join(root_dir, instance)."""
+    video_ids, videos = [], {}
+    with open(data_list) as f:
+        for file_name in f.readlines():
+            img_path, category = file_name.strip().split()
+            img_name = img_path.split("/")[-1]
+            instance_id = "/".join(img_path.split("/")[:-1])
+            if ["efhq_assets", instance_id] not in video_ids:
+                video_ids.append(["efhq_assets", instance_id])
+            videos.setdefault(instance_id, {"frontal": [], "extreme": []})[category].append(img_name)
+    for _, instance in video_ids:
+        assert os.path.isdir(os.path.join(root_dir, instance))
+    return video_ids, videos
+
+
+def _efhq_tps_parse(data_list):
+    """Same commit, 5_train_eval/tps/frames_dataset.py FramesDataset_ExtremeHQ (id_sampling, celeb branch):
+    video_id = "/".join(instance.split("/")[:2]) groups the instances of one person."""
+    out = {}
+    with open(data_list) as f:
+        for file_name in f.readlines():
+            img_path, category = file_name.strip().split()
+            instance_id = "/".join(img_path.split("/")[:-1])
+            video_id = "/".join(instance_id.split("/")[:2])
+            out.setdefault(video_id, {}).setdefault(instance_id, {"frontal": [], "extreme": []})[category].append(
+                img_path.split("/")[-1])
+    return out
+
+
+def test_efhq_train_test_lists_read_by_efhqs_tps_and_lia_loaders(tmp_path):
+    import cv2
+
+    faces = corpus(n_ids=10, clips=2, seed=4)
+    rows, _ = R.reenactment_rows(faces, test_pct=0.25, seed=0)
+    frame = np.zeros((480, 640, 3), np.uint8)
+    frame[150:350, 150:350] = 200
+    written = []
+    by_inst = defaultdict(list)
+    for r in rows:
+        by_inst[r["instance_id"]].append(r)
+    for inst_rows in by_inst.values():
+        written += R.render_reenactment(inst_rows, lambda i: frame, 640, 480, tmp_path)
+    counts = R.write_train_test_lists(rows, written[:-3], tmp_path)  # the last 3 frames "failed to render"
+    assert sorted(p.name for p in tmp_path.glob("*.txt")) == ["test_0.25.txt", "train_0.25.txt"]
+    listed = {}
+    for split in ("train", "test"):
+        ids, videos = _efhq_ext256_parse(tmp_path, tmp_path / f"{split}_0.25.txt")
+        assert len(ids) and sum(len(v["frontal"]) + len(v["extreme"]) for v in videos.values()) == counts[split]
+        for instance, cats in videos.items():
+            assert instance.startswith(f"{split}/") and instance.count("/") == 3
+            for category, names in cats.items():
+                for name in names:
+                    img = cv2.imread(os.path.join(tmp_path, instance, name))
+                    assert img is not None and img.shape == (256, 256, 3)
+                    listed[f"{instance}/{name}"] = category
+        persons = _efhq_tps_parse(tmp_path / f"{split}_0.25.txt")
+        by_identity = {r["identity_id"] for r in rows if r["split"] == split}
+        assert {p.split("/")[1] for p in persons} <= by_identity
+    expected = {r["path"]: r["label"] for r in rows if r["path"] in set(written[:-3])}
+    assert listed == expected  # every rendered frame once, with its frontal/extreme label; no unrendered one
+
+
 # ------------------------------------------------------------------ verification
 def verif_corpus(n_ids=12, seed=1):
     rng = np.random.default_rng(seed)

@@ -5,8 +5,9 @@ What is kept from the original (``vfhq_txt.py`` / ``celeb_txt.py`` / ``create_tr
 * **Instance** = the faces of one identity inside one annotated clip: key
   ``(video_id, clip_id, identity_id)``.  (EFHQ: one clip folder ``<ytid>/id<N>/<clip>``.)
 * **Frame label**: ``frontal`` if the face's bin label is ``frontal``, else ``extreme``, exactly as
-  EFHQ's ``softbin == frontal`` rule: ``confused``, ``profile_horizontal`` etc. all become
-  ``extreme`` (nothing is dropped for its label; ``remove`` rows never reach this module).
+  EFHQ's ``softbin == frontal`` rule. ``remove`` rows never reach this module, nor (by default:
+  ``candidate_rows``) ``confused`` / ``profile_horizontal`` / ``profile_vertical``, which EFHQ's review
+  dropped; kept with ``drop_labels=()``, they become ``extreme``.
 * **Eligibility**: a test instance needs >= 1 frontal and >= 5 extreme frames.
 * **Identity-disjoint**: every row of a test identity that is not in the test set is dropped
   (the original drops "all train rows of test identities").
@@ -33,6 +34,15 @@ Fixed / changed, on purpose:
   pairs, and adding a frame or a clip changes a choice only when the new candidate wins it.
 * The celeb branch's undefined ``instance`` and the ``.txt``/``.pt`` mismatch do not apply.
 
+Lists for EFHQ's loaders (:func:`write_train_test_lists`): ``train_0.25.txt`` / ``test_0.25.txt`` beside
+``pairs.json``, one line ``<instance>/<frame>.png frontal|extreme`` per rendered frame, as
+``create_train_test.py`` writes them, relative to the export folder. The instance is
+``<split>/<identity>/<video>/<clip>``: EFHQ's TPS ``FramesDataset_ExtremeHQ`` and LIA ``Ext256`` parse a
+non-VFHQ, non-Vox entry as ``"/".join(path.split("/")[:-1])`` (their CelebV ``ytid/idN/clip`` branch; TPS
+groups by the first two components, here split + identity = one person). Configure the entry with
+``root_dir`` = the export folder and a ``name`` other than ``vfhq`` / ``voxceleb1`` (the VFHQ branch
+needs ``Clip+ytid+P+C+F`` instance names).
+
 Pairs (rows of :func:`reenactment_rows`'s second list):
 
 * ``train``: one pair per extreme frame of a train instance: driving = that frame, source = a
@@ -54,6 +64,7 @@ import hashlib
 import math
 import os
 import re
+from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -67,9 +78,12 @@ __all__ = [
     "reenactment_instances",
     "reenactment_rows",
     "render_reenactment",
+    "write_train_test_lists",
+    "DEFAULT_TEST_PCT",
 ]
 
 FRONTAL, EXTREME = "frontal", "extreme"
+DEFAULT_TEST_PCT = 0.25
 MIN_FRONTAL = 1
 MIN_EXTREME = 5
 MIN_AREA = 100 * 100
@@ -218,7 +232,7 @@ def _instance_row(k, frames, test_pct, seed) -> dict[str, Any]:
 
 def reenactment_rows(
     faces: Iterable[Mapping[str, Any]],
-    test_pct: float = 0.25,
+    test_pct: float = DEFAULT_TEST_PCT,
     seed: int = 0,
     min_area: float = MIN_AREA,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -389,3 +403,20 @@ def render_reenactment(
         os.replace(tmp, dst)
         written.append(r["path"])
     return written
+
+
+def write_train_test_lists(frame_rows: Sequence[Mapping[str, Any]], written: Iterable[str],
+                           out_root: str | os.PathLike, test_pct: float = DEFAULT_TEST_PCT) -> dict[str, int]:
+    """Write ``train_<pct>.txt`` and ``test_<pct>.txt`` (EFHQ ``create_train_test.py``'s names and lines:
+    ``<instance>/<frame>.png frontal|extreme``) for the frames that were rendered (``written`` paths).
+    Lines sorted; files written atomically. Returns the line count per split."""
+    from .common import atomic_write_bytes
+
+    done = set(written)
+    lines: dict[str, list[str]] = {"train": [], "test": []}
+    for r in frame_rows:
+        if r["path"] in done and r["split"] in lines:
+            lines[r["split"]].append(f"{r['path']} {r['label']}\n")
+    for split, items in lines.items():
+        atomic_write_bytes(Path(out_root) / f"{split}_{test_pct}.txt", "".join(sorted(items)).encode("utf-8"))
+    return {k: len(v) for k, v in lines.items()}
