@@ -334,7 +334,7 @@ def _verification_embedder():
         return _embedder()
 
 
-VERIFICATION_RENDER_VERSION = "verification-render-1"  # align_arcface + degrade + PNG: bump when any changes
+VERIFICATION_RENDER_VERSION = "verification-render-2"  # align_arcface + degrade + PNG: bump when any changes (2: EFHQ preset)
 
 
 def _render_index_path(root: DataRoot) -> Path:

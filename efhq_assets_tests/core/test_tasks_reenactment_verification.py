@@ -606,3 +606,33 @@ def test_verification_report_rows():
     f2f, f2p = rows[0]["tar"], rows[2]["tar"]
     assert rows[2]["drop_vs_f2f"] == pytest.approx((f2f - f2p) / f2f)
     assert rows[2]["drop_vs_f2f"] > 0 and rows[0]["drop_vs_f2f"] is None
+
+
+# albumentations defaults EFHQ's transform used (3_align_sample/cli_face_verification.py @ 6883f41: RandomBrightnessContrast(p=0.5),
+# Downscale(scale_min=0.25, scale_max=0.35, p=0.5), ImageCompression(p=0.5) with quality_lower=99, quality_upper=100)
+@pytest.mark.parametrize("preset,key,value", [("efhq", "jpeg_quality", (99, 100)), ("efhq", "downscale", (0.25, 0.35)),
+                                              ("efhq", "brightness_limit", 0.2), ("efhq", "contrast_limit", 0.2),
+                                              ("efhq", "p", 0.5), ("hard", "jpeg_quality", (30, 70))])
+def test_degradation_presets_table(preset, key, value):
+    assert V.DEGRADATION_PRESETS[preset][key] == value
+    assert V.DEFAULT_DEGRADATION == "efhq"
+
+
+def test_efhq_preset_jpeg_is_near_lossless_and_hard_is_not():
+    from efhq_assets.core.models.sample_images import astronaut_bgr
+
+    img = np.ascontiguousarray(astronaut_bgr()[100:212, 180:292])
+    only_jpeg = dict(p=1.0, brightness_limit=0.0, contrast_limit=0.0, downscale=(1.0, 1.0))
+
+    def psnr(a):
+        mse = np.mean((a.astype(np.float64) - img.astype(np.float64)) ** 2)
+        return 10 * np.log10(255.0 ** 2 / max(mse, 1e-12))
+
+    efhq = [psnr(V.degrade(img, s, "efhq", **only_jpeg)) for s in range(6)]
+    hard = [psnr(V.degrade(img, s, "hard", **only_jpeg)) for s in range(6)]
+    assert min(efhq) > 42 and max(hard) < 38, (efhq, hard)
+    assert np.array_equal(V.degrade(img, 3), V.degrade(img, 3, "efhq"))  # the default is EFHQ's
+    with pytest.raises(ValueError):
+        V.degrade(img, 0, "nope")
+    with pytest.raises(TypeError):
+        V.degrade(img, 0, jpeg=(1, 2))

@@ -18,8 +18,13 @@ Degradation (:func:`degrade`): the original applied albumentations
 with a global RNG (a re-run gave other images).  Here the same three steps are drawn from a numpy
 ``Generator`` seeded per face (``sample['degrade_seed']``), so an image is reproducible.  Note:
 albumentations' ``ImageCompression`` default quality range is 99-100, i.e. the original's JPEG step
-was practically lossless; the default here is 30-70 (a real degradation) and
-``jpeg_quality=(99, 100)`` reproduces the original.
+was practically lossless. Two presets (:data:`DEGRADATION_PRESETS`): ``"efhq"`` (the default: EFHQ's
+three steps with albumentations' defaults, JPEG quality 99-100) and ``"hard"`` (JPEG quality 30-70, a
+real compression artefact).
+
+Landmarks: EFHQ aligned with 5 points taken from SynergyNet's 68 (``get_lmk``); here the face's own 5
+points (the detector's, or EFHQ's released ``lmks5pts`` for rebuilt faces) are used (declared in
+docs/efhq_differences.md).
 
 Pairs (:func:`make_pairs`, protocols f2f / f2p / p2p, table in 3.5):
 
@@ -72,6 +77,8 @@ __all__ = [
     "landmarks_inside",
     "sample_verification_faces",
     "degrade",
+    "DEGRADATION_PRESETS",
+    "DEFAULT_DEGRADATION",
     "pair_supply",
     "make_pairs",
     "write_pairs_tsv",
@@ -179,16 +186,26 @@ def sample_verification_faces(
 # --------------------------------------------------------------------------------------------
 # degradation
 # --------------------------------------------------------------------------------------------
+#: Degradation presets: EFHQ's (albumentations defaults, the default here) and a harder one.
+DEGRADATION_PRESETS: dict[str, dict[str, Any]] = {
+    "efhq": {"p": 0.5, "brightness_limit": 0.2, "contrast_limit": 0.2, "downscale": (0.25, 0.35),
+             "jpeg_quality": (99, 100)},
+    "hard": {"p": 0.5, "brightness_limit": 0.2, "contrast_limit": 0.2, "downscale": (0.25, 0.35),
+             "jpeg_quality": (30, 70)},
+}
+DEFAULT_DEGRADATION = "efhq"
+
+
 def degrade(
     image: np.ndarray,
     seed: int,
-    p: float = 0.5,
-    brightness_limit: float = 0.2,
-    contrast_limit: float = 0.2,
-    downscale: tuple[float, float] = (0.25, 0.35),
-    jpeg_quality: tuple[int, int] = (30, 70),
+    preset: str = DEFAULT_DEGRADATION,
+    **overrides: Any,
 ) -> np.ndarray:
     """Seeded EFHQ degradation of a uint8 image (HxW or HxWxC); same seed, same output.
+
+    ``preset``: a key of :data:`DEGRADATION_PRESETS`; ``overrides`` (``p``, ``brightness_limit``,
+    ``contrast_limit``, ``downscale``, ``jpeg_quality``) replace single parameters.
 
     In this order, each with probability ``p``:
 
@@ -203,6 +220,14 @@ def degrade(
     """
     import cv2
 
+    if preset not in DEGRADATION_PRESETS:
+        raise ValueError(f"unknown degradation preset {preset!r}: use one of {sorted(DEGRADATION_PRESETS)}")
+    unknown = set(overrides) - set(DEGRADATION_PRESETS[preset])
+    if unknown:
+        raise TypeError(f"unknown degradation parameter(s) {sorted(unknown)}")
+    params = {**DEGRADATION_PRESETS[preset], **overrides}
+    p, brightness_limit, contrast_limit = params["p"], params["brightness_limit"], params["contrast_limit"]
+    downscale, jpeg_quality = params["downscale"], params["jpeg_quality"]
     img = np.asarray(image)
     if img.dtype != np.uint8:
         raise TypeError(f"degrade expects a uint8 image, got {img.dtype}")
