@@ -284,8 +284,14 @@ def box_crop(images, size):
 
 def read_stylegan_zip(path):
     """What StyleGAN2-ADA's ImageFolderDataset does with a zip: image files (by extension), sorted,
-    labels from dataset.json looked up by forward-slash name; returns (names, images, labels)."""
+    labels from dataset.json looked up by forward-slash name; returns (names, images, labels).
+    The loader itself is :func:`read_eg3d_dataset` (EFHQ's vendored StyleGAN2-ADA,
+    training_code/efhq_stylegan/training/dataset.py, has the same ImageFolderDataset): class labels
+    come back as int64 (N,)."""
     import cv2
+
+    _, _, loader_labels = read_eg3d_dataset(path)
+    assert loader_labels.dtype == np.int64 and loader_labels.ndim == 1
 
     with zipfile.ZipFile(path) as zf:
         names = set(zf.namelist())
@@ -528,3 +534,60 @@ def test_gan_and_eg3d_end_to_end_with_align(real_faces, tmp_path):
                   tmp_path / "eg3d.zip")
     with zipfile.ZipFile(tmp_path / "eg3d.zip") as zf:
         assert len(json.loads(zf.read("dataset.json"))["labels"]) == 2 * len(esel)  # + _mirror copies
+
+
+def read_eg3d_dataset(path, resolution=None):
+    """NVlabs/eg3d ImageFolderDataset as EFHQ vendors it (VinAIResearch/EFHQ @ 6883f41623373ad52ea0797937fc61d258f04645
+    training_code/efhq_eg3d/eg3d/training/dataset.py): file names from os.walk (folder) or namelist (zip), images =
+    sorted names whose extension PIL knows, all one shape (CHW uint8, square, `resolution` when given),
+    labels = dict(dataset.json["labels"])[name] for every image, as float32 (N, 25)."""
+    import io
+    import os
+
+    import PIL.Image
+
+    PIL.Image.init()
+    if os.path.isdir(path):
+        all_fnames = {os.path.relpath(os.path.join(root, f), start=path) for root, _d, files in os.walk(path)
+                      for f in files}
+
+        def open_file(name):
+            return open(os.path.join(path, name), "rb")
+    else:
+        zf = zipfile.ZipFile(path)
+        all_fnames = set(zf.namelist())
+
+        def open_file(name):
+            return io.BytesIO(zf.read(name))
+    image_fnames = sorted(f for f in all_fnames if os.path.splitext(f)[1].lower() in PIL.Image.EXTENSION)
+    images = []
+    for name in image_fnames:
+        with open_file(name) as f:
+            img = np.array(PIL.Image.open(f))
+        images.append(img.transpose(2, 0, 1))
+    raw_shape = [len(images)] + list(images[0].shape)
+    assert all(list(im.shape) == raw_shape[1:] for im in images)
+    if resolution is not None:
+        assert raw_shape[2] == raw_shape[3] == resolution, "Image files do not match the specified resolution"
+    with open_file("dataset.json") as f:
+        labels = dict(json.load(f)["labels"])
+    labels = np.array([labels[fname.replace("\\", "/")] for fname in image_fnames])
+    labels = labels.astype({1: np.int64, 2: np.float32}[labels.ndim])
+    return image_fnames, np.stack(images), labels
+
+
+@pytest.mark.parametrize("size,target", [(512, "eg3d"), (1024, "eg3d.zip")])
+def test_eg3d_export_reads_back_in_eg3ds_loader(real_faces, tmp_path, size, target):
+    images, rows = real_faces
+    camera_fn = None if HAVE_ALIGN else fake_camera
+    sel = E.select_eg3d(rows, outside_frame=never_outside, camera_fn=camera_fn)
+    E.export_eg3d(sel, box_crop(images, size), tmp_path / target, size=size, camera_fn=camera_fn)
+    names, imgs, labels = read_eg3d_dataset(tmp_path / target, resolution=size)
+    assert len(names) == 2 * len(sel) and labels.shape == (len(names), 25) and labels.dtype == np.float32
+    assert imgs.dtype == np.uint8 and imgs.shape[1:] == (3, size, size)
+    by_name = dict(zip(names, range(len(names))))
+    for r in sel:  # each image and its _mirror copy (EFHQ's preprocess_face_cameras.py), flipped pixels and camera
+        a, b = by_name[r["path"]], by_name[r["path"][:-4] + "_mirror.png"]
+        assert np.array_equal(imgs[b], imgs[a][:, :, ::-1])
+        assert np.allclose(labels[a], np.float32(r["camera"]))
+        assert np.allclose(labels[b], np.float32(E.mirror_camera(r["yaw"], r["pitch"], r["camera_roll"], camera_fn)))
