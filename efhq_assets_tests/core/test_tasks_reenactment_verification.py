@@ -636,3 +636,31 @@ def test_efhq_preset_jpeg_is_near_lossless_and_hard_is_not():
         V.degrade(img, 0, "nope")
     with pytest.raises(TypeError):
         V.degrade(img, 0, jpeg=(1, 2))
+
+
+def _efhq_read_pairs(pair_txt_path, paths_txt):
+    """VinAIResearch/EFHQ @ 6883f41623373ad52ea0797937fc61d258f04645 3_align_sample/cli_face_verification.py evaluate:
+    paths.txt lists the aligned images (one embedding each); every pair line `p1\\tp2\\tissame` is split on tabs,
+    both paths looked up in that index, `bool(int(issame))`; genuine and impostor pairs are then zipped in
+    alternation (so equal counts are needed)."""
+    with open(paths_txt) as f:
+        index = {line.strip(): i for i, line in enumerate(f.readlines())}
+    same, diff = [], []
+    with open(pair_txt_path) as f:
+        for line in f.readlines():
+            p1, p2, issame = line.strip().split("\t")
+            pair = (index[p1], index[p2])
+            (same if bool(int(issame)) else diff).append(pair)
+    return same, diff
+
+
+@pytest.mark.parametrize("protocol", ["f2f", "f2p", "p2p"])
+def test_pair_lists_read_by_efhqs_evaluation(tmp_path, protocol):
+    samples = V.sample_verification_faces(verif_corpus(8), n_frontal=6, n_per_bin=6)
+    (tmp_path / "paths.txt").write_text("".join(f"{s['path']}\n" for s in samples))
+    pairs = V.make_pairs(samples, protocol, n_pairs=40)
+    V.write_pairs_tsv(pairs, tmp_path / f"{protocol}_pairs.txt")
+    same, diff = _efhq_read_pairs(tmp_path / f"{protocol}_pairs.txt", tmp_path / "paths.txt")
+    assert len(same) == len(diff) == 20
+    ident = {i: s["identity_id"] for i, s in enumerate(samples)}
+    assert all(ident[a] == ident[b] for a, b in same) and all(ident[a] != ident[b] for a, b in diff)
