@@ -375,7 +375,7 @@ def main() -> None:
     if args.skip_build:
         result.update(bytes_over_source=None, notes="skipped with --skip-build")
     else:
-        result.update(efhq_build_bytes([clip512, clip1080], timeout_s=25 if args.quick else 600, keep=args.keep_build))
+        result.update(efhq_build_bytes([clip512, clip1080], timeout_s=25 if args.quick else 3600, keep=args.keep_build))
     print(json.dumps(result))
 
 
