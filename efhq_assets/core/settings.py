@@ -65,6 +65,15 @@ class Settings(pydantic.BaseModel):
     verification_pairs_per_protocol: int = pydantic.Field(
         20_000, gt=0, description="genuine and impostor pairs drawn per protocol (f2f, f2p, p2p) of the "
                                   "verification benchmark.")
+    selection: str = pydantic.Field(
+        "efhq", description="how the training sets pick faces: efhq (as EFHQ built them: faces labelled confused, "
+                            "profile_horizontal or profile_vertical enter no split; GAN/EG3D/T2I keep at most 10 per "
+                            "(clip, bin)) or project (keep those labels; at most 10 per (identity, bin)). Redoes the "
+                            "splits.")
+    verification_degradation: str = pydantic.Field(
+        "efhq", description="degradations of the verification images: efhq (EFHQ's albumentations defaults: "
+                            "brightness/contrast, downscale 0.25-0.35, near-lossless JPEG 99-100, each p=0.5) or hard "
+                            "(JPEG 30-70). Redoes verification_pairs.")
     quality_threshold_brisque_live_inv: float | None = pydantic.Field(
         None, description="quality cut of the splits for the BRISQUE scorer; frozen on the first build (the 20th "
                           "percentile of that build's faces) so later videos do not move it. Unset to recompute.")
@@ -78,6 +87,22 @@ class Settings(pydantic.BaseModel):
     @classmethod
     def _pose_camera_valid(cls, value: str) -> str:
         return _check_pose_camera(value)
+
+    @pydantic.field_validator("selection")
+    @classmethod
+    def _selection_valid(cls, value: str) -> str:
+        if value not in ("efhq", "project"):
+            raise ValueError(f"selection must be efhq or project, got {value!r}")
+        return value
+
+    @pydantic.field_validator("verification_degradation")
+    @classmethod
+    def _degradation_valid(cls, value: str) -> str:
+        from .tasks.verification import DEGRADATION_PRESETS
+
+        if value not in DEGRADATION_PRESETS:
+            raise ValueError(f"verification_degradation must be one of {', '.join(DEGRADATION_PRESETS)}, got {value!r}")
+        return value
 
     @pydantic.field_validator("detector")
     @classmethod

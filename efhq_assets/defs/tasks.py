@@ -52,14 +52,17 @@ def candidates(root: DataRoot) -> list[dict]:
     from efhq_assets.core.quality import DEFAULT_SCORER
 
     key = f"quality_threshold_{DEFAULT_SCORER}"
-    frozen = getattr(load_settings(root), key)
-    memo_key = (str(root.path), frozen, _tables_stamp(root))
+    settings = load_settings(root)
+    frozen = getattr(settings, key)
+    # selection "efhq": the labels EFHQ's review dropped enter no split (candidate_rows' default)
+    drop_labels = None if settings.selection == "efhq" else ()
+    memo_key = (str(root.path), frozen, settings.selection, _tables_stamp(root))
     if _candidates_memo.get("key") == memo_key:
         return [dict(r) for r in _candidates_memo["rows"]]
-    rows, threshold = candidate_rows(root, frozen)
+    rows, threshold = candidate_rows(root, frozen, drop_labels=drop_labels)
     if rows and frozen is None and threshold is not None:
         update_settings(root, **{key: threshold})
-        memo_key = (str(root.path), threshold, memo_key[2])
+        memo_key = (str(root.path), threshold, settings.selection, memo_key[3])
     _candidates_memo.clear()
     _candidates_memo.update(key=memo_key, rows=rows)
     return [dict(r) for r in rows]
@@ -179,6 +182,15 @@ def _selectors():
             "reenactment": (reenactment_rows, render_reenactment_export)}
 
 
+def _select_options(root: DataRoot, task: str) -> dict:
+    """The selection setting's cap groups: EFHQ's (clip, bin) or the project's (identity, bin)."""
+    from efhq_assets.core.tasks.gan import EFHQ_GAN_GROUP, PROJECT_GAN_GROUP
+
+    if task not in ("gan", "eg3d", "t2i"):
+        return {}
+    return {"group_by": EFHQ_GAN_GROUP if load_settings(root).selection == "efhq" else PROJECT_GAN_GROUP}
+
+
 def export_task(root: DataRoot, task: str, out: Path) -> dict:
     """Render one task's training export into `out` (swapped in when complete). Same selection as its asset."""
     if task == "verification":  # rendered by verification_pairs (the report embeds those very images)
@@ -189,7 +201,7 @@ def export_task(root: DataRoot, task: str, out: Path) -> dict:
             shutil.copytree(source, tmp, dirs_exist_ok=True)
         return {"count": sum(1 for p in out.rglob("*.png"))}
     select, render = _selectors()[task]
-    selection = select(candidates(root))
+    selection = select(candidates(root), **_select_options(root, task))
     with swapped_dir(out) as tmp:
         return render(root, selection, tmp)
 
@@ -198,7 +210,7 @@ def build_split(context, storage: EfhqStorage, task: str, table: str, columns):
     """Select rows, write the table, render the export into <data_root>/tasks/<task> when enabled."""
     root = storage.root()
     select, render = _selectors()[task]
-    rows = select(candidates(root))
+    rows = select(candidates(root), **_select_options(root, task))
     df = write_split_table(root, table, rows, columns)
     result = None
     if exports_in_build(root):
@@ -374,6 +386,7 @@ def render_verification_images(root: DataRoot, samples: list[dict], previous: Pa
     from efhq_assets.core.tasks.verification import degrade
 
     video_sha: dict[str, str] = {}
+    preset = load_settings(root).verification_degradation
 
     def key_of(s: dict) -> str:
         vid = s["video_id"]
@@ -381,7 +394,7 @@ def render_verification_images(root: DataRoot, samples: list[dict], previous: Pa
             video_sha[vid] = ((read_rows(root, "videos", vid) or [{}])[0].get("sha256") or "")
         lmk = lmk5_of(s)
         return ingest.fingerprint(VERIFICATION_RENDER_VERSION, vid, video_sha[vid], int(s["frame_index"]),
-                                  None if lmk is None else lmk.tolist(), int(s["degrade_seed"]))
+                                  None if lmk is None else lmk.tolist(), int(s["degrade_seed"]), preset)
 
     old = _load_render_index(root)
     done: list[tuple[str, str, str]] = []
@@ -408,7 +421,7 @@ def render_verification_images(root: DataRoot, samples: list[dict], previous: Pa
         frame = cache.frame(s)
         if frame is None:
             continue
-        data = encode_png(np.ascontiguousarray(degrade(align_arcface(frame, lmk5_of(s)), s["degrade_seed"])))
+        data = encode_png(np.ascontiguousarray(degrade(align_arcface(frame, lmk5_of(s)), s["degrade_seed"], preset)))
         atomic_write_bytes(out / s["path"], data)
         done.append((key, s["path"], hashlib.sha256(data).hexdigest()))
     return done

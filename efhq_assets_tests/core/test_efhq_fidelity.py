@@ -514,3 +514,27 @@ def test_celebv_crop_origin_is_where_efhqs_ffmpeg_cut(indexed_video, tmp_path, b
             assert img[my + 1:my + 5, mx - 1].mean() < 100, (mx, my)
         if my >= 1:
             assert img[my - 1, mx + 1:mx + 5].mean() < 100, (mx, my)
+
+
+@pytest.mark.parametrize("name,good,bad", [("selection", "project", "efhq2"),
+                                           ("verification_degradation", "hard", "lossless")])
+def test_fidelity_settings_default_to_efhq_and_refuse_typos(name, good, bad):
+    from efhq_assets.core.settings import Settings, SettingsError, validate
+
+    assert getattr(Settings(), name) == "efhq"
+    assert getattr(validate({name: good}), name) == good
+    with pytest.raises(SettingsError, match=name):
+        validate({name: bad})
+
+
+def test_selection_setting_reaches_the_split_builders(tmp_path):
+    from efhq_assets.core.settings import update_settings
+    from efhq_assets.core.storage import DataRoot
+    from efhq_assets.core.tasks.gan import EFHQ_GAN_GROUP, PROJECT_GAN_GROUP
+    from efhq_assets.defs.tasks import _select_options
+
+    root = DataRoot(tmp_path / "root")
+    root.ensure()
+    assert _select_options(root, "gan") == {"group_by": EFHQ_GAN_GROUP} and _select_options(root, "reenactment") == {}
+    update_settings(root, selection="project")
+    assert _select_options(root, "t2i") == {"group_by": PROJECT_GAN_GROUP}
