@@ -52,9 +52,11 @@ def contact_sheet_png(thumbs: list[np.ndarray], columns: int = 8, side: int = 96
 
 
 def card_markdown(bins: list[dict], sources: dict[str, str], identities: dict[tuple, str], faces_total: int,
-                  images: dict[str, str], all_softbins: Counter | None = None) -> str:
+                  images: dict[str, str], all_softbins: Counter | None = None,
+                  quality: dict[str, tuple[int, str]] | None = None) -> str:
     """Markdown for the card. `images` maps a caption to a relative image path; `all_softbins` counts
-    every face of the `bins` table (what `select softbin, count(*) from bins group by 1` returns)."""
+    every face of the `bins` table (what `select softbin, count(*) from bins group by 1` returns);
+    `quality` maps a scorer to (faces it scored, the cut the splits apply)."""
     labels = Counter(b["label"] for b in bins)
     by_source = Counter(sources.get(b["video_id"], "?") for b in bins)
     ids = Counter(identities.get((b["video_id"], b.get("track_id"))) for b in bins)
@@ -62,12 +64,17 @@ def card_markdown(bins: list[dict], sources: dict[str, str], identities: dict[tu
     lines = ["# EFHQ dataset card", "",
              f"{len(bins)} EFHQ-filtered faces (of {faces_total} detected) from "
              f"{len({b['video_id'] for b in bins})} videos, {len(ids)} identities.", "",
-             "## Faces per pose bin (label = reviewed label, else softbin)", "", "| bin | faces |", "|---|---|"]
+             "## Faces per pose bin (label = reviewed label, else EFHQ's released softbin, else softbin)", "",
+             "| bin | faces |", "|---|---|"]
     lines += [f"| {k} | {labels[k]} |" for k in BIN_ORDER if labels.get(k)]
     if all_softbins is not None:
         lines += ["", "## Every detected face by softbin (`select softbin, count(*) from bins group by 1`)", "",
                   "| softbin | faces |", "|---|---|"]
         lines += [f"| {k} | {all_softbins[k]} |" for k in BIN_ORDER if all_softbins.get(k)]
+    if quality:
+        lines += ["", "## Quality scorer (the splits keep faces with score >= the cut of their scorer)", "",
+                  "| scorer | faces | cut |", "|---|---|---|"]
+        lines += [f"| {k} | {n} | {cut} |" for k, (n, cut) in sorted(quality.items())]
     lines += ["", "## Faces per source dataset", "", "| source | faces |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in sorted(by_source.items())]
     lines += ["", "## Faces per identity", "", "| identity | faces |", "|---|---|"]
@@ -75,6 +82,25 @@ def card_markdown(bins: list[dict], sources: dict[str, str], identities: dict[tu
     for caption, path in images.items():
         lines += ["", f"## {caption}", "", f"![{caption}]({path})"]
     return "\n".join(lines) + "\n"
+
+
+def _quality_summary(root, quality: list[dict], keep: set) -> dict[str, tuple[int, str]]:
+    """scorer -> (EFHQ-filtered faces it scored, the cut the splits apply to it)."""
+    from .quality import SCORERS
+    from .settings import load_settings
+
+    counts = Counter(q["scorer"] for q in quality
+                     if (q["video_id"], q["clip_id"], q["frame_index"], q["face_index"]) in keep)
+    out = {}
+    for scorer, n in counts.items():
+        rule = SCORERS[scorer].default_threshold if scorer in SCORERS else None
+        if isinstance(rule, str):  # a percentile rule, frozen in the settings on the first build
+            frozen = getattr(load_settings(root), f"quality_threshold_{scorer}", None)
+            cut = f"{frozen:.2f} ({rule}, frozen)" if frozen is not None else f"{rule} (not frozen yet)"
+        else:
+            cut = "none" if rule is None else f"{rule:g}"
+        out[scorer] = (n, cut)
+    return out
 
 
 def render_card(root, out, thumbs_per_bin: int = 16) -> dict:
@@ -126,6 +152,6 @@ def render_card(root, out, thumbs_per_bin: int = 16) -> dict:
             images[f"Contact sheet: {label}"] = f"sheet_{label}.png"
             sheets[label] = png
     markdown = card_markdown(bins, {v: r["source"] for v, r in videos.items()}, identities, len(faces), images,
-                             all_softbins)
+                             all_softbins, _quality_summary(root, read_all("quality"), keep))
     atomic_write_bytes(out / "dataset_card.md", markdown.encode())
     return {"bins": bins, "identities": identities, "pose_png": pose_png, "sheets": sheets}

@@ -521,11 +521,37 @@ def offline_score(crop: np.ndarray, side: int | None = SCORE_SIDE) -> float:
 # --------------------------------------------------------------------------- #
 # rows
 # --------------------------------------------------------------------------- #
-def quality_rows(crops: list[np.ndarray], boxes: Sequence[Sequence[float]] | np.ndarray) -> list[dict]:
+QUALITY_SCORER_CHOICES = ("auto", DEFAULT_SCORER, "hyperiqa")
+
+
+def resolve_scorer(choice: str = "auto"):
+    """(scorer name, model or None) for the ``quality_scorer`` setting: ``hyperiqa`` (HyperIQA with its
+    KonIQ weights, EFHQ's scorer, cut 42), ``brisque_live_inv`` (the offline scorer), or ``auto``:
+    HyperIQA when its weights are installed (``efhq models fetch hyperiqa_koniq``), else the offline one."""
+    if choice not in QUALITY_SCORER_CHOICES:
+        raise ValueError(f"quality scorer must be one of {', '.join(QUALITY_SCORER_CHOICES)}, got {choice!r}")
+    if choice == DEFAULT_SCORER:
+        return DEFAULT_SCORER, None
+    from .models import registry
+
+    try:
+        registry.find_weights("hyperiqa_koniq")
+    except registry.MissingWeightsError:
+        if choice == "hyperiqa":
+            raise
+        return DEFAULT_SCORER, None
+    from .models.hyperiqa import HyperIQAScorer
+
+    return "hyperiqa", HyperIQAScorer()
+
+
+def quality_rows(crops: list[np.ndarray], boxes: Sequence[Sequence[float]] | np.ndarray,
+                 scorer_model=None, scorer: str = DEFAULT_SCORER) -> list[dict]:
     """One dict per face: scorer, score, sharpness, brightness, exposure_clipped, noise, face_side_px.
 
     ``crops[i]`` is the BGR uint8 face crop of ``boxes[i]`` (cut with
-    ``face_crop``; ``offline_score`` resizes it to ``SCORE_SIDE``).
+    ``face_crop``; ``offline_score`` resizes it to ``SCORE_SIDE``). With ``scorer_model`` (e.g. HyperIQA
+    from :func:`resolve_scorer`), ``score`` is that model's score of the crop and ``scorer`` its name.
     """
     boxes_list = list(np.asarray(boxes, dtype=np.float64).reshape(-1, 4)) if len(boxes) else []
     if len(crops) != len(boxes_list):
@@ -534,8 +560,9 @@ def quality_rows(crops: list[np.ndarray], boxes: Sequence[Sequence[float]] | np.
     for crop, box in zip(crops, boxes_list):
         rows.append(
             {
-                "scorer": DEFAULT_SCORER,
-                "score": offline_score(crop),
+                "scorer": scorer if scorer_model is not None else DEFAULT_SCORER,
+                "score": float(scorer_model.score_images([crop])[0]) if scorer_model is not None
+                else offline_score(crop),
                 "sharpness": sharpness(crop),
                 "brightness": brightness(crop),
                 "exposure_clipped": exposure_clipped(crop),

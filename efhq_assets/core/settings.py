@@ -65,6 +65,10 @@ class Settings(pydantic.BaseModel):
     verification_pairs_per_protocol: int = pydantic.Field(
         20_000, gt=0, description="genuine and impostor pairs drawn per protocol (f2f, f2p, p2p) of the "
                                   "verification benchmark.")
+    quality_scorer: str = pydantic.Field(
+        "auto", description="face quality score of the splits: auto (HyperIQA, EFHQ's scorer with its iqa >= 42, when "
+                            "its weights are installed: efhq models fetch hyperiqa_koniq; else brisque_live_inv), "
+                            "hyperiqa or brisque_live_inv (its 20th percentile, frozen). Redoes quality_scores.")
     selection: str = pydantic.Field(
         "efhq", description="how the training sets pick faces: efhq (as EFHQ built them: faces labelled confused, "
                             "profile_horizontal or profile_vertical enter no split; GAN/EG3D/T2I keep at most 10 per "
@@ -87,6 +91,15 @@ class Settings(pydantic.BaseModel):
     @classmethod
     def _pose_camera_valid(cls, value: str) -> str:
         return _check_pose_camera(value)
+
+    @pydantic.field_validator("quality_scorer")
+    @classmethod
+    def _quality_scorer_valid(cls, value: str) -> str:
+        from .quality import QUALITY_SCORER_CHOICES
+
+        if value not in QUALITY_SCORER_CHOICES:
+            raise ValueError(f"quality_scorer must be one of {', '.join(QUALITY_SCORER_CHOICES)}, got {value!r}")
+        return value
 
     @pydantic.field_validator("selection")
     @classmethod

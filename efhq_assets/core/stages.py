@@ -58,7 +58,8 @@ STAGES: tuple[Stage, ...] = (
     # 3: perspective fit with the frame's pinhole camera; dlib68 dropped when turned
     Stage("pose_annotations", True, ("face_detections",), ("poses",), "pose_annotations-3", "faces", ("pose_camera",)),
     # 2: faces rebuilt from EFHQ metadata keep its released HyperIQA `iqa`
-    Stage("quality_scores", True, ("face_detections",), ("quality",), "quality_scores-2", "quality"),
+    Stage("quality_scores", True, ("face_detections",), ("quality",), "quality_scores-2", "quality",
+          ("quality_scorer",)),
     Stage("review_overrides", False, (), ("review_overrides",), "review_overrides-1", "bins"),
     # 3: EFHQ's released (reviewed) labels are the labels of rebuilt faces
     Stage("pose_bins", True, ("pose_annotations", "review_overrides"), ("bins",), "pose_bins-3", "bins"),

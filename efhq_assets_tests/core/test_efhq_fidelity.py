@@ -538,3 +538,36 @@ def test_selection_setting_reaches_the_split_builders(tmp_path):
     assert _select_options(root, "gan") == {"group_by": EFHQ_GAN_GROUP} and _select_options(root, "reenactment") == {}
     update_settings(root, selection="project")
     assert _select_options(root, "t2i") == {"group_by": PROJECT_GAN_GROUP}
+
+
+def test_quality_scorer_choice_and_card(tmp_path):
+    """`quality_scorer`: HyperIQA (EFHQ's scorer) scores the crops when chosen; without its weights `auto` falls
+    back to the offline scorer and `hyperiqa` says which weights are missing; the card names each scorer's cut."""
+    from collections import Counter
+
+    from efhq_assets.core.card import card_markdown
+    from efhq_assets.core.models import registry
+    from efhq_assets.core.models.hyperiqa import HyperIQAScorer
+    from efhq_assets.core.models.sample_images import astronaut_bgr
+    from efhq_assets.core.quality import DEFAULT_SCORER, face_crop, quality_rows, resolve_scorer
+
+    img = astronaut_bgr()
+    box = np.array([[180.0, 60.0, 300.0, 220.0]])
+    crop = face_crop(img, box[0])
+    model = HyperIQAScorer(random_init=True, device="cpu")
+    (row,) = quality_rows([crop], box, model, "hyperiqa")
+    assert row["scorer"] == "hyperiqa" and row["score"] == pytest.approx(float(model.score_images([crop])[0]))
+    (offline,) = quality_rows([crop], box)
+    assert offline["scorer"] == DEFAULT_SCORER and offline["score"] != row["score"]
+    try:
+        registry.find_weights("hyperiqa_koniq")
+        have_weights = True
+    except registry.MissingWeightsError:
+        have_weights = False
+    if not have_weights:
+        assert resolve_scorer("auto") == (DEFAULT_SCORER, None)
+        with pytest.raises(registry.MissingWeightsError):
+            resolve_scorer("hyperiqa")
+    assert resolve_scorer(DEFAULT_SCORER) == (DEFAULT_SCORER, None)
+    md = card_markdown([], {}, {}, 0, {}, Counter(), {"hyperiqa": (3, "42"), DEFAULT_SCORER: (5, "31.20 (frozen)")})
+    assert "| hyperiqa | 3 | 42 |" in md and f"| {DEFAULT_SCORER} | 5 | 31.20 (frozen) |" in md
