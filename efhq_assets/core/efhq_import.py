@@ -221,3 +221,18 @@ def imported_pose_rows(rows: list[dict], sha: str) -> list[dict]:
         out.append({"video_id": key[0], "clip_id": key[1], "frame_index": key[2], "face_index": key[3],
                     "estimator": "combined", **combined, "residual": None, "confidence": None, "weights_sha256": sha})
     return out
+
+
+def pose_sign_agreement(pose_rows: list[dict], min_abs_yaw: float = 45.0) -> dict[str, dict[str, float]]:
+    """:func:`efhq_metadata.sign_agreement` over `poses` rows (project convention) of imported faces: per pair of
+    EFHQ's estimators, how often their yaws agree in sign on left/right profiles (|yaw| > 45). Near 0 for a
+    pair means one of the two sign conventions is wrong for this data."""
+    from .efhq_metadata import sign_agreement
+
+    faces: dict[tuple, dict] = {}
+    for r in pose_rows:
+        if r["estimator"] in IMPORTED_ESTIMATORS:
+            key = (r["video_id"], r["clip_id"], r["frame_index"], r["face_index"])
+            yaw = r.get("yaw")
+            faces.setdefault(key, {"angles": {}})["angles"][r["estimator"]] = None if yaw is None else (float(yaw),)
+    return sign_agreement(list(faces.values()), min_abs_yaw)

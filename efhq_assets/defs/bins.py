@@ -5,7 +5,7 @@ import polars as pl
 
 from efhq_assets.core import ingest
 from efhq_assets.core.bins import VOTING_ESTIMATORS, bin_rows
-from efhq_assets.core.efhq_import import IMPORTED_ESTIMATORS, released_labels
+from efhq_assets.core.efhq_import import IMPORTED_ESTIMATORS, pose_sign_agreement, released_labels
 from efhq_assets.core.checks import check_bins
 from efhq_assets.core.storage import empty_frame, read_rows, write_table
 
@@ -47,7 +47,10 @@ def _bin_faces(context: dg.AssetExecutionContext, root, video_id: str) -> dg.Mat
     rows = bin_rows(poses, overrides, voters=voters, released=released)
     df = pl.DataFrame(rows, infer_schema_length=None) if rows else empty_frame("bins")
     write_table(root, "bins", video_id, df)
-    version = record_stage(context, root, "pose_bins", video_id, df.height)
+    # rebuilt from EFHQ's metadata: how often its estimators agree on left/right, in lineage and metadata
+    agreement = pose_sign_agreement(poses) if voters == IMPORTED_ESTIMATORS else {}
+    version = record_stage(context, root, "pose_bins", video_id, df.height,
+                           {"efhq_sign_agreement": agreement} if agreement else None)
     counts = df.group_by("label").len().sort("label").to_dicts() if df.height else []
     passed, details = check_bins(rows, poses)
     return dg.MaterializeResult(data_version=version, check_results=[
@@ -55,5 +58,6 @@ def _bin_faces(context: dg.AssetExecutionContext, root, video_id: str) -> dg.Mat
         "faces": df.height,
         "labels": dg.MetadataValue.md("| label | faces |\n|---|---|\n" + "\n".join(f"| {c['label']} | {c['len']} |" for c in counts)),
         "reviewed": len(overrides),
+        **({"efhq_sign_agreement_yaw_gt_45": dg.MetadataValue.json(agreement)} if agreement else {}),
         "dagster/row_count": df.height,
     })

@@ -571,3 +571,16 @@ def test_quality_scorer_choice_and_card(tmp_path):
     assert resolve_scorer(DEFAULT_SCORER) == (DEFAULT_SCORER, None)
     md = card_markdown([], {}, {}, 0, {}, Counter(), {"hyperiqa": (3, "42"), DEFAULT_SCORER: (5, "31.20 (frozen)")})
     assert "| hyperiqa | 3 | 42 |" in md and f"| {DEFAULT_SCORER} | 5 | 31.20 (frozen) |" in md
+
+
+def test_pose_sign_agreement_on_pose_rows():
+    from efhq_assets.core.efhq_import import pose_sign_agreement
+
+    rows = []
+    for i, (s, p, m) in enumerate([(60, 58, 62), (-70, -65, -72), (50, 55, -52), (10, -10, 10)]):
+        for est, yaw in (("synergy", s), ("poseanh", p), ("mhp", m), ("combined", 0.0)):
+            rows.append({"video_id": "v", "clip_id": "c", "frame_index": i, "face_index": 0, "estimator": est,
+                         "yaw": float(yaw)})
+    got = pose_sign_agreement(rows)
+    assert got["synergy~poseanh"] == {"n": 3, "agree": 1.0}
+    assert got["synergy~mhp"]["n"] == 3 and got["synergy~mhp"]["agree"] == pytest.approx(2 / 3)
