@@ -69,6 +69,9 @@ class Settings(pydantic.BaseModel):
         "auto", description="face quality score of the splits: auto (HyperIQA, EFHQ's scorer with its iqa >= 42, when "
                             "its weights are installed: efhq models fetch hyperiqa_koniq; else brisque_live_inv), "
                             "hyperiqa or brisque_live_inv (its 20th percentile, frozen). Redoes quality_scores.")
+    eg3d_resolution: int = pydantic.Field(
+        512, description="side of the EG3D export's crops: 512 (EG3D's FFHQ) or 1024 (EFHQ documents both). Every "
+                         "image also gets a _mirror copy with the mirrored camera, as EFHQ's preprocessing wrote.")
     selection: str = pydantic.Field(
         "efhq", description="how the training sets pick faces: efhq (as EFHQ built them: faces labelled confused, "
                             "profile_horizontal or profile_vertical enter no split; GAN/EG3D/T2I keep at most 10 per "
@@ -99,6 +102,13 @@ class Settings(pydantic.BaseModel):
 
         if value not in QUALITY_SCORER_CHOICES:
             raise ValueError(f"quality_scorer must be one of {', '.join(QUALITY_SCORER_CHOICES)}, got {value!r}")
+        return value
+
+    @pydantic.field_validator("eg3d_resolution")
+    @classmethod
+    def _eg3d_resolution_valid(cls, value: int) -> int:
+        if value not in (512, 1024):
+            raise ValueError(f"eg3d_resolution must be 512 or 1024, got {value!r}")
         return value
 
     @pydantic.field_validator("selection")

@@ -69,7 +69,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("split_gan", False, ("pose_bins", "face_identities", "quality_scores"), ("split_gan",), SPLITS_VERSION, "splits",
           ("render_exports", "quality_threshold_brisque_live_inv", "selection")),
     Stage("split_eg3d", False, ("pose_bins", "face_identities", "quality_scores"), ("split_eg3d",), SPLITS_VERSION,
-          "splits", ("render_exports", "quality_threshold_brisque_live_inv", "selection")),
+          "splits", ("render_exports", "quality_threshold_brisque_live_inv", "selection", "eg3d_resolution")),
     Stage("split_t2i", False, ("pose_bins", "face_identities", "quality_scores"), ("split_t2i",), SPLITS_VERSION, "splits",
           ("render_exports", "quality_threshold_brisque_live_inv", "selection")),
     Stage("split_reenactment", False, ("pose_bins", "face_identities", "quality_scores"), ("split_reenactment",),
@@ -84,6 +84,8 @@ STAGES: tuple[Stage, ...] = (
                               "verification_report"), (), "manifest-1", "manifest"),
 )
 BY_NAME: dict[str, Stage] = {s.name: s for s in STAGES}
+# Every setting some stage reads, in first-use order (each is a `setting_<name>` asset in Dagster).
+SETTINGS_READ: tuple[str, ...] = tuple(dict.fromkeys(n for s in STAGES for n in s.settings))
 PER_VIDEO: tuple[str, ...] = tuple(s.name for s in STAGES if s.partitioned)
 # What runs after the per-video stages, in order (review_overrides runs before them: pose_bins reads it).
 UNPARTITIONED: tuple[str, ...] = tuple(s.name for s in STAGES if not s.partitioned and s.name != "review_overrides")

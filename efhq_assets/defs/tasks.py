@@ -142,7 +142,9 @@ def render_eg3d(root: DataRoot, rows: list[dict], out: Path) -> dict:
     from efhq_assets.core.align import eg3d_crop
     from efhq_assets.core.tasks.eg3d import export_eg3d
 
-    return export_eg3d(_by_video(rows), _frame_renderer(rows, lambda frame, lmk5: eg3d_crop(frame, lmk5)[0]), out)
+    size = load_settings(root).eg3d_resolution  # 512 (EG3D's FFHQ) or 1024; _mirror copies as EFHQ's preprocessing
+    return export_eg3d(_by_video(rows), _frame_renderer(rows, lambda frame, lmk5: eg3d_crop(frame, lmk5, size=size)[0]),
+                       out, size=size)
 
 
 def render_t2i(root: DataRoot, rows: list[dict], out: Path) -> dict:

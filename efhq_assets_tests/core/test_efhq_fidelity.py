@@ -584,3 +584,11 @@ def test_pose_sign_agreement_on_pose_rows():
     got = pose_sign_agreement(rows)
     assert got["synergy~poseanh"] == {"n": 3, "agree": 1.0}
     assert got["synergy~mhp"]["n"] == 3 and got["synergy~mhp"]["agree"] == pytest.approx(2 / 3)
+
+
+def test_eg3d_resolution_setting():
+    from efhq_assets.core.settings import Settings, SettingsError, validate
+
+    assert Settings().eg3d_resolution == 512 and validate({"eg3d_resolution": 1024}).eg3d_resolution == 1024
+    with pytest.raises(SettingsError, match="eg3d_resolution"):
+        validate({"eg3d_resolution": 768})
