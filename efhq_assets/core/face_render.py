@@ -33,7 +33,7 @@ Fit (:func:`fit_textured_mesh`)
 Render (:func:`render`)
 -----------------------
 Rotate with the project's ``euler_to_matrix_np`` (head -> camera), weak-perspective projection
-(``u = s x + cx``, ``v = -s y + cy``), back-face culling, painter's algorithm (triangles sorted far
+(``u = s x + cx``, ``v = -s y + cy``) or, with ``focal_px``, a pinhole camera, back-face culling, painter's algorithm (triangles sorted far
 -> near, each drawn into a triangle-id buffer with ``cv2.fillConvexPoly``, so a nearer triangle
 overwrites a farther one), then the per-triangle affine warp of the texture: each pixel takes its
 triangle's affine map (frame -> photo), evaluated for all pixels at once and sampled with one
@@ -236,11 +236,16 @@ def default_background(size: int = 512) -> np.ndarray:
 
 
 def render(face: TexturedFace, yaw: float, pitch: float, roll: float, size: int = 512, face_px: float = 320,
-           background: np.ndarray | None = None, center: tuple[float, float] | None = None):
+           background: np.ndarray | None = None, center: tuple[float, float] | None = None,
+           focal_px: float | None = None):
     """Render ``face`` turned to (yaw, pitch, roll) degrees (project convention).
 
     ``face_px``: width of the frontal face (468 mesh vertices) in frame pixels; ``center``: where the
     face's centroid lands (default the frame centre); ``background``: (size, size, 3) BGR uint8.
+    ``focal_px``: a pinhole camera with this focal length (pixels, principal point at ``center``): the head's
+    centroid sits on the optical axis at the distance where the frontal face is ``face_px`` wide, so nearer
+    parts look larger as in a real video; None (default): weak perspective. The angles are the head's
+    rotation in the camera frame (on the optical axis, the same as relative to the line of sight).
     Returns ``(image_bgr, box, lmk5, truth)``: the frame, the bounding box (x1, y1, x2, y2) of the
     projected 468 mesh vertices, (5, 2) landmarks (image-left eye centre, image-right eye centre,
     nose tip, image-left mouth corner, image-right mouth corner) and ``{"yaw", "pitch", "roll"}``.
@@ -259,7 +264,12 @@ def render(face: TexturedFace, yaw: float, pitch: float, roll: float, size: int 
     cx, cy = (size / 2.0, size / 2.0) if center is None else (float(center[0]), float(center[1]))
     R = euler_to_matrix_np(float(yaw), float(pitch), float(roll))
     cam = face.vertices @ R.T
-    uv = np.stack([face_px * cam[:, 0] + cx, -face_px * cam[:, 1] + cy], axis=1)
+    if focal_px is None:
+        uv = np.stack([face_px * cam[:, 0] + cx, -face_px * cam[:, 1] + cy], axis=1)
+    else:
+        f = float(focal_px)
+        dist = f / float(face_px) - cam[:, 2]  # distance of each vertex from the camera, in face widths
+        uv = np.stack([f * cam[:, 0] / dist + cx, -f * cam[:, 1] / dist + cy], axis=1)
 
     tri = face.triangles
     p = uv[tri]  # (T, 3, 2)

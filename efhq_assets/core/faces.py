@@ -16,6 +16,88 @@ from .models.base import Detection
 
 DETECT_BATCH = 8
 
+#: How each face row was found (`faces.found_by`):
+#: ``detector``: the detector on the frame; ``detector_flip``: the detector on the mirrored frame, tried when it
+#: found nothing on the frame itself (its boxes mirrored back); ``track``: a face of a live track that the
+#: detector lost on this frame (turned too far), followed with FaceMesh's landmark model from the previous
+#: frame's landmarks and re-verified (:func:`verify_continued`); ``propagated``: carried between detection frames
+#: with ``detect_stride`` > 1.
+FOUND_BY = ("detector", "detector_flip", "track", "propagated")
+
+
+def _mirror_detection(det: Detection, width: int) -> Detection:
+    b = np.asarray(det.box, np.float32)
+    box = np.array([width - b[2], b[1], width - b[0], b[3]], np.float32)
+    l5 = np.asarray(det.lmk5, np.float32).copy()
+    l5[:, 0] = width - l5[:, 0]
+    l5 = l5[[1, 0, 2, 4, 3]]  # image-left first again
+    return Detection(box, float(det.score), l5)
+
+
+def detect_with_fallback(detector, images: list) -> list[list[tuple[Detection, str]]]:
+    """The detector on every image, and on the mirrored image where it found nothing (detectors are not exactly
+    mirror symmetric: MTCNN finds some profiles only facing one way). Returns (detection, found_by) per face."""
+    out = [[(d, "detector") for d in dets] for dets in detector.detect(images)]
+    empty = [i for i, dets in enumerate(out) if not dets]
+    if empty:
+        flipped = detector.detect([np.ascontiguousarray(np.asarray(images[i])[:, ::-1]) for i in empty])
+        for i, dets in zip(empty, flipped):
+            w = np.asarray(images[i]).shape[1]
+            out[i] = [(_mirror_detection(d, w), "detector_flip") for d in dets]
+    return out
+
+
+# Re-verification of a face followed without the detector (`track`): FaceMesh's landmark model must see a face
+# there (its presence gate), the new landmark box must overlap the previous one and keep its size (a face moves
+# and turns smoothly between frames; a jump means the landmarks latched onto something else), and the pixels in
+# it must still look like the track's face (colour histogram against the last detector-confirmed crop).
+VERIFY_MIN_IOU = 0.35
+VERIFY_SIZE_RATIO = (0.7, 1.45)
+VERIFY_MIN_APPEARANCE = 0.5
+#: A face followed by its landmarks is kept only when the detector's last stage (MTCNN's O-net), run on the predicted
+#: region, scores it at least this; it then takes O-net's five points there (:func:`analyse_video`).
+REDETECT_MIN_SCORE = 0.3
+
+
+def face_histogram(image: np.ndarray, box) -> np.ndarray | None:
+    """Normalised hue-saturation histogram of the central part of a face box (the face, not its background)."""
+    import cv2
+
+    x1, y1, x2, y2 = (float(v) for v in np.asarray(box, np.float64).reshape(4))
+    w, h = x2 - x1, y2 - y1
+    H, W = image.shape[:2]
+    a = (int(max(0, x1 + 0.2 * w)), int(max(0, y1 + 0.2 * h)), int(min(W, x2 - 0.2 * w)), int(min(H, y2 - 0.2 * h)))
+    if a[2] - a[0] < 4 or a[3] - a[1] < 4:
+        return None
+    hsv = cv2.cvtColor(np.ascontiguousarray(image[a[1]:a[3], a[0]:a[2]]), cv2.COLOR_BGR2HSV)
+    hist = cv2.calcHist([hsv], [0, 1], None, [16, 8], [0, 180, 0, 256]).astype(np.float32)
+    return cv2.normalize(hist, hist).reshape(-1)
+
+
+def appearance_similarity(a: np.ndarray | None, b: np.ndarray | None) -> float:
+    import cv2
+
+    if a is None or b is None:
+        return 0.0
+    return float(cv2.compareHist(a.reshape(16, 8), b.reshape(16, 8), cv2.HISTCMP_CORREL))
+
+
+def verify_continued(prev_mesh: np.ndarray, mesh: np.ndarray | None, template: np.ndarray | None,
+                     image: np.ndarray) -> tuple[bool, str]:
+    """Whether landmarks found without the detector still belong to the track's face; (ok, reason)."""
+    if mesh is None:
+        return False, "no face (landmark model's presence gate)"
+    prev_box, box = _mesh_bbox(prev_mesh), _mesh_bbox(mesh)
+    if float(iou(prev_box, box)[0, 0]) < VERIFY_MIN_IOU:
+        return False, "landmarks jumped away from the track"
+    ratio = np.sqrt(max((box[2] - box[0]) * (box[3] - box[1]), 1.0) /
+                    max((prev_box[2] - prev_box[0]) * (prev_box[3] - prev_box[1]), 1.0))
+    if not VERIFY_SIZE_RATIO[0] <= ratio <= VERIFY_SIZE_RATIO[1]:
+        return False, "landmark box changed size"
+    if template is not None and appearance_similarity(template, face_histogram(image, box)) < VERIFY_MIN_APPEARANCE:
+        return False, "pixels no longer look like the track's face"
+    return True, "ok"
+
 
 def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """IoU matrix between boxes a (N,4) and b (M,4), x1 y1 x2 y2."""
@@ -122,20 +204,29 @@ class _Propagated:
     track_id: int
     mesh: np.ndarray
     calibration: np.ndarray
+    found_by: str = "propagated"
+    template: np.ndarray | None = None
 
 
 def analyse_video(video: dict, clips: list[dict], policy, models: FaceModels, efhq_min_score: float = 0.9,
-                  efhq_min_side: int = 256, on_progress=None, batch: int = DETECT_BATCH, detect_stride: int = 1):
+                  efhq_min_side: int = 256, on_progress=None, batch: int = DETECT_BATCH, detect_stride: int = 1,
+                  continue_tracks: bool = True):
     """Detect, track and landmark every face in the sampled frames; returns (faces rows, landmarks rows).
+
+    Detection: the detector on each frame, and on the mirrored frame where it found nothing
+    (:func:`detect_with_fallback`). Track continuation (``continue_tracks``, default on, needs FaceMesh): a face
+    of the previous frame that the detector does not find again (typically a head turning past 70 degrees) is
+    followed with FaceMesh's landmark model from the previous frame's landmarks (MediaPipe's own tracking ROI,
+    plain or mirrored crop), and kept only when :func:`verify_continued` accepts it (the model's face-presence
+    gate, a small box change, the track's colour histogram); the first rejection ends the continuation, so a
+    track never drifts onto the background. Its box is derived from the landmarks with the box/landmark relation
+    measured at the track's last detection, its score is that detection's, lmk5 come from FaceMesh points.
 
     detect_stride k > 1 runs the detector on every k-th sampled frame of each clip only (and on the
     first frame after a clip change). In between, each face seen on the previous frame is carried
-    over: its box comes from that frame's FaceMesh landmarks (mapped to a detector-like box with the
-    box/landmark relation measured at the track's last detection), FaceMesh re-fits the landmarks
-    there and the box is re-derived from them; the face is dropped when FaceMesh finds nothing (and
-    when no FaceMesh is configured). Carried faces have `detected` False, the track's last detector
-    `score`, and lmk5 taken from FaceMesh points (iris centres, nose tip, mouth corners).
-    New faces appear at the next detection frame. Every row has `detected` (True with stride 1).
+    over the same way (static FaceMesh on the predicted box, then the landmark model alone), re-verified alike.
+    New faces appear at the next detection frame. Every row has `detected` (the detector found it on this frame)
+    and `found_by` (:data:`FOUND_BY`).
     """
     from .ingest import clip_windows
     from .video import iter_clip_frames
@@ -150,48 +241,84 @@ def analyse_video(video: dict, clips: list[dict], policy, models: FaceModels, ef
     pending: list = []  # (frame, run the detector on it)
     done = 0
     appended_clip, clip_count = None, 0
-    # track -> (last detector score, box calibration, previous frame's FaceMesh landmarks)
-    carried: dict[int, tuple[float, np.ndarray, np.ndarray]] = {}
+    # track -> (last detector score, box calibration, previous frame's FaceMesh landmarks, appearance template)
+    carried: dict[int, tuple] = {}
 
-    def propagate(frame) -> list[_Propagated]:
+    def follow(frame, tids, how: str) -> list[_Propagated]:
         out = []
-        for tid, (score, calib, prev_mesh) in carried.items():
-            guess = _calibrated_box(prev_mesh, calib)
-            mesh = models.facemesh.landmarks(frame.image, [guess.astype(np.float32)])[0]
-            if mesh is None:
+        for tid in tids:
+            score, calib, prev_mesh, template, prev_box = carried[tid]
+            if how == "track":
+                mesh, _ = models.facemesh.track(frame.image, prev_mesh)
+            else:
+                guess = _calibrated_box(prev_mesh, calib)
+                mesh = models.facemesh.landmarks(frame.image, [guess.astype(np.float32)])[0]
+            ok, _ = verify_continued(prev_mesh, mesh, template, frame.image)
+            if not ok:
                 continue
             box = _calibrated_box(mesh, calib).astype(np.float32)
             lmk5 = np.asarray(mesh, np.float32)[list(MESH_LMK5), :2]
-            out.append(_Propagated(box, score, lmk5, tid, mesh, calib))
+            if how == "track" and hasattr(models.detector, "score_regions"):
+                # re-detection in the predicted region (the box from this frame's landmarks, the previous frame's box,
+                # the landmarks' own box and its halves): the detector's five points there (FaceMesh's points saturate on
+                # profiles, and the pose stage's five-point reading needs the detector's)
+                mb = _mesh_bbox(mesh)
+                w = mb[2] - mb[0]
+                regions = [box, prev_box, mb, mb + [0.35 * w, 0, 0, 0], mb - [0, 0, 0.35 * w, 0]]
+                onet = max(models.detector.score_regions(frame.image, regions), key=lambda d: d.score)
+                if onet.score < REDETECT_MIN_SCORE:
+                    continue  # the detector's last stage sees no face where the landmarks say one is: drop it
+                lmk5 = onet.lmk5
+            out.append(_Propagated(box, score, lmk5, tid, mesh, calib, how, template))
         return sorted(out, key=lambda p: (float(p.box[0]), float(p.box[1])))
 
     def flush() -> None:
         nonlocal current_clip, done
         to_detect = [f.image for f, want in pending if want]
-        detections = iter(models.detector.detect(to_detect) if to_detect else [])
+        detections = iter(detect_with_fallback(models.detector, to_detect) if to_detect else [])
         for frame, want in pending:
             if frame.clip_id != current_clip:
                 tracker.reset()
                 carried.clear()
                 current_clip = frame.clip_id
             if want:
-                dets = sorted(next(detections), key=lambda d: (float(d.box[0]), float(d.box[1])))
+                found = sorted(next(detections), key=lambda d: (float(d[0].box[0]), float(d[0].box[1])))
+                dets = [d for d, _ in found]
+                how = [h for _, h in found]
                 boxes = np.array([d.box for d in dets], np.float32).reshape(-1, 4)
                 track_ids = tracker.update(frame.frame_index, boxes)
                 mesh = models.facemesh.landmarks(frame.image, list(boxes)) if models.facemesh and len(boxes) else []
-                carried.clear()
+                lost = [t for t in carried if t not in track_ids] if continue_tracks and models.facemesh else []
+                kept = [p for p in follow(frame, lost, "track")
+                        if not len(boxes) or float(iou(p.box, boxes).max()) < 0.3] if lost else []
+                new_carried = {}
                 for k, det in enumerate(dets):
-                    if stride > 1 and k < len(mesh) and mesh[k] is not None:
-                        carried[track_ids[k]] = (float(det.score), _box_calibration(det.box, mesh[k]), mesh[k])
+                    if k < len(mesh) and mesh[k] is not None:
+                        new_carried[track_ids[k]] = (float(det.score), _box_calibration(det.box, mesh[k]), mesh[k],
+                                                     face_histogram(frame.image, _mesh_bbox(mesh[k])),
+                                                     np.asarray(det.box, np.float64))
+                for p in kept:
+                    new_carried[p.track_id] = (p.score, p.calibration, p.mesh, p.template, np.asarray(p.box, np.float64))
+                    tracker.live[p.track_id] = (frame.frame_index, p.box.astype(np.float64))
+                carried.clear()
+                carried.update(new_carried)
+                dets += [Detection(p.box, p.score, p.lmk5) for p in kept]
+                how += [p.found_by for p in kept]
+                detected = [True] * len(found) + [False] * len(kept)
+                boxes = np.array([d.box for d in dets], np.float32).reshape(-1, 4)
+                track_ids = list(track_ids) + [p.track_id for p in kept]
+                mesh = list(mesh) + [p.mesh for p in kept]
             else:
-                props = propagate(frame)
+                props = follow(frame, list(carried), "propagated") if models.facemesh else []
                 dets = [Detection(p.box, p.score, p.lmk5) for p in props]
+                how = [p.found_by for p in props]
+                detected = [False] * len(props)
                 boxes = np.array([d.box for d in dets], np.float32).reshape(-1, 4)
                 track_ids = [p.track_id for p in props]
                 mesh = [p.mesh for p in props]
                 carried.clear()
                 for p in props:
-                    carried[p.track_id] = (p.score, p.calibration, p.mesh)
+                    carried[p.track_id] = (p.score, p.calibration, p.mesh, p.template, np.asarray(p.box, np.float64))
                     tracker.live[p.track_id] = (frame.frame_index, p.box.astype(np.float64))
             dl = models.dlib68.landmarks(frame.image, list(boxes)) if models.dlib68 and len(boxes) else []
             ox, oy = frame.origin
@@ -204,7 +331,7 @@ def analyse_video(video: dict, clips: list[dict], policy, models: FaceModels, ef
                               "x1": box[0], "y1": box[1], "x2": box[2], "y2": box[3], "score": float(det.score),
                               "lmk5": (det.lmk5 + shift2).reshape(-1).astype(np.float64).tolist(),
                               "passes_efhq_filter": bool(det.passes_efhq_filter(efhq_min_score, efhq_min_side)),
-                              "detector": models.detector.name, "detected": bool(want)})
+                              "detector": models.detector.name, "detected": bool(detected[k]), "found_by": how[k]})
                 m = mesh[k] if k < len(mesh) else None
                 d = dl[k] if k < len(dl) else None
                 marks.append({**key, "lmk478": None if m is None else landmark_list(m[:, :2] + shift2),

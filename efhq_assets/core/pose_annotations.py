@@ -22,6 +22,7 @@ def reference_sha256(estimator) -> str:
 
 DLIB_YAW_LIMIT = 35.0  # dlib's 68-point predictor was trained on 300-W faces, mostly within this yaw
 DLIB_TURNED_STD_FACTOR = 1e6  # i.e. left out of the combination
+DLIB_ANSWER_LIMIT = 45.0  # beyond this combined |yaw| the dlib68 row is empty (no answer): EFHQ's profile cut
 
 
 def face_reliabilities(results: dict[str, tuple]) -> dict[str, tuple]:
@@ -86,15 +87,33 @@ def video_camera(video: dict, setting: str = POSE_CAMERA_DEFAULT) -> tuple[float
     return pinhole_camera(video["width"], video["height"], factor)
 
 
+def attach_faces(landmark_rows: list[dict], face_rows: list[dict]) -> list[dict]:
+    """The landmark rows with each face's detector points (``lmk5``) and ``track_id`` from the `faces` table, which
+    :func:`pose_rows` uses for its five-point fallback and its temporal outlier rejection."""
+    key = ("clip_id", "frame_index", "face_index")
+    faces = {tuple(f[k] for k in key): f for f in face_rows}
+    out = []
+    for r in landmark_rows:
+        f = faces.get(tuple(r[k] for k in key), {})
+        out.append({**r, "lmk5": f.get("lmk5"), "track_id": f.get("track_id")})
+    return out
+
+
 def pose_rows(landmark_rows: list[dict], estimator_names=("facemesh", "dlib68"), device=None,
               camera: tuple[float, float, float] | None = None) -> list[dict]:
     """Batched fits: one torch call per estimator over every face of the video.
+
+    Rows may carry ``lmk5`` (the detector's five points) and ``track_id`` (:func:`attach_faces`): the combined pose
+    then falls back to the five points where FaceMesh has no fit or reads a clear profile as frontal
+    (:func:`efhq_assets.core.pose.lmk5_pose`), and isolated single-frame yaw spikes along a track are rejected
+    (:func:`efhq_assets.core.pose.reject_track_outliers`). FaceMesh's own yaw gets the large-yaw gain correction
+    (:func:`efhq_assets.core.pose.expand_large_yaw`).
 
     ``camera`` = ``(focal_px, cx, cy)`` of the video's full frame (see :func:`pinhole_camera`; landmarks
     are in full-frame pixels even for cropped clips): the fit is then perspective (POSIT-style,
     core/pose.py); without it, weak perspective.
     """
-    from .pose import combine, get_estimator
+    from .pose import LMK5_OVERRIDE_GAP, LMK5_OVERRIDE_YAW, combine, expand_large_yaw, get_estimator, lmk5_pose, reject_track_outliers
 
     keys = ["video_id", "clip_id", "frame_index", "face_index"]
     n = len(landmark_rows)
@@ -114,17 +133,44 @@ def pose_rows(landmark_rows: list[dict], estimator_names=("facemesh", "dlib68"),
             est = estimator.estimate_batch(lm, device=device, cameras=cameras)
             for arr, values in zip((yaw, pitch, roll, res, conf), (est.yaw, est.pitch, est.roll, est.residual, est.confidence)):
                 arr[present] = values
+            if name == "facemesh":
+                yaw = expand_large_yaw(yaw)  # FaceMesh's saturation past ~55 degrees (core/pose.py)
         results[name] = (yaw, pitch, roll)
         for i, r in enumerate(landmark_rows):
             rows.append({**{k: r[k] for k in keys}, "estimator": name, "yaw": yaw[i], "pitch": pitch[i], "roll": roll[i],
-                         "residual": res[i], "confidence": conf[i], "weights_sha256": sha})
+                         "residual": res[i], "confidence": conf[i], "weights_sha256": sha, "_i": i})
     cy, cp, cr = combine(results, face_reliabilities(results))
     if "facemesh" in results:
         # dlib68 alone never makes a combined pose: FaceMesh loses mostly profile faces, and dlib reads
         # those as near frontal (head-turn benchmark, |yaw| 70-80: combined error 41.7 deg with this
         # fallback vs 21.6 for FaceMesh where it answers). No pose beats a wrong bin.
-        lost = ~np.isfinite(results["facemesh"][0])
+        fm_yaw = results["facemesh"][0]
+        lost = ~np.isfinite(fm_yaw)
         cy, cp, cr = (np.where(lost, np.nan, a) for a in (cy, cp, cr))
+        # The detector's five points instead (core/pose.py lmk5_pose) where FaceMesh has no fit (beyond ~80
+        # degrees its landmark model finds no face), or where its fit reads a face as frontal that the five
+        # points show in profile (FaceMesh's landmarks latched onto the wrong shape).
+        l5 = np.full((n, 10), np.nan)
+        for i, r in enumerate(landmark_rows):
+            if r.get("lmk5") is not None and len(r["lmk5"]) == 10:
+                l5[i] = np.asarray(r["lmk5"], np.float64)
+        y5, p5, r5 = lmk5_pose(l5)
+        with np.errstate(invalid="ignore"):
+            use5 = np.isfinite(y5) & (lost | ((np.abs(y5) >= LMK5_OVERRIDE_YAW)
+                                              & (np.abs(y5) - np.abs(fm_yaw) >= LMK5_OVERRIDE_GAP)))
+        cy, cp, cr = (np.where(use5, b, a) for a, b in ((cy, y5), (cp, p5), (cr, r5)))
+    # temporal outlier rejection along tracks (rows carry track_id when the caller has it)
+    if any(r.get("track_id") is not None for r in landmark_rows):
+        tracks = [None if r.get("track_id") is None else (r["clip_id"], r["track_id"]) for r in landmark_rows]
+        cy, _ = reject_track_outliers(cy, tracks, [r["frame_index"] for r in landmark_rows])
+    # dlib68's predictor (300-W, mostly within +-35 degrees) reads turned faces as near frontal: beyond its range
+    # (by the combined pose) it gives no answer, so its misreading does not vote in EFHQ's softbin.
+    with np.errstate(invalid="ignore"):
+        beyond = np.abs(cy) > DLIB_ANSWER_LIMIT
+    for row in rows:
+        if row["estimator"] == "dlib68" and beyond[row.pop("_i")]:
+            row["yaw"] = row["pitch"] = row["roll"] = np.nan
+        row.pop("_i", None)
     sha = combined_sha.hexdigest()
     for i, r in enumerate(landmark_rows):
         rows.append({**{k: r[k] for k in keys}, "estimator": "combined", "yaw": cy[i], "pitch": cp[i], "roll": cr[i],

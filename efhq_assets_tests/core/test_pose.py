@@ -524,7 +524,8 @@ def test_perspective_fit_per_face_cameras_and_far_limit():
 def test_pose_rows_perspective_cameras_and_facemesh_required():
     from efhq_assets.core.pose_annotations import pinhole_camera, pose_rows
 
-    fm, dl = F.facemesh_reference(), F.dlib68_reference()
+    # the estimators' own references (with their pitch zero, P.PITCH_ZERO_DEG)
+    fm, dl = P.facemesh_estimator().reference_3d, P.dlib68_estimator().reference_3d
     ang = np.array([[35.0, 5.0, 0.0], [-20.0, -5.0, 10.0], [10.0, 0.0, 0.0]])
     focal, cx, cy = pinhole_camera(640, 480)
     assert (focal, cx, cy) == (640.0, 320.0, 240.0)

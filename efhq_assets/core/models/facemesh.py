@@ -18,6 +18,18 @@ also dropped.  It doubles FaceMesh's cost (the end-to-end rate stays above the
 15 fps target, benchmarks/analysis.py).  A crop where FaceMesh finds no face is
 left out of the mean.
 
+Extreme poses.  MediaPipe's static mode runs its own short-range face detector on the crop first,
+and that detector gives up on faces turned beyond about 65-70 degrees although the landmark model
+itself still reads them.  So when every crop fails, the landmarker falls back (``fallback=True``,
+the default) to the landmark model alone on a region of interest, the way MediaPipe's own video
+tracking does (graph ``FaceLandmarkCpu`` with an explicit ROI, no detector): first on the box's
+square ROI, then on the mirrored crop (landmarks mirrored back with the mesh's left/right
+permutation).  The landmark model's own face-presence score (MediaPipe's gate, 0.5) still decides
+whether a face is there, so a region without a face returns None.  :meth:`track` does the same from
+the previous frame's landmarks (ROI = their box x 1.5, rotated with the eye line: MediaPipe's
+tracking ROI).  ``last_sources`` says which path produced each box's landmarks
+(``crops``, ``roi``, ``roi_flip``; ``None`` for no face).
+
 Output per box: ``(478, 3)`` float32 ``x, y, z`` in full-image pixels; ``z``
 is mediapipe's depth (relative to the crop width, smaller = nearer the camera,
 origin near the head centre) multiplied by the crop side in image pixels, so it
@@ -73,12 +85,12 @@ class FaceMeshLandmarker(ModelBackend):
     """
 
     name = "facemesh"
-    version = "mediapipe-0.10.21-face_mesh-refine+efhq2-crops"
+    version = "mediapipe-0.10.21-face_mesh-refine+efhq3-roi-fallback"
     kind = "landmarker"
     num_points = NUM_POINTS
 
     def __init__(self, expand: float | None = None, crop_size: int = 256, min_detection_confidence: float = 0.5,
-                 expands: Sequence[float] = (1.3, 1.8)):
+                 expands: Sequence[float] = (1.3, 1.8), fallback: bool = True):
         from mediapipe.python.solutions import face_mesh as mp_face_mesh
 
         from .registry import find_weight_files
@@ -94,17 +106,112 @@ class FaceMeshLandmarker(ModelBackend):
             refine_landmarks=True,
             min_detection_confidence=float(min_detection_confidence),
         )
+        self.fallback = bool(fallback)
+        self._roi_graph = None  # built on first use (only turned faces need it)
+        self.last_sources: list[str | None] = []
         # a mediapipe graph is not re-entrant
         self._lock = threading.Lock()
 
     def config(self) -> dict:
-        return {"expands": list(self.expands), "crop_size": self.crop_size}
+        return {"expands": list(self.expands), "crop_size": self.crop_size, "fallback": self.fallback,
+                "roi_scale": ROI_SCALE}
+
+    # ------------------------------------------------------------------ ROI mode (no inner detector)
+    def _roi_solution(self):
+        if self._roi_graph is None:
+            from google.protobuf import text_format
+            from mediapipe.framework import calculator_pb2
+            from mediapipe.python.solution_base import SolutionBase
+
+            cfg = text_format.Parse(_ROI_GRAPH, calculator_pb2.CalculatorGraphConfig())
+            self._roi_graph = SolutionBase(graph_config=cfg, side_inputs={"with_attention": True},
+                                           outputs=["face_landmarks"])
+        return self._roi_graph
+
+    def _roi_landmarks(self, image: np.ndarray, centre, side: float, angle: float = 0.0,
+                       mirror: bool = False) -> np.ndarray | None:
+        """The landmark model alone on a square ROI (``side`` px, rotated by ``angle`` radians, MediaPipe's
+        sense) around ``centre``; None when its face-presence gate says no face."""
+        import cv2
+        from mediapipe.framework.formats import rect_pb2
+
+        # cut a crop around the ROI first (cheap, and keeps mediapipe's input small), then the ROI in it
+        expand = 1.6  # room for the rotated ROI's corners
+        cs = self.crop_size
+        cside = side * expand
+        x0, y0 = centre[0] - cside / 2.0, centre[1] - cside / 2.0
+        s = cs / cside
+        M = np.array([[s, 0.0, -x0 * s], [0.0, s, -y0 * s]], dtype=np.float64)
+        crop = cv2.warpAffine(image, M, (cs, cs), flags=cv2.INTER_AREA if cside > cs else cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+        if mirror:
+            crop = crop[:, ::-1]
+            angle = -angle
+        rgb = np.ascontiguousarray(crop[:, :, ::-1])
+        roi = rect_pb2.NormalizedRect(x_center=0.5, y_center=0.5, width=1.0 / expand, height=1.0 / expand,
+                                      rotation=float(angle))
+        with self._lock:
+            if self._mesh is None:
+                raise RuntimeError("FaceMeshLandmarker was closed")
+            res = self._roi_solution().process({"image": rgb, "roi": roi})
+        lms = res.face_landmarks
+        if lms is None or len(lms.landmark) != NUM_POINTS:
+            return None
+        pts = np.array([(p.x, p.y, p.z) for p in lms.landmark], dtype=np.float64)
+        if mirror:
+            from ..face_models_3d import mirror_permutation
+
+            pts[:, 0] = 1.0 - pts[:, 0]
+            pts = pts[mirror_permutation(NUM_POINTS)]
+        out = np.empty_like(pts)
+        out[:, 0] = x0 + pts[:, 0] * cside
+        out[:, 1] = y0 + pts[:, 1] * cside
+        out[:, 2] = pts[:, 2] * cside
+        return out.astype(np.float32)
+
+    def _fallback(self, image: np.ndarray, centre, side: float, angle: float = 0.0):
+        for mirror, source in ((False, "roi"), (True, "roi_flip")):
+            lm = self._roi_landmarks(image, centre, side, angle, mirror)
+            if lm is not None:
+                return lm, source
+        return None, None
+
+    def track(self, image: np.ndarray, previous: np.ndarray, previous_box=None) -> tuple[np.ndarray | None, str | None]:
+        """Landmarks in this frame from the previous frame's (478, 2+) landmarks, as MediaPipe's video mode
+        does: ROI = the landmarks' box x 1.5 around its centre, rotated with the eye line; the landmark model
+        alone (plain, then mirrored). With ``previous_box`` (the face's detector-like box in the previous frame) the
+        ROI is centred on that box instead, with the landmarks' rotation: on a profile the landmark box also holds
+        the hidden half of the face, which the model places beside it, and following it drifts off the face.
+        Returns (landmarks or None, source)."""
+        image = np.asarray(image)
+        prev = np.asarray(previous, np.float64)[:, :2]
+        centre, side, angle = tracking_roi(prev)
+        if previous_box is not None:
+            x1, y1, x2, y2 = (float(v) for v in np.asarray(previous_box, np.float64).reshape(4))
+            centre, side = ((x1 + x2) / 2, (y1 + y2) / 2), max(x2 - x1, y2 - y1) * ROI_SCALE
+        return self._fallback(image, centre, side, angle)
+
+    def landmarks_with_source(self, image: np.ndarray, box: np.ndarray) -> tuple[np.ndarray | None, str | None]:
+        """(478, 3) landmarks for one box and the path that found them: ``crops`` (MediaPipe's static mode on
+        the configured crops, averaged), ``roi`` / ``roi_flip`` (the landmark model alone on the box's ROI,
+        plain or mirrored; only when every crop failed and ``fallback`` is on), or (None, None)."""
+        lm = self._one(np.asarray(image), np.asarray(box))
+        if lm is not None:
+            return lm, "crops"
+        if not self.fallback:
+            return None, None
+        x1, y1, x2, y2 = (float(v) for v in np.asarray(box, np.float64).reshape(4))
+        return self._fallback(np.asarray(image), ((x1 + x2) / 2, (y1 + y2) / 2), max(x2 - x1, y2 - y1) * ROI_SCALE)
 
     def close(self) -> None:
         mesh = getattr(self, "_mesh", None)
         if mesh is not None:
             mesh.close()
             self._mesh = None
+        roi = getattr(self, "_roi_graph", None)
+        if roi is not None:
+            roi.close()
+            self._roi_graph = None
 
     def __del__(self):  # pragma: no cover - best effort
         try:
@@ -150,4 +257,42 @@ class FaceMeshLandmarker(ModelBackend):
         image = np.asarray(image)
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"expected a BGR uint8 image (H, W, 3), got {image.dtype} {image.shape}")
-        return [self._one(image, np.asarray(b)) for b in boxes]
+        found = [self.landmarks_with_source(image, b) for b in boxes]
+        self.last_sources = [src for _, src in found]
+        return [lm for lm, _ in found]
+
+
+#: Side of the region of interest given to the landmark model alone, in detector-box sides (MediaPipe's
+#: own detection-to-ROI and landmarks-to-ROI scale).
+ROI_SCALE = 1.5
+
+_ROI_GRAPH = """
+input_stream: "image"
+input_stream: "roi"
+output_stream: "face_landmarks"
+node {
+  calculator: "FaceLandmarkCpu"
+  input_stream: "IMAGE:image"
+  input_stream: "ROI:roi"
+  input_side_packet: "WITH_ATTENTION:with_attention"
+  output_stream: "LANDMARKS:face_landmarks"
+}
+"""
+
+
+def tracking_roi(landmarks: np.ndarray) -> tuple[tuple[float, float], float, float]:
+    """MediaPipe's landmarks-to-ROI step: (centre, side, rotation in radians) from (478, 2) landmarks: the
+    landmarks' box (in the frame rotated upright by the eye line) x 1.5; rotation as MediaPipe's
+    NormalizedRect (positive = clockwise on screen)."""
+    pts = np.asarray(landmarks, np.float64)[:, :2]
+    left, right = pts[EYE_OUTER_LEFT_IMG], pts[EYE_OUTER_RIGHT_IMG]
+    angle = float(np.arctan2(right[1] - left[1], right[0] - left[0]))  # image y down: clockwise > 0
+    c, s = np.cos(-angle), np.sin(-angle)
+    centre0 = pts.mean(0)
+    rel = (pts - centre0) @ np.array([[c, s], [-s, c]])  # rotate by -angle
+    lo, hi = rel.min(0), rel.max(0)
+    mid = (lo + hi) / 2.0
+    c2, s2 = np.cos(angle), np.sin(angle)
+    centre = centre0 + mid @ np.array([[c2, s2], [-s2, c2]])
+    side = float(max(hi - lo)) * ROI_SCALE
+    return (float(centre[0]), float(centre[1])), side, angle

@@ -327,6 +327,29 @@ class MtcnnDetector(ModelBackend):
         # ---- stage 3: O-net + landmarks ------------------------------------
         return self._output(rgbs, cands)
 
+    def score_regions(self, image: np.ndarray, boxes: Sequence[np.ndarray]) -> list[Detection]:
+        """O-net alone on given regions (each squared around its centre): re-detection in a predicted region, for
+        a face a tracker followed without the detector. Returns, per box, O-net's score, its regressed box and its
+        five points there, with no threshold applied (the caller decides what the score means)."""
+        img = np.asarray(image)
+        if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
+            raise ValueError(f"expected a BGR uint8 image (H, W, 3), got {img.dtype} {img.shape}")
+        if not len(boxes):
+            return []
+        b = _square(np.asarray(boxes, np.float64).reshape(-1, 4))
+        b = np.fix(b)
+        pyr = _SourcePyramid(np.ascontiguousarray(img))
+        batch = np.zeros((len(b), 48, 48, 3), np.uint8)
+        _crops(pyr, b, 48, batch, 0)
+        reg, pts, prob = self._onet.run(None, {self._onet_in: _normalise(batch)})
+        w = (b[:, 2] - b[:, 0] + 1)[:, None]
+        h = (b[:, 3] - b[:, 1] + 1)[:, None]
+        lx = b[:, 0:1] + w * pts[:, 0:5]
+        ly = b[:, 1:2] + h * pts[:, 5:10]
+        out_boxes = _bbreg(b, reg)
+        return [Detection(box=out_boxes[k].astype(np.float32), score=float(prob[k, 1]),
+                          lmk5=np.stack([lx[k], ly[k]], axis=1).astype(np.float32)) for k in range(len(b))]
+
     def _batch_crops(self, rgbs, cands, size) -> tuple[np.ndarray, np.ndarray]:
         n = sum(len(c) for c in cands)
         batch = np.zeros((n, size, size, 3), np.uint8)
