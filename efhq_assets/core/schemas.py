@@ -31,7 +31,7 @@ TABLE_SCHEMAS: dict[str, dict[str, str]] = {
         "video_id": "VARCHAR", "clip_id": "VARCHAR", "frame_index": "BIGINT", "face_index": "INTEGER",
         "track_id": "BIGINT", "x1": "DOUBLE", "y1": "DOUBLE", "x2": "DOUBLE", "y2": "DOUBLE", "score": "DOUBLE",
         "lmk5": "DOUBLE[]", "passes_efhq_filter": "BOOLEAN", "detector": "VARCHAR", "detector_sha256": "VARCHAR",
-        "detected": "BOOLEAN",
+        "detected": "BOOLEAN", "found_by": "VARCHAR",
     },
     "landmarks": {
         "video_id": "VARCHAR", "clip_id": "VARCHAR", "frame_index": "BIGINT", "face_index": "INTEGER",
