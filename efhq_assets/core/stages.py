@@ -53,10 +53,12 @@ SPLITS_VERSION = "splits-2"  # 2: EFHQ selection defaults (reviewed labels only,
 STAGES: tuple[Stage, ...] = (
     Stage("source_videos", True, (), ("videos", "clips"), "source_videos-1", "ingest"),
     Stage("decoded_frames", True, ("source_videos",), ("frames",), "decoded_frames-1", "ingest", ("sampling",)),
-    Stage("face_detections", True, ("decoded_frames",), ("faces", "landmarks", "efhq_poses"), "face_detections-3",
-          "faces", ("sampling", "detector")),  # 3: EFHQ metadata rows rescaled, FaceMesh on imported faces
-    # 3: perspective fit with the frame's pinhole camera; dlib68 dropped when turned
-    Stage("pose_annotations", True, ("face_detections",), ("poses",), "pose_annotations-3", "faces", ("pose_camera",)),
+    # 3: EFHQ metadata rows rescaled, FaceMesh on imported faces; 4: faces followed through turns, found_by (issue 21)
+    Stage("face_detections", True, ("decoded_frames",), ("faces", "landmarks", "efhq_poses"), "face_detections-4",
+          "faces", ("sampling", "detector")),
+    # 3: perspective fit with the frame's pinhole camera; dlib68 dropped when turned; 4: large-yaw reading, five-point
+    # fallback, track outlier rejection, pitch zero, dlib68 silent beyond 45 degrees (issue 21)
+    Stage("pose_annotations", True, ("face_detections",), ("poses",), "pose_annotations-4", "faces", ("pose_camera",)),
     # 2: faces rebuilt from EFHQ metadata keep its released HyperIQA `iqa`
     Stage("quality_scores", True, ("face_detections",), ("quality",), "quality_scores-2", "quality",
           ("quality_scorer",)),
