@@ -31,6 +31,12 @@ interpreter start, imports and model loading):
   asset checks' one-line filters and the UI metadata (microseconds), and the training exports, which
   builds do not render (exports_in_build is false in a fresh data root).
 - a second `efhq build` on A with nothing changed (the up-to-date check).
+- daemon: `efhq ui` (webserver, daemon, code server) on a fresh data root D; once its sensor daemon is
+  healthy the videos folder is registered and nothing else is typed. The sensor plans the same stale
+  stages as `efhq build`, launches the per-video runs (up to 50 videos per run) and, once they end, the
+  unpartitioned run. daemon_wall_s = registration -> every video in the manifest and the unpartitioned
+  stages up to date; overhead_ratio_daemon = daemon_wall_s / loop wall (target <= 1.5), with the same
+  row and content checks against the loop (rows_match_daemon, tables_identical_daemon).
 
 overhead_ratio = build wall / loop wall (target <= 1.5): both do the same work, so the ratio is what
 Dagster and the runner add (runs, events, resources, the up-to-date bookkeeping). rows_match compares
@@ -356,6 +362,80 @@ def event_log_breakdown(data_root: Path, exclude_runs: set[str] = frozenset()) -
 
 # --------------------------------------------------------------------------- main
 
+def _graphql(port: int, query: str) -> dict:
+    import urllib.request
+
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", json.dumps({"query": query}).encode(),
+                                 {"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return json.load(resp)["data"]
+
+
+DAEMON_HEALTH = "{ instance { daemonHealth { allDaemonStatuses { daemonType healthy } } } }"
+
+
+def daemon_run(videos: Path, data_root: Path, env: dict, n_videos: int, timeout_s: float = 3600) -> dict:
+    """The daemon path, same work as the loop: `efhq ui` (dagster dev: webserver, daemon, code server) on a fresh
+    data root. Once its sensor daemon is healthy, the videos folder is registered (sources.json, what
+    `efhq build --videos` saves) and nothing else is typed: the sensor plans, launches the per-video runs (up
+    to 50 videos each) and then the unpartitioned run. Wall = registration -> the manifest holds every video
+    and the unpartitioned stages are up to date (core/plan.py). Each run pays its own process start and model
+    loading, as the loop pays its own."""
+    import socket
+    import urllib.error
+
+    from efhq_assets.core import ingest, plan
+    from efhq_assets.core.sources import SourceConfig
+    from efhq_assets.core.storage import DataRoot, NoManifestError, query
+
+    root = DataRoot(data_root).ensure()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    log_path = data_root.parent / "daemon.log"
+    cmd = [sys.executable, "-m", "efhq_assets.cli", "ui", "--port", str(port), "--data-root", str(data_root)]
+    started = time.perf_counter()
+    with open(log_path, "wb") as log_file:
+        proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    out: dict = {}
+    try:
+        while True:  # the webserver answers, and the sensor daemon reports healthy
+            if proc.poll() is not None or time.perf_counter() - started > 600:
+                raise RuntimeError(f"efhq ui did not come up:\n{log_path.read_text()[-3000:]}")
+            try:
+                statuses = _graphql(port, DAEMON_HEALTH)["instance"]["daemonHealth"]["allDaemonStatuses"]
+                if any(d["daemonType"] == "SENSOR" and d["healthy"] for d in statuses):
+                    break
+            except (urllib.error.URLError, ConnectionError, TimeoutError, KeyError, TypeError, ValueError):
+                pass
+            time.sleep(1)
+        out["daemon_startup_s"] = round(time.perf_counter() - started, 2)
+        ingest.save_source_config(root, SourceConfig(videos=[str(videos.resolve())]))
+        t0 = time.perf_counter()
+        while True:
+            try:
+                ok = query(root, "select count(*) from videos where status = 'ok'")[1][0][0]
+            except NoManifestError:
+                ok = 0
+            if ok == n_videos and not plan.unpartitioned_stale(root):
+                break
+            if proc.poll() is not None or time.perf_counter() - t0 > timeout_s:
+                raise RuntimeError(f"the daemon did not catch up ({ok} videos)\n{log_path.read_text()[-3000:]}")
+            time.sleep(1)
+        out["daemon_wall_s"] = round(time.perf_counter() - t0, 2)
+    finally:
+        try:
+            os.killpg(proc.pid, 15)
+            proc.wait(timeout=60)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(proc.pid, 9)
+    records = _run_records(data_root)
+    out["daemon_runs"] = {job: sum(1 for r in records if r.dagster_run.job_name == job)
+                          for job in sorted({r.dagster_run.job_name for r in records})}
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clips", type=int, default=20)
@@ -365,6 +445,7 @@ def main() -> int:
     parser.add_argument("--loop-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--job-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--no-prototype", action="store_true", help="skip the resolved-job prototype run")
+    parser.add_argument("--no-daemon", action="store_true", help="skip the daemon (efhq ui) measurement")
     parser.add_argument("--add-clips", type=int, default=2,
                         help="clips added before a third build (0: skip it)")
     parser.add_argument("--videos-dir", help=argparse.SUPPRESS)
@@ -487,6 +568,18 @@ def main() -> int:
             out["prototype_resolved_job_ratio"] = round(wall / out["loop_wall_s"], 3)
             log(f"  prototype (per_video_job resolved once, execute_in_process per partition): {wall:.2f} s, "
                 f"{proto['per_partition_s']} s per partition")
+
+        if not args.no_daemon:
+            root_daemon = work / "daemon_root"
+            log("  daemon: efhq ui on a fresh data root, then the videos folder registered ...")
+            out.update(daemon_run(videos, root_daemon, env, args.clips))
+            daemon_rows = _manifest_rows(root_daemon)
+            out["rows_match_daemon"] = {k: daemon_rows.get(k, 0) for k in COMPARED} == out["rows_build"]
+            daemon_digests = _table_digests(root_daemon)
+            out["tables_identical_daemon"] = all(daemon_digests[k] == loop_digests[k] for k in COMPARED)
+            out["overhead_ratio_daemon"] = round(out["daemon_wall_s"] / out["loop_wall_s"], 3)
+            log(f"  daemon: {out['daemon_wall_s']} s from registration to SQL (start-up {out['daemon_startup_s']} s; "
+                f"runs {out['daemon_runs']})")
 
         loop_video = loop["per_video_compute_s"]
         out["overhead_ratio"] = round(out["build_wall_s"] / out["loop_wall_s"], 3)

@@ -87,6 +87,10 @@ def cmd_settings(args) -> int:
             settings_mod.parse_value(args.name, "")  # an unknown name is refused
             settings_mod.update_settings(root, **{args.name: None})
         current = settings_mod.load_settings(root)
+        if args.action != "show":  # the UI's staleness sees the change at once (the sensor would on its next tick)
+            from efhq_assets import runner
+
+            runner.observe_settings(runner.prepare_instance(root), current)
     except settings_mod.SettingsError as exc:
         print(f"efhq settings: {exc}", file=sys.stderr)
         return 2

@@ -16,6 +16,7 @@ from efhq_assets.defs.pose import pose_annotations
 from efhq_assets.defs.quality import quality_scores
 from efhq_assets.defs.resources import EfhqStorage, FaceAnalysis
 from efhq_assets.defs.review import review_overrides
+from efhq_assets.defs.settings_assets import SETTING_SPECS
 from efhq_assets.defs.sensors import per_video_job, review_job, unpartitioned_job, video_files_sensor
 from efhq_assets.defs.sources import source_videos
 from efhq_assets.defs.tasks import (split_eg3d, split_gan, split_reenactment, split_t2i, verification_pairs,
@@ -32,8 +33,12 @@ manifest_job = dg.define_asset_job("manifest_job", selection=dg.AssetSelection.a
                                    description="Rebuild the DuckDB manifest from every per-video table.")
 
 defs = dg.Definitions(
-    assets=[ASSETS[s.name] for s in stages.STAGES],
+    assets=[*SETTING_SPECS, *(ASSETS[s.name] for s in stages.STAGES)],
     jobs=[per_video_job, unpartitioned_job, review_job, manifest_job],
     sensors=[video_files_sensor],
     resources={"storage": EfhqStorage(), "face_analysis": FaceAnalysis()},
+    # One process per run (the UI's and the daemon's, as `efhq build`'s dg.materialize): the multiprocess
+    # default starts a process per step, and each re-imports torch and reloads the models (the per-video
+    # steps are a chain anyway). Scale-out variants set their own executor (scaleout.py).
+    executor=dg.in_process_executor,
 )

@@ -138,6 +138,12 @@ def save_build_settings(root: DataRoot, **values) -> Settings:
     return update_settings(root, **changes) if changes else load_settings(root)
 
 
+def observe_settings(instance, settings: Settings) -> None:
+    from efhq_assets.defs.settings_assets import observe_settings as observe
+
+    observe(instance, settings)
+
+
 def _resources(root: DataRoot) -> dict:
     from efhq_assets.definitions import defs
 
@@ -179,9 +185,10 @@ def build(root: DataRoot, config: SourceConfig | None = None, sampling: str | No
     from efhq_assets.definitions import defs
 
     started = time.perf_counter()
-    save_build_settings(root, sampling=sampling, detector=detector, pose_camera=pose_camera,
-                        render_exports=render_exports)
+    settings = save_build_settings(root, sampling=sampling, detector=detector, pose_camera=pose_camera,
+                                   render_exports=render_exports)
     instance = prepare_instance(root)
+    observe_settings(instance, settings)  # Dagster's staleness sees a changed setting (defs/settings_assets.py)
     if swept := sweep_stale_temp_files(root):
         log(f"  removed {swept} temp file(s) left by an interrupted run")
     if config is not None:

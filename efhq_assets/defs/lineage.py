@@ -37,5 +37,5 @@ def record_stage(context: dg.AssetExecutionContext, root: DataRoot, name: str, v
 def stage_asset_kwargs(name: str) -> dict:
     """The registry's facts about a stage, as `dg.asset` arguments (name, code version, group, deps)."""
     s = stages.stage(name)
-    return {"name": s.name, "code_version": s.code_version, "group_name": s.group,
-            **({"deps": list(s.upstream)} if s.upstream else {})}
+    deps = list(s.upstream) + [f"setting_{n}" for n in s.settings]  # settings: defs/settings_assets.py
+    return {"name": s.name, "code_version": s.code_version, "group_name": s.group, **({"deps": deps} if deps else {})}

@@ -33,6 +33,7 @@ from efhq_assets.core.storage import DataRoot
 
 from .partitions import video_files
 from .resources import EfhqStorage, FaceAnalysis
+from .settings_assets import changed_observations
 
 MAX_NEW_PER_TICK = 500
 SENSOR_INTERVAL_S = 15
@@ -184,13 +185,18 @@ def video_files_sensor(context: dg.SensorEvaluationContext, storage: EfhqStorage
     in_flight, unpartitioned_busy = runs_in_flight(context.instance, {k: i for i, k in enumerate(existing)})
     tick = plan_tick(root, existing, context.cursor, in_flight, face_analysis, unpartitioned_busy,
                      attempted_run_key(context.instance))
+    try:  # a setting edited by hand: observed here, so the UI's stale badges follow (defs/settings_assets.py)
+        observations = changed_observations(context.instance, load_settings(root))
+    except SettingsError:
+        observations = []
     if tick.vanished:
         context.log.warning(f"{len(tick.vanished)} known videos vanished from the source folders (kept, not "
                             f"deleted): {', '.join(tick.vanished[:10])}")
-    if tick.skip:
+    if tick.skip and not observations:
         context.update_cursor(tick.cursor)
         return dg.SkipReason(tick.skip)
     return dg.SensorResult(
+        asset_events=observations,
         run_requests=run_requests(tick),
         dynamic_partitions_requests=[video_files.build_add_request(tick.new_keys)] if tick.new_keys else [],
         cursor=tick.cursor,
