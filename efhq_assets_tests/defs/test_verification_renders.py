@@ -68,7 +68,7 @@ def test_candidates_are_read_once_while_no_input_file_changes(samples, monkeypat
 
     root, _ = samples
     calls = []
-    monkeypatch.setattr(tasks, "candidate_rows", lambda r, t: calls.append(1) or ([{"video_id": "astro"}], None))
+    monkeypatch.setattr(tasks, "candidate_rows", lambda r, t, drop_labels=None: calls.append(1) or ([{"video_id": "astro"}], None))
     tasks._candidates_memo.clear()
     first = tasks.candidates(root)
     first[0]["mutated"] = True  # a caller changing its rows does not change the next caller's
