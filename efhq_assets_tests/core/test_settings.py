@@ -58,3 +58,11 @@ def test_command_line_values_are_typed():
 def test_every_setting_is_documented():
     for item in s.describe():
         assert item["description"] and len(item["description"]) > 20, item["name"]
+
+
+def test_the_readme_lists_every_setting():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    missing = [name for name in s.Settings.model_fields if f"| `{name}` |" not in readme]
+    assert not missing, f"README's settings table lacks {missing}"
