@@ -296,6 +296,8 @@ def main() -> None:
     ap.add_argument("--focal-factor", type=float, default=2.0,
                     help="renders: focal length = this x the 512 px frame side (default 2: the frame is the centre "
                          "crop of a 1024 px video frame whose camera the pipeline guesses as f = 1024)")
+    ap.add_argument("--pitches", default="-20,0,20", help="pitch grid of the full run")
+    ap.add_argument("--rolls", default="0,15", help="roll grid of the full run")
     ap.add_argument("--no-astronaut", action="store_true", help="skip the (circular, reported apart) astronaut")
     ap.add_argument("--dump", type=Path, help="also write every view's truth and estimates to this JSON file")
     args = ap.parse_args()
@@ -311,8 +313,8 @@ def main() -> None:
     detector, facemesh, dlib68 = MtcnnDetector(), FaceMeshLandmarker(), Dlib68Landmarker()
     peers = {f"peer_pnp_crop{e}": FaceMeshLandmarker(expand=e, fallback=False) for e in (1.3, 1.8)}
     yaws = list(range(0, 91, 10))
-    pitches = (0,) if args.quick else (-20, 0, 20)
-    rolls = (0,) if args.quick else (0, 15)
+    pitches = (0,) if args.quick else tuple(float(v) for v in args.pitches.split(","))
+    rolls = (0,) if args.quick else tuple(float(v) for v in args.rolls.split(","))
     estimators = ("combined", "facemesh", "dlib68", *peers, "pnp_on_pipeline_landmarks")
 
     t1 = insightface_t1_bgr()

@@ -195,3 +195,46 @@ def test_level_heads_read_pitch_zero_on_real_photos(models):
         pitches += [r["pitch"] for r in pose_rows(rows, camera=pinhole_camera(w, h)) if r["estimator"] == "combined"]
     assert len(pitches) == 7
     assert abs(np.median(pitches)) <= 4.0, pitches
+
+
+def test_bin_table_on_the_pose_benchmarks_renders(models):
+    """EFHQ's yaw bins on the benchmark's own renders (benchmarks/pose_accuracy.py: perspective camera, turned toward
+    the side the photo saw, every view mirrored), through its chain (the pipeline's detector with mirrored
+    re-detection, FaceMesh with its ROI fallback, dlib68, pose_rows) and its metrics, for two held-out people: every
+    profile on its side, no frontal face read as profile, every view detected."""
+    import importlib.util
+    from pathlib import Path
+
+    from efhq_assets.core.face_render import fit_textured_mesh, render, texture_fidelity
+    from efhq_assets.core.models.dlib68 import Dlib68Landmarker
+    from efhq_assets.core.models.sample_images import insightface_t1_bgr
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "pose_accuracy.py"
+    spec = importlib.util.spec_from_file_location("pose_accuracy_bench", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    t1 = insightface_t1_bgr()
+    dets = sorted(models.detector.detect([t1])[0], key=lambda d: float(d.box[0]))
+    focal, size = 2.0 * bench.SIZE, bench.SIZE
+    records = []
+    for person in (1, 5):  # held out (bench.SPLITS)
+        assert person in bench.SPLITS["held_out"]
+        face = fit_textured_mesh(t1, dets[person].box, models.facemesh)
+        side = -1.0 if face.still_pose[0] < 0 else 1.0
+        frames, boxes, meta = [], [], []
+        for y in (0, 15, 30, 50, 65, 80, 90):
+            fr, b, _, _ = render(face, side * y, 0.0, 0.0, size=size, face_px=280.0, focal_px=focal)
+            fid = texture_fidelity(face, side * y, 0.0, 0.0)
+            frames += [fr, np.ascontiguousarray(fr[:, ::-1])]
+            boxes += [b, np.array([size - b[2], b[1], size - b[0], b[3]], np.float32)]
+            meta += [{"truth": (side * y, 0.0, 0.0), "fidelity": fid}, {"truth": (-side * y, 0.0, 0.0), "fidelity": fid}]
+        out = bench.run_chain(frames, boxes, (models.detector, models.facemesh, Dlib68Landmarker(), {}), focal)
+        records += [{**m, **o} for m, o in zip(meta, out)]
+    table = bench.metrics(records, ("combined",))
+    bins = table["bins"]
+    assert table["views"] == 28 and bins["profile_views"] == 16
+    assert all(r["detected"] for r in records)
+    assert bins["frontal_read_as_profile"] == 0.0
+    assert bins["profile_recall"] >= 0.9, bins
+    assert bins["yaw_bin_accuracy"] >= 0.9 and bins["smallbin_within_one_step"] >= 0.8, bins
+    assert table["buckets"]["75-90"]["answer_rate"] == 1.0  # a pose for every full profile, FaceMesh or not
