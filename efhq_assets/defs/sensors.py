@@ -88,8 +88,12 @@ def plan_tick(root: DataRoot, existing: list[str], cursor: str | None, in_flight
         return tick
     config = ingest.load_source_config(root)
     listing = source_listing_fingerprint(config)
+    changed: set[str] = set()
     if state.get("listing") != listing or state.get("backlog"):
+        before = ingest.load_catalog(root)
         catalog = ingest.refresh_catalog(root, config)
+        changed = {v["video_id"] for v in catalog.videos
+                   if before.video(v["video_id"]) != v or before.clips_of(v["video_id"]) != catalog.clips_of(v["video_id"])}
     else:
         catalog = ingest.load_catalog(root)
     wanted = catalog.partition_keys()
@@ -102,20 +106,25 @@ def plan_tick(root: DataRoot, existing: list[str], cursor: str | None, in_flight
 
     if plan.reviews_stale(root):
         tick.review_run_key = f"review:{plan.review_files_state(root)}"
-    # What can make a video stale since the last tick: the sources, the settings, the code, a run that ended
-    # (its lineage or error rows changed the folders' mtimes), a review.
-    trigger = stages.fingerprint(listing, settings.model_dump(), [s.code_version for s in stages.STAGES],
-                                 _dir_stamp(root.tables / "lineage"), _dir_stamp(root.tables / "errors"),
-                                 _dir_stamp(root.tables / "review_overrides"), sorted(in_flight or ()))
+    # What can make every video stale: the settings, the code, the reviewed labels. Otherwise only some can
+    # be: new files, changed catalog rows (replaced files, new annotations), and the videos of runs that
+    # ended since the last tick (a failed batch leaves its other videos' later stages to do). Planning only
+    # those keeps a tick cheap on a large root (a plan reads each video's lineage files).
+    basis = stages.fingerprint(settings.model_dump(), [s.code_version for s in stages.STAGES],
+                               _dir_stamp(root.tables / "review_overrides"))
     busy = in_flight or set()
+    if cursor is None or basis != state.get("basis"):
+        candidates = set(wanted)
+    else:
+        candidates = set(tick.new_keys) | changed | (set(state.get("in_flight", ())) - busy)
     idle = in_flight is None and not unpartitioned_in_flight and tick.review_run_key is None
     unpartitioned_key = None
     if idle and plan.unpartitioned_stale(root, settings):
         unpartitioned_key = "unpartitioned:" + plan.unpartitioned_state(root, settings)
         if attempted(unpartitioned_key):
             unpartitioned_key = None  # it ran on this very state (and failed): wait for a change
-    if tick.review_run_key is None and (trigger != state.get("trigger") or tick.new_keys or unpartitioned_key):
-        keys = [k for k in wanted if k in order and k not in busy]
+    if tick.review_run_key is None and candidates:
+        keys = [k for k in wanted if k in order and k not in busy and k in candidates]
         resolved = face_analysis.resolved(settings)
         build = plan.plan_build(root, catalog, keys, order, resolved.identity, settings=settings)
         for selection, run_keys in build.runs:
@@ -125,7 +134,10 @@ def plan_tick(root: DataRoot, existing: list[str], cursor: str | None, in_flight
                 tick.runs.append((selection, run_keys, run_key))
     if unpartitioned_key and not tick.runs and not tick.new_keys:
         tick.unpartitioned_run_key = unpartitioned_key
-    tick.cursor = json.dumps({"listing": listing, "trigger": trigger, "backlog": len(new) - len(tick.new_keys)})
+    if tick.review_run_key is not None:
+        basis = state.get("basis")  # not planned this tick: plan everything once the review has run
+    tick.cursor = json.dumps({"listing": listing, "basis": basis, "in_flight": sorted(busy),
+                              "backlog": len(new) - len(tick.new_keys)})
     if not (tick.runs or tick.new_keys or tick.unpartitioned_run_key or tick.review_run_key):
         tick.skip = "everything is up to date" + (f"; {len(busy)} video(s) in flight" if busy else "") + \
             (f"; {len(tick.vanished)} vanished" if tick.vanished else "")

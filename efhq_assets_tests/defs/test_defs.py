@@ -89,13 +89,42 @@ def test_sensor_adds_partitions_and_requests_one_batched_run(tmp_path, sources):
         assert [k.to_user_string() for k in request.asset_selection] == list(stages.PER_VIDEO)
         instance.add_dynamic_partitions(video_files.name, keys)
         # The same plan gets the same run key: the daemon never launches it twice.
-        again = _tick(instance, storage, result.cursor)
-        assert [r.run_key for r in again.run_requests] == [request.run_key]
+        again = sensors.plan_tick(root, keys, None, None, FaceAnalysis())
+        assert [run_key for _, _, run_key in again.runs] == [request.run_key]
+        # While the run is in flight, nothing more is requested for its videos.
+        busy = sensors.plan_tick(root, keys, result.cursor, set(keys), FaceAnalysis())
+        assert not busy.runs and busy.unpartitioned_run_key is None and "in flight" in busy.skip
         # A vanished file is reported, never deleted.
         (tmp_path / "videos" / "good_b.mp4").unlink()
-        tick = sensors.plan_tick(root, keys, again.cursor, set(keys), FaceAnalysis())
+        tick = sensors.plan_tick(root, keys, busy.cursor, set(keys), FaceAnalysis())
         assert tick.vanished == ["good_b"] and "vanished" in tick.skip and not tick.runs
         assert "good_b" in instance.get_dynamic_partitions(video_files.name)
+
+
+def test_sensor_plans_only_what_changed_since_its_last_tick(tmp_path, sources, make_video):
+    """Once a tick has planned everything, later ticks plan new files, replaced files and the videos of runs
+    that ended; a setting change plans every video again."""
+    from efhq_assets.core.settings import update_settings
+
+    root = DataRoot(tmp_path / "root").ensure()
+    ingest.save_source_config(root, sources)
+    first = sensors.plan_tick(root, [], None, None, FaceAnalysis())
+    keys = first.new_keys
+    # every video was requested; while they are in flight nothing else is
+    flying = sensors.plan_tick(root, keys, first.cursor, set(keys), FaceAnalysis())
+    assert not flying.runs
+    # a run ended without doing its work (nothing materialized here): its videos are planned again
+    ended = sensors.plan_tick(root, keys, flying.cursor, {"good_a"}, FaceAnalysis())
+    assert sorted(k for _, run_keys, _ in ended.runs for k in run_keys) == ["empty", "good_b", "notes", "truncated"]
+    # a replaced file alone
+    quiet = sensors.plan_tick(root, keys, ended.cursor, set(keys) - {"good_a"}, FaceAnalysis())
+    make_video(tmp_path / "videos" / "good_b.mp4", n=9, seed=7)
+    replaced = sensors.plan_tick(root, keys, quiet.cursor, set(keys) - {"good_a", "good_b"}, FaceAnalysis())
+    assert [run_keys for _, run_keys, _ in replaced.runs] == [["good_b"]]
+    # a setting: every video not in flight
+    update_settings(root, pose_camera="weak")
+    resettled = sensors.plan_tick(root, keys, replaced.cursor, {"good_b"}, FaceAnalysis())
+    assert sorted(k for _, run_keys, _ in resettled.runs for k in run_keys) == ["empty", "good_a", "notes", "truncated"]
 
 
 def test_sensor_cap_leaves_a_backlog_for_the_next_tick(tmp_path, sources):
