@@ -350,8 +350,10 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--vfhq-annotations", action="append", help="folder of VFHQ per-clip annotation .txt files")
     p.add_argument("--celebv-info", action="append", help="CelebV-HQ celebvhq_info.json")
     p.add_argument("--efhq-metadata", action="append",
-                   help="EFHQ's released per-frame metadata CSV: rebuild its frames' task outputs without running "
-                        "detection or pose (VFHQ clips on full videos; CelebV clips with --celebv-info or pre-cut files)")
+                   help="EFHQ's released per-frame metadata: a CSV, or a folder of them (EFHQ's per-clip <clip id>.csv "
+                        "files, its 4_binned_edited/<bin>/ review output); rebuild its frames' task outputs without "
+                        "running detection or pose (VFHQ clips on full videos, with --vfhq-annotations for their "
+                        "annotated size; CelebV clips with --celebv-info or pre-cut files)")
     p.add_argument("--sample", default=None, help="frame sampling: all | fps:N | max:N (saved in the data root)")
     p.add_argument("--force", action="store_true", help="re-materialize videos even when up to date")
     p.add_argument("--dry-run", action="store_true",
