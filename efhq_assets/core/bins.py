@@ -1,4 +1,4 @@
-"""EFHQ pose binning (EFHQ_REFERENCE.md, stage 2 step 4 and ``poseizer-stepbin``) on the project's one convention.
+"""EFHQ pose binning (docs/efhq.md, "Stage 2": binning and ``smallbin``) on the project's one convention.
 
 Angles are degrees in the convention of :mod:`efhq_assets.core.pose`: yaw > 0 = the subject
 turns to their own left, pitch > 0 = looks up.  Hence ``profile_left`` is always the

@@ -1,7 +1,7 @@
 """EFHQ's published per-frame metadata CSVs: reader, frame-id mapping, VFHQ crop offset.
 
 EFHQ (VinAIResearch/EFHQ) released metadata only (e.g. ``train_celebv_reenactment.csv``,
-``train_vfhq_reenactment.csv``; EFHQ_REFERENCE.md section 1.3). This module reads those files
+``train_vfhq_reenactment.csv``; docs/efhq.md, "Inputs"). This module reads those files
 with their literal column names and maps every row onto this project's conventions, so
 ``efhq build --efhq-metadata FILE.csv`` can join them to frames decoded by
 :func:`efhq_assets.core.video.iter_clip_frames`.

@@ -1,6 +1,6 @@
 """Cut face crops on demand by re-decoding only the frames that hold the wanted faces.
 
-Crops are never stored per frame (ARCHITECTURE.md); stages that need pixels (quality, identity
+Crops are never stored per frame (docs/architecture.md); stages that need pixels (quality, identity
 embeddings, splits) stream the frames they need in one pass over the file.
 """
 

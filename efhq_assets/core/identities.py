@@ -1,6 +1,6 @@
 """Face-track identities within one source: the mapping EFHQ never released (their issue #5).
 
-What EFHQ did (EFHQ_REFERENCE.md, stage 2 "Identity handling"):
+What EFHQ did (docs/efhq.md, stage 2 "Identities"):
 
 * VFHQ: identity = the whole YouTube video, even when it shows several people
   (genuine-pair noise in the verification benchmark);

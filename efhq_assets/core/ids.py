@@ -2,7 +2,7 @@
 
 A video id names a partition and a file under the data root (`tables/<table>/<video_id>.parquet`),
 so it must never be able to escape that folder. Ids that come from annotation files are rejected
-when hostile (ARCHITECTURE.md, "Identity of videos and partitions"); ids derived from file names are
+when hostile (docs/architecture.md, "Invariants": stable ids); ids derived from file names are
 made safe by a deterministic slug, so any file a user has can still be processed.
 """
 

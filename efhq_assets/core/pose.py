@@ -1,7 +1,7 @@
 """The project's one head-pose angle convention, rotation math, and a batched landmark pose fit.
 
-Convention (ARCHITECTURE.md, "Identity of videos and partitions")
-------------------------------------------------------------------
+Convention (docs/architecture.md, "Invariants")
+------------------------------------------------
 All angles are in **degrees**.
 
 * ``yaw > 0``: the subject turns to their own left, the nose moves toward the image's right side;

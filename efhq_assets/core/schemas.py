@@ -1,4 +1,4 @@
-"""Column schemas of the manifest tables (ARCHITECTURE.md "Tables users query").
+"""Column schemas of the manifest tables (docs/architecture.md "Tables").
 
 Table and column names are an interface: users' SQL, the docs and the tests rely on them. A stage
 writes its per-video Parquet with exactly these columns (more may be appended); the manifest

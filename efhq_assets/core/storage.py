@@ -3,7 +3,7 @@
 Per-video stages write one Parquet file per (table, video) under `tables/` (parallel-safe: no two
 runs write the same file). The manifest is a DuckDB file of native tables compacted from those files:
 built beside the old one and swapped in with `os.replace` under an `fcntl` lock, so readers never see
-a half-built database and never hold a lock a writer needs (ARCHITECTURE.md "The manifest").
+a half-built database and never hold a lock a writer needs (docs/architecture.md "Invariants").
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""EFHQ binning rules (EFHQ_REFERENCE.md stage 2 step 4 and poseizer-stepbin) on the project's convention."""
+"""EFHQ binning rules (docs/efhq.md "Stage 2": binning and smallbin) on the project's convention."""
 
 from __future__ import annotations
 

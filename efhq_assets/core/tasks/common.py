@@ -1,6 +1,6 @@
 """Helpers shared by the per-task split builders: hash splits, deterministic caps, file names, writers.
 
-Stability under refresh (ARCHITECTURE.md, "Invariants"):
+Stability under refresh (docs/architecture.md, "Invariants"):
 
 * A sample's split is a pure function of its identity id and a seed (:func:`split_of`): adding a
   video or an identity never moves an existing sample to another split, and one identity never

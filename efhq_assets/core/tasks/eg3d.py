@@ -2,7 +2,7 @@
 
 Selection: the same rows as the GAN split (:func:`gan.select_gan`: quality pass, FFHQ crop inside
 the frame, at most 10 per (clip, bin) as EFHQ, most extreme first), as the original took the
-StyleGAN-sampled list (EFHQ_REFERENCE.md 3.2).  ``label`` here is the pose bin (EG3D is conditioned
+StyleGAN-sampled list (docs/efhq.md, "Per-task outputs").  ``label`` here is the pose bin (EG3D is conditioned
 on the camera, not on a class); ``class_index`` is kept for convenience.
 
 Export (:func:`export_eg3d`): 512x512 crops (the caller's ``render_fn`` re-decodes and crops with

@@ -1,6 +1,6 @@
 """2D GAN split (StyleGAN2-ADA): selection (table ``split_gan``) and a zip StyleGAN reads directly.
 
-Selection (EFHQ_REFERENCE.md, "Stage 3b: Task sampling" and 3.1), per EFHQ-filtered face row:
+Selection (docs/efhq.md, "Stage 3" and "Per-task outputs"), per EFHQ-filtered face row:
 
 1. keep ``quality_pass`` (the configured scorer's threshold; the original used ``iqa >= 42``);
 2. drop faces whose FFHQ alignment would leave the frame (``align.ffhq_outside_frame``, the

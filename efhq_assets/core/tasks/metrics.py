@@ -1,4 +1,4 @@
-"""Verification metrics (EFHQ_REFERENCE.md section 3.5), table ``verification_report``.
+"""Verification metrics (docs/efhq.md, "Per-task outputs"), table ``verification_report``.
 
 Scores are similarities (cosine for L2-normalised 512-d features): higher = more alike; a pair
 is accepted as "same" when ``score > threshold`` (strict).

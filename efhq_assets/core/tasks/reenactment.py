@@ -1,4 +1,4 @@
-"""Face-reenactment split (TPS / LIA), EFHQ_REFERENCE.md section 3.4, table ``split_reenactment``.
+"""Face-reenactment split (TPS / LIA), docs/efhq.md "Per-task outputs", table ``split_reenactment``.
 
 What is kept from the original (``vfhq_txt.py`` / ``celeb_txt.py`` / ``create_train_test.py``):
 

@@ -3,7 +3,7 @@ conditions, captions, and the dataset layout ControlNet's tutorial loader reads.
 
 Selection (:func:`select_t2i`): the GAN selection (quality pass, FFHQ crop in frame, at most 10 per
 (clip, bin) as EFHQ, most extreme first) restricted to faces that satisfy the original's MediaPipe
-filter (EFHQ_REFERENCE.md 3.3): 478 FaceMesh landmarks present, image short side >= 384 px, face
+filter (docs/efhq.md, "Per-task outputs"): 478 FaceMesh landmarks present, image short side >= 384 px, face
 box short side >= 64 px.  The filter is applied *before* the cap, so a group's cap is filled with
 usable faces.
 

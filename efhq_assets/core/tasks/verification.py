@@ -1,4 +1,4 @@
-"""Cross-view face-verification benchmark (EFHQ_REFERENCE.md section 3.5), table ``verification_pairs``.
+"""Cross-view face-verification benchmark (docs/efhq.md, "Per-task outputs"), table ``verification_pairs``.
 
 Sampling (``cli_face_verification.py align``):
 
