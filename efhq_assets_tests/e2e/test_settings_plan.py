@@ -80,3 +80,18 @@ def test_a_non_editable_install_seeds_the_instance_template(tmp_path):
     assert proc.returncode == 0, proc.stderr
     seeded = (tmp_path / "root" / "dagster_home" / "dagster.yaml").read_text()
     assert seeded == (REPO / "dagster.yaml").read_text() and "max_concurrent_runs" in seeded
+
+
+def test_dagster_project_conventions_dg_check_and_list_defs():
+    """`[tool.dg]` in pyproject.toml: `dg check defs` and `dg list defs` work from the checkout."""
+    dg_cli = Path(sys.executable).parent / "dg"
+    env = {k: v for k, v in os.environ.items() if k not in {"EFHQ_DATA_ROOT", "DAGSTER_HOME"}}
+    env["COLUMNS"] = "250"
+    check = subprocess.run([str(dg_cli), "check", "defs"], cwd=REPO, env=env, capture_output=True, text=True,
+                           timeout=300)
+    assert check.returncode == 0 and "All definitions loaded successfully" in check.stdout + check.stderr
+    listed = subprocess.run([str(dg_cli), "list", "defs"], cwd=REPO, env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert listed.returncode == 0, listed.stderr
+    for name in ("per_video_job", "unpartitioned_job", "video_files_sensor", "setting_pose_camera", "manifest"):
+        assert name in listed.stdout, name
