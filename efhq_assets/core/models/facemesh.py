@@ -45,6 +45,7 @@ from typing import Sequence
 import numpy as np
 
 from .base import ModelBackend
+from .native_logs import quiet_native_logs
 
 __all__ = ["FaceMeshLandmarker", "square_crop_transform"]
 
@@ -100,12 +101,15 @@ class FaceMeshLandmarker(ModelBackend):
         if not self.expands:
             raise ValueError("FaceMeshLandmarker needs at least one crop expansion")
         self.crop_size = int(crop_size)
-        self._mesh = mp_face_mesh.FaceMesh(
-            static_image_mode=True,
-            max_num_faces=1,
-            refine_landmarks=True,
-            min_detection_confidence=float(min_detection_confidence),
-        )
+        with quiet_native_logs():
+            self._mesh = mp_face_mesh.FaceMesh(
+                static_image_mode=True,
+                max_num_faces=1,
+                refine_landmarks=True,
+                min_detection_confidence=float(min_detection_confidence),
+            )
+            # the graph opens its calculators (and logs) asynchronously: one call waits for them
+            self._mesh.process(np.zeros((64, 64, 3), np.uint8))
         self.fallback = bool(fallback)
         self._roi_graph = None  # built on first use (only turned faces need it)
         self.last_sources: list[str | None] = []
@@ -153,7 +157,8 @@ class FaceMeshLandmarker(ModelBackend):
         with self._lock:
             if self._mesh is None:
                 raise RuntimeError("FaceMeshLandmarker was closed")
-            res = self._roi_solution().process({"image": rgb, "roi": roi})
+            with quiet_native_logs():
+                res = self._roi_solution().process({"image": rgb, "roi": roi})
         lms = res.face_landmarks
         if lms is None or len(lms.landmark) != NUM_POINTS:
             return None
@@ -241,7 +246,8 @@ class FaceMeshLandmarker(ModelBackend):
         with self._lock:
             if self._mesh is None:
                 raise RuntimeError("FaceMeshLandmarker was closed")
-            res = self._mesh.process(rgb)
+            with quiet_native_logs():
+                res = self._mesh.process(rgb)
         if not res.multi_face_landmarks:
             return None
         lm = res.multi_face_landmarks[0].landmark
