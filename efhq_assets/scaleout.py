@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Mapping
 
 import dagster as dg
@@ -49,27 +50,33 @@ def gpu_op_tags(gpus: int = 1) -> dict[str, object]:
 def with_op_tags(asset: dg.AssetsDefinition, tags: Mapping[str, object]) -> dg.AssetsDefinition:
     """The same asset with extra tags on its op (what `@dg.asset(op_tags=...)` sets).
 
-    Dagster has no public way to add op tags to an existing asset, so this rebuilds the op with the same
-    compute function; `op_tags=gpu_op_tags()` on the asset decorator makes it unnecessary.
+    Dagster 1.13 has no method that adds op tags to an existing asset (`with_attributes` and `map_asset_specs`
+    change asset specs, whose tags are asset tags, not the step tags executors read), so this builds the op
+    again with the public `dg.OpDefinition` constructor (same compute function, ins, outs, config, resources,
+    retry policy, code version and pool) and the asset with the public `dg.AssetsDefinition` constructor from
+    the asset's own attributes. `op_tags=gpu_op_tags()` on the asset decorator makes it unnecessary.
     """
     op = asset.op
     if all(op.tags.get(k) == (v if isinstance(v, str) else json.dumps(v)) for k, v in tags.items()):
         return asset  # already tagged (e.g. by `op_tags=` on the asset itself)
-    new_op = dg.OpDefinition.dagster_internal_init(
-        name=op.name,
-        ins={d.name: dg.In.from_definition(d) for d in op.input_defs},
-        outs={d.name: dg.Out.from_definition(d) for d in op.output_defs},
+    versions = set(asset.code_versions_by_key.values())  # the op's (its outs keep their own in any case)
+    new_op = dg.OpDefinition(
         compute_fn=op.compute_fn,
-        config_schema=op.config_schema,
+        name=op.name,
+        ins=op.ins,
+        outs=op.outs,
         description=op.description,
-        tags={**op.tags, **tags},
+        config_schema=op.config_schema,
         required_resource_keys=op.required_resource_keys,
-        code_version=op.version,
+        tags={**op.tags, **tags},
         retry_policy=op.retry_policy,
-        version=None,
+        code_version=versions.pop() if len(versions) == 1 else None,
         pool=op.pool,
     )
-    return dg.AssetsDefinition.dagster_internal_init(**{**asset.get_attributes_dict(), "node_def": new_op})
+    with warnings.catch_warnings():  # the asset's own beta parameters (backfill_policy) warned once already
+        warnings.simplefilter("ignore", category=dg.BetaWarning)
+        warnings.simplefilter("ignore", category=dg.PreviewWarning)
+        return dg.AssetsDefinition(**{**asset.get_attributes_dict(), "node_def": new_op})
 
 
 def gpu_tagged_assets(gpus: int = 1) -> list:
