@@ -309,6 +309,7 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / f"efhq_bench_decode_{CACHE_VERSION}")
     parser.add_argument("--keep-build", type=Path, default=None, help="copy the build's data root here")
     parser.add_argument("--build-only", action="store_true", help="only the `efhq build` bytes")
+    parser.add_argument("--ratios-only", action="store_true", help="only the stage/raw ratios")
     parser.add_argument("--ratio-runs", type=int, default=3, help="fresh processes per stage/raw ratio (min reported)")
     parser.add_argument("--reps", type=int, default=0, help="interleaved runs per figure (default 2 quick, 3 full)")
     parser.add_argument("--rss-child", type=Path, help=argparse.SUPPRESS)
@@ -351,6 +352,9 @@ def main() -> None:
         untuned = ratio_in_child(clip, reps, {"EFHQ_MALLOC_TUNING": "0"})
         result[f"stage_over_raw_{name}_glibc_defaults"] = untuned["ratio"]
         result[f"stage_fps_{name}_glibc_defaults"] = untuned["stage"]
+    if args.ratios_only:
+        print(json.dumps(result))
+        return
     result["frame_hash_ms_1080"] = round(hash_ms(1920, 1080), 3)
     result["frame_hash_ms_512"] = round(hash_ms(512, 512), 3)
 
