@@ -85,7 +85,9 @@ def candidate_rows(root, frozen_threshold: float | None = None,
     threshold = quality_threshold(scores, frozen_threshold, DEFAULT_SCORER)
     cuts = {s: (threshold if s == DEFAULT_SCORER else quality_threshold(np.zeros(0), None, s))
             for s in df["scorer"].unique().to_list()}
-    df = df.with_columns(quality_threshold=pl.col("scorer").replace_strict(cuts, return_dtype=pl.Float64))
+    # (an empty mapping would give a String column: polars' replace_strict on no faces at all)
+    cut = pl.col("scorer").replace_strict(cuts, return_dtype=pl.Float64) if cuts else pl.lit(None, pl.Float64)
+    df = df.with_columns(quality_threshold=cut)
     df = df.with_columns(quality_pass=pl.col("score").fill_null(-1e9) >= pl.col("quality_threshold"))
     rows = df.sort(KEY).to_dicts()
     return rows, threshold
