@@ -10,7 +10,6 @@ import json
 import os
 import sys
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,15 +28,6 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-# The only warnings `efhq demo` emits with every warning enabled (measured with Dagster 1.13.27): deprecation
-# notices for calls the project still makes (`context.run_id` in defs/, `define_asset_job(partitions_def=...)`
-# in defs/sensors.py). Only these are muted; any other warning, from Dagster or not, is left to Python's filters.
-DAGSTER_NOTICES = (
-    r"AssetExecutionContext\.run_id is deprecated",
-    r"Parameter `partitions_def` of function `define_asset_job` is deprecated",
-)
-
-
 def prepare_instance(root: DataRoot):
     """Point Dagster at this data root's instance (seeded from the package's dagster.yaml template)."""
     root.ensure()
@@ -48,8 +38,6 @@ def prepare_instance(root: DataRoot):
         target.write_text(INSTANCE_TEMPLATE.read_text())
     os.environ["DAGSTER_HOME"] = str(home)
     os.environ["EFHQ_DATA_ROOT"] = str(root.path)
-    for message in DAGSTER_NOTICES:
-        warnings.filterwarnings("ignore", message=message, category=DeprecationWarning)
     import dagster as dg
 
     return dg.DagsterInstance.get()

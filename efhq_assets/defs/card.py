@@ -39,7 +39,7 @@ def dataset_card(context: dg.AssetExecutionContext, storage: EfhqStorage) -> dg.
     rendered = card.render_card(root, out, THUMBS_PER_BIN)
     bins, identities, pose_png, sheets = (rendered["bins"], rendered["identities"], rendered["pose_png"],
                                           rendered["sheets"])
-    ingest.record_lineage(root, "dataset_card", "all", stages.stage("dataset_card").code_version, context.run_id, "", len(bins))
+    ingest.record_lineage(root, "dataset_card", "all", stages.stage("dataset_card").code_version, context.run.run_id, "", len(bins))
     counts = pl.DataFrame({"label": [b["label"] for b in bins]}).group_by("label").len().sort("label") if bins else None
     metadata = {
         "card": dg.MetadataValue.path(str(out / "dataset_card.md")),

@@ -89,7 +89,7 @@ def read_all(root, table: str) -> list[dict]:
 def face_identities(context: dg.AssetExecutionContext, storage: EfhqStorage) -> dg.MaterializeResult:
     root = storage.root()
     df, merges = update_identities(root)
-    ingest.record_lineage(root, "face_identities", "all", stages.stage("face_identities").code_version, context.run_id, "", df.height,
+    ingest.record_lineage(root, "face_identities", "all", stages.stage("face_identities").code_version, context.run.run_id, "", df.height,
                           {"method": ident.method_name()})
     return dg.MaterializeResult(metadata={
         "tracks": df.height,

@@ -29,7 +29,7 @@ def record_stage(context: dg.AssetExecutionContext, root: DataRoot, name: str, v
     """Write the stage's lineage row; returns its fingerprint as the materialization's data version
     (batch.each_partition also puts it in each video's metadata: a multi-video step has one data version)."""
     fp = stages.consumed_fingerprint(name, video_context(root, video_id, face_analysis))
-    ingest.record_lineage(root, name, video_id, stages.stage(name).code_version, context.run_id, fp, rows,
+    ingest.record_lineage(root, name, video_id, stages.stage(name).code_version, context.run.run_id, fp, rows,
                           model_versions)
     return dg.DataVersion(fp)
 

@@ -23,7 +23,7 @@ from .resources import EfhqStorage
 def manifest(context: dg.AssetExecutionContext, storage: EfhqStorage) -> dg.MaterializeResult:
     root = storage.root()
     stats = compact_manifest(root)
-    record_lineage(root, "manifest", "all", stages.stage("manifest").code_version, context.run_id, "",
+    record_lineage(root, "manifest", "all", stages.stage("manifest").code_version, context.run.run_id, "",
                    sum(stats["tables"].values()))
     # The state this manifest reflects (data files, code versions, settings): `efhq build`, --dry-run and the
     # sensor compare it with now to decide whether the unpartitioned stages are stale.

@@ -40,7 +40,7 @@ def review_overrides(context: dg.AssetExecutionContext, storage: EfhqStorage) ->
             remove_table_file(root, "review_overrides", path.stem)
     for video_id, rows in by_video.items():
         write_table(root, "review_overrides", video_id, pl.DataFrame(rows))
-    ingest.record_lineage(root, "review_overrides", "all", stages.stage("review_overrides").code_version, context.run_id,
+    ingest.record_lineage(root, "review_overrides", "all", stages.stage("review_overrides").code_version, context.run.run_id,
                           ingest.fingerprint([p.name for p in files]), len(merged))
     record_review_state(root)  # the sheets merged: efhq build and the sensor compare it with the sheets now
     counts = pl.DataFrame({"label": list(merged.values())}).group_by("label").len().sort("label").to_dicts() \

@@ -43,7 +43,7 @@ RUN_KEY_TAG = "dagster/run_key"
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 
 per_video_job = dg.define_asset_job(
-    "per_video_job", selection=dg.AssetSelection.assets(*stages.PER_VIDEO), partitions_def=video_files,
+    "per_video_job", selection=dg.AssetSelection.assets(*stages.PER_VIDEO),
     description="Everything computed per video file, for one partition or a range of them.")
 unpartitioned_job = dg.define_asset_job(
     "unpartitioned_job", selection=dg.AssetSelection.assets(*stages.UNPARTITIONED),

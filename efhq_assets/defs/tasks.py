@@ -218,7 +218,7 @@ def build_split(context, storage: EfhqStorage, task: str, table: str, columns):
     if exports_in_build(root):
         with swapped_dir(root.tasks / task) as tmp:
             result = render(root, rows, tmp)
-    ingest.record_lineage(root, table, "all", stages.stage(table).code_version, context.run_id, "", df.height)
+    ingest.record_lineage(root, table, "all", stages.stage(table).code_version, context.run.run_id, "", df.height)
     return df, result
 
 
@@ -281,7 +281,7 @@ def split_reenactment(context: dg.AssetExecutionContext, storage: EfhqStorage) -
     train_ids = set(df.filter(pl.col("split") == "train")["identity_id"]) if df.height else set()
     test_ids = set(df.filter(pl.col("split") == "test")["identity_id"]) if df.height else set()
     overlap = sorted(train_ids & test_ids)
-    ingest.record_lineage(root, "split_reenactment", "all", stages.stage("split_reenactment").code_version, context.run_id, "", df.height)
+    ingest.record_lineage(root, "split_reenactment", "all", stages.stage("split_reenactment").code_version, context.run.run_id, "", df.height)
     return dg.MaterializeResult(
         metadata={"rows": df.height, "pairs": len(pairs), **_export_metadata(root, "reenactment", result),
                   "splits": _counts_md(df, "split", "label"), "dagster/row_count": df.height},
@@ -324,7 +324,7 @@ def verification_pairs(context: dg.AssetExecutionContext, storage: EfhqStorage) 
     root = storage.root()
     df, n_images = write_verification_pairs(root)
     bad = df.filter(~pl.col("issame") & (pl.col("identity1") == pl.col("identity2"))).height if df.height else 0
-    ingest.record_lineage(root, "verification_pairs", "all", stages.stage("verification_pairs").code_version, context.run_id, "", df.height)
+    ingest.record_lineage(root, "verification_pairs", "all", stages.stage("verification_pairs").code_version, context.run.run_id, "", df.height)
     return dg.MaterializeResult(
         metadata={"pairs": df.height, "images": n_images,
                   "export": dg.MetadataValue.path(str(root.tasks / "verification")),
@@ -481,7 +481,7 @@ def verification_report(context: dg.AssetExecutionContext, storage: EfhqStorage)
                                                                   cache_path(root, "verification_embeddings")))
     rows = verification_report_rows(pairs, scores, model) if pairs else []
     df = write_split_table(root, "verification_report", rows, VERIFICATION_REPORT_COLUMNS)
-    ingest.record_lineage(root, "verification_report", "all", stages.stage("verification_report").code_version, context.run_id, "", df.height,
+    ingest.record_lineage(root, "verification_report", "all", stages.stage("verification_report").code_version, context.run.run_id, "", df.height,
                           {"embedder": model})
     table = "| protocol | FAR | TAR | n_genuine | n_impostor |\n|---|---|---|---|---|\n" + "\n".join(
         f"| {r['protocol']} | {r['far']:g} | {_fmt(r['tar'])} "
