@@ -127,6 +127,22 @@ def test_sensor_plans_only_what_changed_since_its_last_tick(tmp_path, sources, m
     assert sorted(k for _, run_keys, _ in resettled.runs for k in run_keys) == ["empty", "good_a", "notes", "truncated"]
 
 
+def test_a_full_plan_is_spread_over_ticks(tmp_path, sources, monkeypatch):
+    """A large root's full plan (first tick, or after a setting change) plans a slice of videos per tick, and
+    the unpartitioned stages wait until it has seen every video."""
+    root = DataRoot(tmp_path / "root").ensure()
+    ingest.save_source_config(root, sources)
+    keys = sensors.plan_tick(root, [], None, None, FaceAnalysis()).new_keys
+    monkeypatch.setattr(sensors, "FULL_PLAN_PER_TICK", 2)
+    cursor, planned = None, []
+    for _ in range(3):
+        tick = sensors.plan_tick(root, keys, cursor, None, FaceAnalysis(), attempted=lambda run_key: True)
+        planned.append(json.loads(tick.cursor)["scan"])
+        assert tick.unpartitioned_run_key is None or planned[-1] is None
+        cursor = tick.cursor
+    assert planned == [2, 4, None]
+
+
 def test_sensor_cap_leaves_a_backlog_for_the_next_tick(tmp_path, sources):
     root = DataRoot(tmp_path / "root").ensure()
     ingest.save_source_config(root, sources)
