@@ -115,10 +115,10 @@ def test_an_unexpected_error_in_a_later_asset_fails_that_video_alone(tmp_path, m
         make_video(videos / f"{name}.mp4", n=4, seed=i)
     real = quality.score_video
 
-    def flaky(video, faces):
+    def flaky(video, *args, **kwargs):
         if video["video_id"] == "b":
             raise ZeroDivisionError("boom")
-        return real(video, faces)
+        return real(video, *args, **kwargs)
 
     monkeypatch.setattr(quality, "score_video", flaky)
     root = DataRoot(tmp_path / "root")
@@ -215,7 +215,8 @@ def test_registry_derives_deps_code_versions_and_jobs():
     for stage in stages.STAGES:
         node = graph.get(dg.AssetKey(stage.name))
         assert node.code_version == stage.code_version, stage.name
-        assert {k.to_user_string() for k in node.parent_keys} == set(stage.upstream), stage.name
+        settings = {f"setting_{n}" for n in stage.settings}  # each setting it reads is an external asset
+        assert {k.to_user_string() for k in node.parent_keys} == set(stage.upstream) | settings, stage.name
         assert node.is_partitioned == stage.partitioned, stage.name
     job = defs.resolve_job_def("per_video_job")
     assert {k.to_user_string() for k in job.asset_layer.selected_asset_keys} == set(stages.PER_VIDEO)

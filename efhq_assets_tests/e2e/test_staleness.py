@@ -46,8 +46,10 @@ def ui_plan(port: int, keys: list[str]) -> dict[str, list[str]]:
 
 
 def dry_run(root, pythonpath=None) -> dict[str, list[str]]:
-    env = {"PYTHONPATH": str(pythonpath)} if pythonpath else None
-    return json.loads(run_efhq("build", "--dry-run", "--format", "json", data_root=root, env=env).stdout)["stale"]
+    # `python -m` puts its working directory first on sys.path: run the bumped copy from its own folder
+    env, cwd = ({"PYTHONPATH": str(pythonpath)}, pythonpath) if pythonpath else (None, None)
+    return json.loads(run_efhq("build", "--dry-run", "--format", "json", data_root=root, env=env,
+                               cwd=cwd).stdout)["stale"]
 
 
 @pytest.mark.timeout(900)
