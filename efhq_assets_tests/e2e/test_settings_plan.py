@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -65,9 +66,12 @@ def test_ui_finds_dagster_beside_the_interpreter_without_an_activated_venv(monke
 
 def test_a_non_editable_install_seeds_the_instance_template(tmp_path):
     """`pip install .` (not editable), run from another folder: the dagster.yaml template is package data."""
-    target = tmp_path / "site"
+    target, source = tmp_path / "site", tmp_path / "source"
+    # built from a copy: setuptools writes build/ beside pyproject.toml, which must not be the checkout
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(".git", ".venv", "build", "*.egg-info", "__pycache__"),
+                    symlinks=True)
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target",
-                    str(target), str(REPO)], check=True, capture_output=True, timeout=300)
+                    str(target), str(source)], check=True, capture_output=True, timeout=300)
     assert (target / "efhq_assets" / "dagster.yaml").is_file()
     env = {k: v for k, v in os.environ.items() if k not in {"EFHQ_DATA_ROOT", "DAGSTER_HOME"}}
     env["PYTHONPATH"] = str(target)  # ahead of the editable checkout
