@@ -141,7 +141,7 @@ def cmd_models_fetch(args) -> int:
     expected = (args.sha256 or spec.sha256 or "").lower() or None
     # registry.fetch keeps a file already there when it passes the check (any file, where none is pinned)
     reuse = (not spec.offline and target.is_file() and not args.force
-             and (expected is None or registry._sha256(target) == expected))
+             and (expected is None or registry.file_sha256(target) == expected))
     if not reuse and not spec.offline and (args.url or spec.url_is_direct):
         print(f"efhq models fetch: downloading {name} from {args.url or spec.url} to {target} ...",
               file=sys.stderr, flush=True)
@@ -154,7 +154,7 @@ def cmd_models_fetch(args) -> int:
     except OSError as exc:  # the model directory is not writable, disk full, ...
         _err("fetch", f"{type(exc).__name__}: {exc}")
         return 1
-    digest = registry._sha256(path)
+    digest = registry.file_sha256(path)
     if reuse:
         print(f"efhq models fetch: {path} is already there, nothing downloaded (--force downloads again)",
               file=sys.stderr)

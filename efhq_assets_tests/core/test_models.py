@@ -337,6 +337,26 @@ def test_registry_by_name():
         registry._REGISTRY["quality"].pop("_test_const")
 
 
+def test_manifest_is_package_data_and_import_registers_nothing():
+    """MANIFEST is read from core/models/manifest.json as shipped (no module rewrites it); importing the registry
+    registers no backend: the first use registers every BUILTIN_BACKENDS entry, which names a manifest model."""
+    import json
+    from importlib import resources
+
+    from efhq_assets.core.models import manifest
+
+    shipped = json.loads(resources.files("efhq_assets.core.models").joinpath("manifest.json").read_text())
+    assert [e["name"] for e in shipped] == list(manifest.load_manifest()) == list(registry.MANIFEST)
+    assert manifest.load_manifest() == registry.MANIFEST
+    code = ("import efhq_assets.core.models.registry as r\n"
+            "assert not r._builtins_registered and not any(r._REGISTRY.values())\n"
+            "assert r.available('quality') == ['hyperiqa_koniq'] and r._builtins_registered\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+    for kind, name, *_ in registry.BUILTIN_BACKENDS:
+        assert name in registry.available(kind)
+        assert registry.get_spec(name).backend == name
+
+
 def test_offline_weights_found_and_verified():
     for name in ("mtcnn", "facemesh", "dlib68", "dlib_resnet"):
         spec = registry.get_spec(name)

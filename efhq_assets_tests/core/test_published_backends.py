@@ -280,10 +280,10 @@ def onnx_dir(tmp_path_factory):
 
 
 def test_insightface_backends_route_and_run(onnx_dir, monkeypatch):
-    from efhq_assets.core.models.insightface_backends import ArcFaceEmbedder, Insightface3D68, ScrfdDetector, register_published_backends
+    from efhq_assets.core.models.insightface_backends import ArcFaceEmbedder, Insightface3D68, ScrfdDetector
 
     monkeypatch.setenv("EFHQ_MODEL_DIR", str(onnx_dir))
-    register_published_backends()
+    registry.register_builtin_backends()
     img = np.random.default_rng(7).integers(0, 256, (128, 160, 3), dtype=np.uint8)
     det = registry.create("detector", "scrfd_10g_bnkps", det_size=(128, 128))
     assert isinstance(det, ScrfdDetector)
@@ -319,12 +319,10 @@ def test_wrong_signature_is_refused(onnx_dir, tmp_path):
     ("detector", "scrfd_10g_bnkps"), ("landmarker", "insightface_1k3d68"), ("embedder", "arcface_w600k_r50"),
 ])
 def test_missing_weights_clear_error(kind, name, tmp_path, monkeypatch):
-    from efhq_assets.core.models.insightface_backends import register_published_backends
-
     if kind in ("detector", "landmarker", "embedder"):
         pytest.importorskip("insightface")
     monkeypatch.setenv("EFHQ_MODEL_DIR", str(tmp_path))
-    register_published_backends()
+    registry.register_builtin_backends()
     with pytest.raises(registry.MissingWeightsError) as exc:
         registry.create(kind, name)
     msg = str(exc.value)

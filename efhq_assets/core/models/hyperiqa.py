@@ -28,7 +28,6 @@ Only numpy and torch are imported here.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -38,6 +37,7 @@ import torch.nn.functional as F
 
 from .base import ModelBackend
 from .sixdrepnet import IMAGENET_MEAN, IMAGENET_STD, ResNetTrunk, clean_state_dict, default_device, load_checkpoint
+from .weights import resolve_weights
 
 __all__ = ["HyperNet", "build_hyperiqa", "crop_offsets", "HyperIQAScorer", "EFHQ_IQA_THRESHOLD"]
 
@@ -140,16 +140,9 @@ class HyperIQAScorer(ModelBackend):
         if random_init:
             net = build_hyperiqa(None)
         else:
-            from . import registry
-
-            if weights is None:
-                weights = registry.find_weights("hyperiqa_koniq")
+            weights = resolve_weights("hyperiqa_koniq", weights, verify)
             if not isinstance(weights, dict):
-                if not Path(weights).is_file():
-                    raise registry.MissingWeightsError(f"weights for model 'hyperiqa_koniq' not found: {weights} does not exist")
-                if verify:
-                    registry.verify("hyperiqa_koniq", weights)
-                self.weight_paths = (Path(weights),)
+                self.weight_paths = (weights,)
             net = build_hyperiqa(weights)
         self.net = net.to(self.device).eval()
 

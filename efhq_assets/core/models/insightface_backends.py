@@ -1,11 +1,10 @@
-"""insightface ONNX models (SCRFD detector, 1k3d68 landmarks + pose, ArcFace) on local files,
-and the registration of every published-network backend.
+"""insightface ONNX models (SCRFD detector, 1k3d68 landmarks + pose, ArcFace) on local files.
 
 Each model is opened with ``insightface.model_zoo.get_model(path)``, which picks the model type
 from the ONNX signature (>= 5 outputs: SCRFD; 192x192 input: landmark; square >= 112 input
 divisible by 16: ArcFace).  The files are the manifest's user-supplied weights
 (``scrfd_10g_bnkps.onnx``, ``1k3d68.onnx``, ``w600k_r50.onnx``), found with
-``registry.find_weights`` and checked with ``registry.verify``; nothing is downloaded.
+``weights.find_weights`` and checked with ``weights.verify``; nothing is downloaded.
 
 Signatures (the public releases; fixture ``efhq_assets_tests/fixtures/published/insightface_onnx.txt``):
 
@@ -20,34 +19,19 @@ insightface and onnxruntime are imported lazily (inside the constructors).
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from .base import Detection, ModelBackend
+from .weights import resolve_weights
 
 __all__ = [
     "ScrfdDetector",
     "Insightface3D68",
     "ArcFaceEmbedder",
     "load_insightface_model",
-    "register_published_backends",
 ]
-
-
-def _resolve(manifest: str, path: str | os.PathLike | None, verify: bool) -> Path:
-    from . import registry
-
-    if path is None:
-        p = registry.find_weights(manifest)
-    else:
-        p = Path(path)
-        if not p.is_file():
-            raise registry.MissingWeightsError(f"weights for model '{manifest}' not found: {p} does not exist")
-    if verify:
-        registry.verify(manifest, p)
-    return p
 
 
 def load_insightface_model(path: str | os.PathLike, ctx_id: int = -1, providers: Sequence[str] | None = None):
@@ -85,7 +69,7 @@ class ScrfdDetector(ModelBackend):
         from insightface.model_zoo.scrfd import SCRFD
 
         self.name, self.version = "scrfd_10g_bnkps", "1"
-        p = _resolve("scrfd_10g_bnkps", path, verify)
+        p = resolve_weights("scrfd_10g_bnkps", path, verify)
         self.weight_paths = (p,)
         self.model = load_insightface_model(p, ctx_id)
         if not isinstance(self.model, SCRFD):
@@ -121,7 +105,7 @@ class Insightface3D68(ModelBackend):
         from insightface.model_zoo.landmark import Landmark
 
         self.name, self.version = "insightface_1k3d68", "1"
-        p = _resolve("insightface_1k3d68", path, verify)
+        p = resolve_weights("insightface_1k3d68", path, verify)
         self.weight_paths = (p,)
         self.model = load_insightface_model(p, ctx_id)
         if not isinstance(self.model, Landmark) or not getattr(self.model, "require_pose", False):
@@ -165,7 +149,7 @@ class ArcFaceEmbedder(ModelBackend):
         from insightface.model_zoo.arcface_onnx import ArcFaceONNX
 
         self.name, self.version = "arcface_w600k_r50", "1"
-        p = _resolve("arcface_w600k_r50", path, verify)
+        p = resolve_weights("arcface_w600k_r50", path, verify)
         self.weight_paths = (p,)
         self.model = load_insightface_model(p, ctx_id)
         if not isinstance(self.model, ArcFaceONNX):
@@ -180,32 +164,3 @@ class ArcFaceEmbedder(ModelBackend):
             e = np.asarray(self.model.get(image, face), np.float32).reshape(-1)
             out[i] = e / max(float(np.linalg.norm(e)), 1e-12)
         return out
-
-
-def register_published_backends() -> None:
-    """Register the published-network backends (lazy factories; heavy imports on ``create``).
-
-    detector/scrfd_10g_bnkps, landmarker/insightface_1k3d68, pose/insightface_1k3d68,
-    embedder/arcface_w600k_r50, pose/6drepnet, pose/6drepnet360, pose/synergynet,
-    quality/hyperiqa_koniq.
-    """
-    import importlib
-
-    from . import registry
-
-    def lazy(module: str, cls: str, **fixed):
-        def factory(**config):
-            mod = importlib.import_module(f"{__package__}.{module}")
-            return getattr(mod, cls)(**{**fixed, **config})
-
-        factory.__qualname__ = f"lazy[{module}.{cls}]"
-        return factory
-
-    registry.register("detector", "scrfd_10g_bnkps", lazy("insightface_backends", "ScrfdDetector"), replace=True)
-    registry.register("landmarker", "insightface_1k3d68", lazy("insightface_backends", "Insightface3D68"), replace=True)
-    registry.register("pose", "insightface_1k3d68", lazy("insightface_backends", "Insightface3D68"), replace=True)
-    registry.register("embedder", "arcface_w600k_r50", lazy("insightface_backends", "ArcFaceEmbedder"), replace=True)
-    registry.register("pose", "6drepnet", lazy("sixdrepnet", "SixDRepNetEstimator", variant="6drepnet"), replace=True)
-    registry.register("pose", "6drepnet360", lazy("sixdrepnet", "SixDRepNetEstimator", variant="6drepnet360"), replace=True)
-    registry.register("pose", "synergynet", lazy("synergynet", "SynergyNetEstimator"), replace=True)
-    registry.register("quality", "hyperiqa_koniq", lazy("hyperiqa", "HyperIQAScorer"), replace=True)

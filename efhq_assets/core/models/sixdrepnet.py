@@ -38,7 +38,6 @@ Only numpy and torch are imported here.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -48,6 +47,7 @@ import torch.nn.functional as F
 
 from .base import ModelBackend
 from .published_angles import project_angles, rot6d_to_matrix, sixdrepnet_to_project
+from .weights import resolve_weights
 
 __all__ = [
     "RepVGGBlock",
@@ -394,19 +394,9 @@ class SixDRepNetEstimator(ModelBackend):
             self.weight_paths = ()
             net = builder(None)
         else:
-            from . import registry
-
-            if weights is None:
-                path = registry.find_weights(manifest)
-                if verify:
-                    registry.verify(manifest, path)
-                weights = path
+            weights = resolve_weights(manifest, weights, verify)
             if not isinstance(weights, dict):
-                if not Path(weights).is_file():
-                    raise registry.MissingWeightsError(f"weights for model '{manifest}' not found: {weights} does not exist")
-                if verify:
-                    registry.verify(manifest, weights)
-                self.weight_paths = (Path(weights),)
+                self.weight_paths = (weights,)
             net = builder(weights)
         self.net = net.to(self.device).eval()
 

@@ -33,7 +33,6 @@ Only numpy and torch are imported here.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -44,6 +43,7 @@ import torch.nn.functional as F
 from .base import ModelBackend
 from .published_angles import affine_to_rotation, ddfa_camera_to_project, project_angles
 from .sixdrepnet import clean_state_dict, default_device, load_checkpoint
+from .weights import resolve_weights
 
 __all__ = [
     "MobileNetV2Regressor",
@@ -254,16 +254,9 @@ class SynergyNetEstimator(ModelBackend):
         if random_init:
             net = build_synergynet(None)
         else:
-            from . import registry
-
-            if weights is None:
-                weights = registry.find_weights("synergynet")
+            weights = resolve_weights("synergynet", weights, verify)
             if not isinstance(weights, dict):
-                if not Path(weights).is_file():
-                    raise registry.MissingWeightsError(f"weights for model 'synergynet' not found: {weights} does not exist")
-                if verify:
-                    registry.verify("synergynet", weights)
-                self.weight_paths = (Path(weights),)
+                self.weight_paths = (weights,)
             net = build_synergynet(weights)
         self.net = net.to(self.device).eval()
 
