@@ -457,7 +457,8 @@ def main() -> int:
     from efhq_assets import runner
     from efhq_assets.core import ingest
     from efhq_assets.core.sources import SourceConfig, source_listing_fingerprint
-    from efhq_assets.core.storage import DataRoot, _list_table_files, compact_manifest, query
+    from efhq_assets.core.storage import DataRoot, compact_manifest, query
+    from efhq_assets.core.storage.compaction import _list_table_files
 
     work = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="efhq-scale-"))
     if work.exists() and any(work.iterdir()) and not args.reuse:

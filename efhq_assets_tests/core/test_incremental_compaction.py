@@ -6,7 +6,7 @@ import threading
 import duckdb
 import polars as pl
 
-from efhq_assets.core import storage
+from efhq_assets.core.storage import compaction as storage
 from efhq_assets.core.storage import (
     INTERNAL_TABLES, DataRoot, atomic_write_parquet, compact_manifest, keyed, query, remove_table_file, write_table,
 )
@@ -287,7 +287,7 @@ def test_a_file_removed_after_the_listing_is_skipped(tmp_path):
     the next compaction, seeing the file's new state, puts things right."""
     import polars as pl
 
-    from efhq_assets.core.storage import _read_chunk
+    from efhq_assets.core.storage.compaction import _read_chunk
 
     a, b = tmp_path / "a.parquet", tmp_path / "b.parquet"
     pl.DataFrame({"video_id": ["a"], "x": [1]}).write_parquet(a)
