@@ -191,7 +191,7 @@ def main() -> int:
     import torch
 
     from efhq_assets.core.models import registry
-    from efhq_assets.core.pose import get_estimator
+    from efhq_assets.core.pose.estimators import get_estimator
 
     load_start = os.getloadavg()[0]
     log(f"analysis benchmark: cpu_count={os.cpu_count()} torch_threads={torch.get_num_threads()} "

@@ -83,7 +83,7 @@ def pnp_pose(lmk478: np.ndarray, ref: np.ndarray, size: int, focal_factor: float
     """Peer method: SQPnP of the 468 mesh points on a canonical face, to the project convention."""
     import cv2
 
-    from efhq_assets.core.pose import matrix_to_euler_np
+    from efhq_assets.core.pose.rotations import matrix_to_euler_np
 
     D = np.diag([1.0, -1.0, -1.0])  # head frame (y up, z to viewer) <-> OpenCV (y down, z forward)
     obj = np.ascontiguousarray(ref[:468] @ D, dtype=np.float64)
@@ -101,7 +101,7 @@ def pnp_pose(lmk478: np.ndarray, ref: np.ndarray, size: int, focal_factor: float
 def run_chain(frames, truth_boxes, models, focal):
     """The pipeline's single-frame chain + the peers; one dict per frame."""
     from efhq_assets.core.faces import detect_with_fallback, landmark_list
-    from efhq_assets.core.pose import facemesh_estimator
+    from efhq_assets.core.pose.estimators import facemesh_estimator
     from efhq_assets.core.pose_annotations import pose_rows
 
     detector, facemesh, dlib68, peers = models

@@ -495,7 +495,7 @@ def eg3d_crop(image_bgr, lmk5, size: int = 512) -> tuple[np.ndarray, np.ndarray]
 
 def eg3d_camera_position(yaw: float, pitch: float, roll: float = 0.0, radius: float = 2.7) -> np.ndarray:
     """Camera centre in EG3D world coordinates for a head at the origin with this pose."""
-    from efhq_assets.core.pose import euler_to_matrix_np  # noqa: PLC0415
+    from efhq_assets.core.pose.rotations import euler_to_matrix_np  # noqa: PLC0415
 
     R = np.asarray(euler_to_matrix_np(float(yaw), float(pitch), float(roll)), dtype=np.float64)
     return R.T @ np.array([0.0, 0.0, radius])
@@ -530,7 +530,7 @@ def eg3d_camera_label(yaw: float, pitch: float, roll: float, radius: float = 2.7
     Intrinsics: ``[focal, 0, principal, 0, focal, principal, 0, 0, 1]`` (EG3D FFHQ: 4.2647 =
     2985.29 / 700, principal point 0.5, normalised by the image size).
     """
-    from efhq_assets.core.pose import euler_to_matrix_np  # noqa: PLC0415
+    from efhq_assets.core.pose.rotations import euler_to_matrix_np  # noqa: PLC0415
 
     R = np.asarray(euler_to_matrix_np(float(yaw), float(pitch), float(roll)), dtype=np.float64)
     F = np.diag([1.0, -1.0, -1.0])

@@ -160,7 +160,7 @@ def fit_textured_mesh(image_bgr: np.ndarray, box, landmarker=None, landmarks_px:
     import cv2
     from scipy.spatial import Delaunay
 
-    from .pose import matrix_to_euler_np
+    from .pose.rotations import matrix_to_euler_np
 
     image_bgr = np.asarray(image_bgr)
     if image_bgr.ndim != 3 or image_bgr.shape[2] != 3 or image_bgr.dtype != np.uint8:
@@ -252,7 +252,7 @@ def render(face: TexturedFace, yaw: float, pitch: float, roll: float, size: int 
     """
     import cv2
 
-    from .pose import euler_to_matrix_np
+    from .pose.rotations import euler_to_matrix_np
 
     size = int(size)
     if background is None:
@@ -334,7 +334,7 @@ def texture_fidelity(face: TexturedFace, yaw: float, pitch: float, roll: float,
     whose normal made less than ``photo_view_limit_deg`` with the photo's viewing direction,
     divided by the whole rendered area; 1.0 for a view the photo covers completely.
     """
-    from .pose import euler_to_matrix_np
+    from .pose.rotations import euler_to_matrix_np
 
     tri = face.triangles[(face.triangles < 468).all(axis=1)]
     v = face.vertices

@@ -1,7 +1,7 @@
 """The `poses` table: head pose per face from each landmark estimator, plus their combination.
 
 Long format (one row per face and estimator, `estimator='combined'` for the ensemble) so new
-estimators add rows, not columns. Angles follow the one convention in `core/pose.py`.
+estimators add rows, not columns. Angles follow the one convention in `core/pose/convention.py`.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def face_reliabilities(results: dict[str, tuple]) -> dict[str, tuple]:
     (a factor of 10 still let it pull turned faces toward 0). The limits come from the training
     data range, not from fitting the benchmark renders.
     """
-    from .pose import RELIABILITY_DEG
+    from .pose.estimators import RELIABILITY_DEG
 
     rel = {k: tuple(np.full(len(results[k][0]), v, float) for v in RELIABILITY_DEG[k]) for k in results}
     if "dlib68" in results and "facemesh" in results:
@@ -105,15 +105,16 @@ def pose_rows(landmark_rows: list[dict], estimator_names=("facemesh", "dlib68"),
 
     Rows may carry ``lmk5`` (the detector's five points) and ``track_id`` (:func:`attach_faces`): the combined pose
     then falls back to the five points where FaceMesh has no fit or reads a clear profile as frontal
-    (:func:`efhq_assets.core.pose.lmk5_pose`), and isolated single-frame yaw spikes along a track are rejected
-    (:func:`efhq_assets.core.pose.reject_track_outliers`). FaceMesh's own yaw gets the large-yaw gain correction
-    (:func:`efhq_assets.core.pose.expand_large_yaw`).
+    (:func:`efhq_assets.core.pose.large_yaw.lmk5_pose`), and isolated single-frame yaw spikes along a track are rejected
+    (:func:`efhq_assets.core.pose.large_yaw.reject_track_outliers`). FaceMesh's own yaw gets the large-yaw gain correction
+    (:func:`efhq_assets.core.pose.large_yaw.expand_large_yaw`).
 
     ``camera`` = ``(focal_px, cx, cy)`` of the video's full frame (see :func:`pinhole_camera`; landmarks
     are in full-frame pixels even for cropped clips): the fit is then perspective (POSIT-style,
-    core/pose.py); without it, weak perspective.
+    core/pose/fit.py); without it, weak perspective.
     """
-    from .pose import LMK5_OVERRIDE_GAP, LMK5_OVERRIDE_YAW, combine, expand_large_yaw, get_estimator, lmk5_pose, reject_track_outliers
+    from .pose.estimators import combine, get_estimator
+    from .pose.large_yaw import LMK5_OVERRIDE_GAP, LMK5_OVERRIDE_YAW, expand_large_yaw, lmk5_pose, reject_track_outliers
 
     keys = ["video_id", "clip_id", "frame_index", "face_index"]
     n = len(landmark_rows)
@@ -134,7 +135,7 @@ def pose_rows(landmark_rows: list[dict], estimator_names=("facemesh", "dlib68"),
             for arr, values in zip((yaw, pitch, roll, res, conf), (est.yaw, est.pitch, est.roll, est.residual, est.confidence)):
                 arr[present] = values
             if name == "facemesh":
-                yaw = expand_large_yaw(yaw)  # FaceMesh's saturation past ~55 degrees (core/pose.py)
+                yaw = expand_large_yaw(yaw)  # FaceMesh's saturation past ~58 degrees (core/pose/large_yaw.py)
         results[name] = (yaw, pitch, roll)
         for i, r in enumerate(landmark_rows):
             rows.append({**{k: r[k] for k in keys}, "estimator": name, "yaw": yaw[i], "pitch": pitch[i], "roll": roll[i],
@@ -147,7 +148,7 @@ def pose_rows(landmark_rows: list[dict], estimator_names=("facemesh", "dlib68"),
         fm_yaw = results["facemesh"][0]
         lost = ~np.isfinite(fm_yaw)
         cy, cp, cr = (np.where(lost, np.nan, a) for a in (cy, cp, cr))
-        # The detector's five points instead (core/pose.py lmk5_pose) where FaceMesh has no fit (beyond ~80
+        # The detector's five points instead (core/pose/large_yaw.py lmk5_pose) where FaceMesh has no fit (beyond ~80
         # degrees its landmark model finds no face), or where its fit reads a face as frontal that the five
         # points show in profile (FaceMesh's landmarks latched onto the wrong shape).
         l5 = np.full((n, 10), np.nan)

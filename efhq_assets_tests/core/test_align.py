@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from efhq_assets.core import align
-from efhq_assets.core.pose import euler_to_matrix_np
+from efhq_assets.core.pose.rotations import euler_to_matrix_np
 
 cv2 = pytest.importorskip("cv2")
 

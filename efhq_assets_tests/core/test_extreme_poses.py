@@ -142,7 +142,7 @@ def test_facemesh_landmark_model_gates_on_face_presence(models, astronaut_face):
 
 
 def test_temporal_outlier_rejection_keeps_real_turns():
-    from efhq_assets.core.pose import reject_track_outliers
+    from efhq_assets.core.pose.large_yaw import reject_track_outliers
 
     turn = np.linspace(0, 90, 19)  # 5 degrees a frame: a fast real turn
     out, replaced = reject_track_outliers(turn, ["a"] * 19, list(range(19)))
@@ -160,7 +160,7 @@ def test_temporal_outlier_rejection_keeps_real_turns():
 
 def test_five_point_yaw_flips_with_the_image_and_grows_with_the_turn(models, astronaut_face):
     from efhq_assets.core.face_render import render
-    from efhq_assets.core.pose import lmk5_pose
+    from efhq_assets.core.pose.large_yaw import lmk5_pose
 
     yaws = []
     for y in (0, 30, 60, 85):
@@ -176,7 +176,7 @@ def test_five_point_yaw_flips_with_the_image_and_grows_with_the_turn(models, ast
 
 
 def test_level_heads_read_pitch_zero_on_real_photos(models):
-    """Pitch zero (core/pose.py PITCH_ZERO_DEG): the seven real photos of people facing the camera (the astronaut's
+    """Pitch zero (core/pose/estimators.py PITCH_ZERO_DEG): the seven real photos of people facing the camera (the astronaut's
     portrait, the six faces of insightface's t1.jpg) read level on the median, within a few degrees."""
     from efhq_assets.core.faces import landmark_list
     from efhq_assets.core.models.dlib68 import Dlib68Landmarker

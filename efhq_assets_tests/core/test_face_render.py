@@ -13,7 +13,8 @@ pytest.importorskip("mediapipe")
 pytest.importorskip("insightface")
 
 from efhq_assets.core import face_render as FR  # noqa: E402
-from efhq_assets.core import pose as P  # noqa: E402
+from efhq_assets.core.pose.convention import project_np  # noqa: E402
+from efhq_assets.core.pose.fit import estimate_batch  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -56,12 +57,12 @@ def test_fit_structure(face):
 
 
 def test_render_truth_is_the_projected_geometry(face):
-    """The returned angles are exactly those of the rendered geometry (pose.py's convention)."""
+    """The returned angles are exactly those of the rendered geometry (core/pose/convention.py)."""
     for angles in [(30.0, 0.0, 0.0), (-55.0, 15.0, -10.0), (70.0, -20.0, 15.0)]:
         _, box, lmk5, truth = FR.render(face, *angles, face_px=300)
         assert (truth["yaw"], truth["pitch"], truth["roll"]) == angles
-        uv = P.project_np(face.vertices[:468], *angles, scale=300.0, translation=(256.0, 256.0))
-        y, p, r = P.estimate_batch(uv[None], face.vertices[:468])
+        uv = project_np(face.vertices[:468], *angles, scale=300.0, translation=(256.0, 256.0))
+        y, p, r = estimate_batch(uv[None], face.vertices[:468])
         assert np.allclose([y[0], p[0], r[0]], angles, atol=1e-2)
         assert np.allclose(box, [*uv.min(0), *uv.max(0)], atol=1e-3)
         assert lmk5[0, 0] < lmk5[1, 0] and lmk5[3, 0] < lmk5[4, 0]

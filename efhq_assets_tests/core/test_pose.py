@@ -17,7 +17,17 @@ import pytest
 import torch
 
 from efhq_assets.core import face_models_3d as F
-from efhq_assets.core import pose as P
+from efhq_assets.core.pose.convention import project, project_np
+from efhq_assets.core.pose.estimators import (
+    RELIABILITY_DEG,
+    RESIDUAL_HALF_CONFIDENCE,
+    combine,
+    dlib68_estimator,
+    facemesh_estimator,
+    residual_confidence,
+)
+from efhq_assets.core.pose.fit import estimate_batch, fit_pose
+from efhq_assets.core.pose.rotations import euler_to_matrix, euler_to_matrix_np, matrix_to_euler, matrix_to_euler_np
 
 RNG = np.random.default_rng(1234)
 
@@ -31,33 +41,33 @@ def test_euler_round_trip():
     y = RNG.uniform(-179.9, 179.9, n)
     p = RNG.uniform(-89.5, 89.5, n)
     r = RNG.uniform(-179.9, 179.9, n)
-    R = P.euler_to_matrix_np(y, p, r)
+    R = euler_to_matrix_np(y, p, r)
     assert R.shape == (n, 3, 3)
     np.testing.assert_allclose(R @ np.swapaxes(R, 1, 2), np.broadcast_to(np.eye(3), R.shape), atol=1e-12)
     np.testing.assert_allclose(np.linalg.det(R), 1.0, atol=1e-12)
-    y2, p2, r2 = P.matrix_to_euler_np(R)
+    y2, p2, r2 = matrix_to_euler_np(R)
     np.testing.assert_allclose(y2, y, atol=1e-8)
     np.testing.assert_allclose(p2, p, atol=1e-8)
     np.testing.assert_allclose(r2, r, atol=1e-8)
     # torch path, float32
-    Rt = P.euler_to_matrix(torch.tensor(y, dtype=torch.float32), torch.tensor(p, dtype=torch.float32),
+    Rt = euler_to_matrix(torch.tensor(y, dtype=torch.float32), torch.tensor(p, dtype=torch.float32),
                            torch.tensor(r, dtype=torch.float32))
-    yt, pt, rt = P.matrix_to_euler(Rt)
+    yt, pt, rt = matrix_to_euler(Rt)
     assert yt.dtype == torch.float32
     assert np.abs(pt.numpy() - p).max() < 0.05
 
 
 def test_gimbal_lock_gives_an_equivalent_decomposition():
     for pitch in (90.0, -90.0):
-        R = P.euler_to_matrix_np(30.0, pitch, 20.0)
-        y, p, r = P.matrix_to_euler_np(R)
+        R = euler_to_matrix_np(30.0, pitch, 20.0)
+        y, p, r = matrix_to_euler_np(R)
         assert abs(p - pitch) < 1e-6 and r == 0.0
-        np.testing.assert_allclose(P.euler_to_matrix_np(y, p, r), R, atol=1e-9)
+        np.testing.assert_allclose(euler_to_matrix_np(y, p, r), R, atol=1e-9)
 
 
 def _img_dir(yaw, pitch, roll, v):
     """Image-space (u right, v down) displacement of head-frame vector v under the pose."""
-    c = P.euler_to_matrix_np(yaw, pitch, roll) @ np.asarray(v, float)
+    c = euler_to_matrix_np(yaw, pitch, roll) @ np.asarray(v, float)
     return np.array([c[0], -c[1]])
 
 
@@ -69,21 +79,21 @@ def test_convention_signs():
     assert _img_dir(0, 30, 0, nose)[1] < -0.4
     # roll > 0: top of the head toward the image's right
     assert _img_dir(0, 0, 30, top)[0] > 0.4
-    np.testing.assert_allclose(P.euler_to_matrix_np(0, 0, 0), np.eye(3))
+    np.testing.assert_allclose(euler_to_matrix_np(0, 0, 0), np.eye(3))
 
 
 def test_mirror_and_inplane_invariants_on_matrices():
     M = np.diag([-1.0, 1.0, 1.0])
     y, p, r = RNG.uniform(-170, 170, 300), RNG.uniform(-85, 85, 300), RNG.uniform(-170, 170, 300)
-    R = P.euler_to_matrix_np(y, p, r)
-    ym, pm, rm = P.matrix_to_euler_np(M @ R @ M)
+    R = euler_to_matrix_np(y, p, r)
+    ym, pm, rm = matrix_to_euler_np(M @ R @ M)
     np.testing.assert_allclose(ym, -y, atol=1e-8)
     np.testing.assert_allclose(pm, p, atol=1e-8)
     np.testing.assert_allclose(rm, -r, atol=1e-8)
     # rotating the image clockwise on screen by a = rotating the camera frame (y up) by -a about z
     a = 25.0
-    Rz = P.euler_to_matrix_np(0.0, 0.0, a)  # = Rz(-a)
-    y2, p2, r2 = P.matrix_to_euler_np(Rz @ R)
+    Rz = euler_to_matrix_np(0.0, 0.0, a)  # = Rz(-a)
+    y2, p2, r2 = matrix_to_euler_np(Rz @ R)
     np.testing.assert_allclose(y2, y, atol=1e-8)
     np.testing.assert_allclose(p2, p, atol=1e-8)
     np.testing.assert_allclose(((r2 - r - a + 180) % 360) - 180, 0, atol=1e-8)
@@ -130,8 +140,8 @@ def test_references_share_scale_and_pitch_zero():
     a, b = fm[fi] - fm[fi].mean(0), d68[ib] - d68[ib].mean(0)
     assert np.sqrt(((a - b) ** 2).sum(1).mean()) < 0.08  # same units, same orientation
     # fitting the dlib reference to FaceMesh-reference projections of the same points gives ~0 pose
-    lm = P.project_np(fm[fi], 0.0, 0.0, 0.0, scale=200, translation=(300, 300))
-    y, p, r = P.estimate_batch(lm[None], d68[ib])
+    lm = project_np(fm[fi], 0.0, 0.0, 0.0, scale=200, translation=(300, 300))
+    y, p, r = estimate_batch(lm[None], d68[ib])
     assert abs(y[0]) < 1 and abs(p[0]) < 3 and abs(r[0]) < 1
 
 
@@ -151,7 +161,7 @@ def test_missing_insightface_message(monkeypatch):
 # fit_pose on synthetic projections
 # ------------------------------------------------------------------------------------------
 
-ESTIMATORS = {"facemesh": P.facemesh_estimator(), "dlib68": P.dlib68_estimator()}
+ESTIMATORS = {"facemesh": facemesh_estimator(), "dlib68": dlib68_estimator()}
 GRID = [(y, p, r) for y in (-80, -60, -30, 0, 30, 60, 80) for p in (-40, 0, 40) for r in (-40, 0, 40)]
 
 
@@ -161,7 +171,7 @@ def test_fit_recovers_known_rotations(name):
     ang = np.array(GRID, dtype=float)
     extra = np.column_stack([RNG.uniform(-80, 80, 200), RNG.uniform(-40, 40, 200), RNG.uniform(-40, 40, 200)])
     ang = np.vstack([ang, extra])
-    lm = P.project_np(est.reference_3d, ang[:, 0], ang[:, 1], ang[:, 2], scale=180.0, translation=(640, 360))
+    lm = project_np(est.reference_3d, ang[:, 0], ang[:, 1], ang[:, 2], scale=180.0, translation=(640, 360))
     e = est.estimate_batch(lm)
     assert np.abs(e.yaw - ang[:, 0]).max() < 1.0
     assert np.abs(e.pitch - ang[:, 1]).max() < 1.0
@@ -176,18 +186,18 @@ def test_fit_recovers_known_rotations(name):
 
 def test_fit_scale_translation_and_residual():
     ref = F.dlib68_reference()
-    lm = P.project_np(ref, [20.0], [-10.0], [5.0], scale=150.0, translation=(400.0, 250.0))
-    fit = P.fit_pose(lm, ref, device="cpu")
+    lm = project_np(ref, [20.0], [-10.0], [5.0], scale=150.0, translation=(400.0, 250.0))
+    fit = fit_pose(lm, ref, device="cpu")
     assert fit.scale[0].item() == pytest.approx(150.0, rel=1e-4)
     np.testing.assert_allclose(fit.translation[0].numpy(), [400.0, 250.0], atol=0.05)
-    np.testing.assert_allclose(P.project(ref, fit.rotation, fit.scale, fit.translation)[0].numpy(), lm[0], atol=0.05)
+    np.testing.assert_allclose(project(ref, fit.rotation, fit.scale, fit.translation)[0].numpy(), lm[0], atol=0.05)
     # unbatched input -> unbatched output
-    single = P.fit_pose(lm[0], ref, device="cpu")
+    single = fit_pose(lm[0], ref, device="cpu")
     assert single.yaw.dim() == 0 and single.yaw.item() == pytest.approx(20.0, abs=1e-3)
     # residual is relative to face size: the same relative noise gives the same residual at any scale
     noise = RNG.normal(0, 1.0, (64,) + lm.shape[1:])
-    r1 = P.fit_pose(lm + noise, ref).residual.mean().item()
-    r2 = P.fit_pose((lm + noise) * 3.0, ref).residual.mean().item()
+    r1 = fit_pose(lm + noise, ref).residual.mean().item()
+    r2 = fit_pose((lm + noise) * 3.0, ref).residual.mean().item()
     assert r1 == pytest.approx(r2, rel=1e-3)
 
 
@@ -195,7 +205,7 @@ def test_batched_equals_per_item():
     est = ESTIMATORS["facemesh"]
     B = 16
     ang = np.column_stack([RNG.uniform(-80, 80, B), RNG.uniform(-40, 40, B), RNG.uniform(-40, 40, B)])
-    lm = P.project_np(est.reference_3d, ang[:, 0], ang[:, 1], ang[:, 2], scale=RNG.uniform(50, 400, B)[0])
+    lm = project_np(est.reference_3d, ang[:, 0], ang[:, 1], ang[:, 2], scale=RNG.uniform(50, 400, B)[0])
     lm = lm + RNG.normal(0, 2.0, lm.shape)
     batch = est.estimate_batch(lm)
     for i in range(B):
@@ -205,31 +215,31 @@ def test_batched_equals_per_item():
         assert one.roll[0] == pytest.approx(batch.roll[i], abs=1e-3)
         assert one.residual[0] == pytest.approx(batch.residual[i], rel=1e-3, abs=1e-6)
     # chunking in estimate_batch does not change results
-    y1, _, _ = P.estimate_batch(lm[:, :468], est.reference_3d[:468], batch_size=5)
-    np.testing.assert_allclose(y1, P.estimate_batch(lm[:, :468], est.reference_3d[:468])[0], atol=1e-3)
+    y1, _, _ = estimate_batch(lm[:, :468], est.reference_3d[:468], batch_size=5)
+    np.testing.assert_allclose(y1, estimate_batch(lm[:, :468], est.reference_3d[:468])[0], atol=1e-3)
 
 
 def test_nan_landmarks_and_weights():
     ref = F.dlib68_reference()
-    lm = P.project_np(ref, np.array([40.0, 10.0, 0.0]), np.array([5.0, 0.0, 0.0]), np.zeros(3), scale=100.0)
+    lm = project_np(ref, np.array([40.0, 10.0, 0.0]), np.array([5.0, 0.0, 0.0]), np.zeros(3), scale=100.0)
     lm[0, :10] = np.nan  # some points missing: ignored
     lm[1, :] = np.nan  # a face with no landmarks -> NaN, the batch goes on
     lm[2, 3:] = np.nan  # fewer than 4 points -> NaN
-    fit = P.fit_pose(lm, ref)
+    fit = fit_pose(lm, ref)
     assert fit.yaw[0].item() == pytest.approx(40.0, abs=1e-2)
     assert np.isnan(fit.yaw[1].item()) and np.isnan(fit.residual[1].item()) and np.isnan(fit.yaw[2].item())
-    assert P.residual_confidence(fit.residual.numpy())[1] == 0.0
+    assert residual_confidence(fit.residual.numpy())[1] == 0.0
     # zero weights drop points: a corrupted point with weight 0 does not matter
-    good = P.project_np(ref, 30.0, 0.0, 0.0, scale=100.0)
+    good = project_np(ref, 30.0, 0.0, 0.0, scale=100.0)
     bad = good.copy()
     bad[30] += 40.0
     w = np.ones(68)
     w[30] = 0.0
-    assert P.fit_pose(bad, ref, w).yaw.item() == pytest.approx(30.0, abs=1e-2)
-    assert abs(P.fit_pose(bad, ref).yaw.item() - 30.0) > 0.5
+    assert fit_pose(bad, ref, w).yaw.item() == pytest.approx(30.0, abs=1e-2)
+    assert abs(fit_pose(bad, ref).yaw.item() - 30.0) > 0.5
     with pytest.raises(ValueError):
-        P.fit_pose(good[:10], ref)
-    assert P.facemesh_estimator().estimate_batch(np.zeros((0, 478, 2))).yaw.shape == (0,)
+        fit_pose(good[:10], ref)
+    assert facemesh_estimator().estimate_batch(np.zeros((0, 478, 2))).yaw.shape == (0,)
 
 
 @pytest.mark.parametrize("name", list(ESTIMATORS))
@@ -238,7 +248,7 @@ def test_mirror_invariant_on_projected_landmarks(name):
     perm = F.mirror_permutation(est.n_points)
     ang = np.column_stack([RNG.uniform(-80, 80, 50), RNG.uniform(-40, 40, 50), RNG.uniform(-40, 40, 50)])
     W = 1280.0
-    lm = P.project_np(est.reference_3d, ang[:, 0], ang[:, 1], ang[:, 2], scale=150, translation=(500, 300))
+    lm = project_np(est.reference_3d, ang[:, 0], ang[:, 1], ang[:, 2], scale=150, translation=(500, 300))
     lm = lm + RNG.normal(0, 0.5, lm.shape)
     e = est.estimate_batch(lm)
     mirrored = lm.copy()
@@ -254,7 +264,7 @@ def test_mirror_invariant_on_projected_landmarks(name):
 def test_inplane_rotation_changes_roll_by_a(a):
     est = ESTIMATORS["facemesh"]
     ang = np.column_stack([RNG.uniform(-80, 80, 50), RNG.uniform(-40, 40, 50), RNG.uniform(-30, 30, 50)])
-    lm = P.project_np(est.reference_3d, ang[:, 0], ang[:, 1], ang[:, 2], scale=150, translation=(500, 300))
+    lm = project_np(est.reference_3d, ang[:, 0], ang[:, 1], ang[:, 2], scale=150, translation=(500, 300))
     e = est.estimate_batch(lm)
     # rotate the image clockwise as seen on screen (x right, y down) about (640, 360)
     t = np.deg2rad(a)
@@ -274,7 +284,7 @@ def test_inplane_rotation_changes_roll_by_a(a):
 def test_combine_inverse_variance_and_nan():
     est = {"a": (np.array([10.0, 10.0, np.nan, np.nan]), 0.0, 0.0), "b": (np.array([20.0, np.nan, 30.0, np.nan]), 0.0, 0.0)}
     rel = {"a": (1.0, 1.0, 1.0), "b": (2.0, 1.0, 1.0)}
-    y, p, r = P.combine(est, rel)
+    y, p, r = combine(est, rel)
     # weights 1 and 1/4 -> (10 + 20/4) / 1.25 = 12
     assert y[0] == pytest.approx(12.0)
     assert y[1] == pytest.approx(10.0)  # b is NaN: ignored
@@ -282,23 +292,24 @@ def test_combine_inverse_variance_and_nan():
     assert np.isnan(y[3])  # all NaN -> NaN
     assert p.shape == (4,) or np.ndim(p) == 0
     # equal reliabilities -> the plain mean; default reliabilities are the documented ones
-    y, _, _ = P.combine({"facemesh": (10.0, 0.0, 0.0), "dlib68": (20.0, 0.0, 0.0)})
-    sf, sd = P.RELIABILITY_DEG["facemesh"][0], P.RELIABILITY_DEG["dlib68"][0]
+    y, _, _ = combine({"facemesh": (10.0, 0.0, 0.0), "dlib68": (20.0, 0.0, 0.0)})
+    sf, sd = RELIABILITY_DEG["facemesh"][0], RELIABILITY_DEG["dlib68"][0]
     assert float(y) == pytest.approx((10 / sf**2 + 20 / sd**2) / (1 / sf**2 + 1 / sd**2))
     with pytest.raises(KeyError):
-        P.combine({"unknown": (1.0, 2.0, 3.0)})
+        combine({"unknown": (1.0, 2.0, 3.0)})
     with pytest.raises(ValueError):
-        P.combine({})
+        combine({})
 
 
 def test_residual_confidence():
-    c = P.residual_confidence([0.0, P.RESIDUAL_HALF_CONFIDENCE, 1.0, np.nan])
+    c = residual_confidence([0.0, RESIDUAL_HALF_CONFIDENCE, 1.0, np.nan])
     assert c[0] == 1.0 and c[1] == pytest.approx(0.5) and c[2] < 0.02 and c[3] == 0.0
 
 
 def test_pose_module_imports_only_numpy_and_torch():
     code = (
-        "import sys, efhq_assets.core.pose as p, efhq_assets.core.face_models_3d as f, efhq_assets.core.bins; "
+        "import sys, efhq_assets.core.pose.convention, efhq_assets.core.pose.estimators, efhq_assets.core.pose.large_yaw, "
+        "efhq_assets.core.face_models_3d, efhq_assets.core.bins; "
         "bad = [m for m in ('dagster', 'polars', 'av', 'cv2', 'mediapipe', 'dlib', 'insightface', 'skimage', 'scipy')"
         " if m in sys.modules]; print(bad); assert not bad"
     )
@@ -473,7 +484,7 @@ def test_real_estimators_agree_and_combine(landmarkers, t1_faces):
         assert abs(fm.roll[0] - dl.roll[0]) < 6.0, (b, fm.roll, dl.roll)
         assert fm.residual[0] < 0.15 and dl.residual[0] < 0.2
         assert fm.confidence[0] > 0.3
-        y, p, r = P.combine({k: v.as_tuple() for k, v in est.items()})
+        y, p, r = combine({k: v.as_tuple() for k, v in est.items()})
         lo, hi = sorted([fm.yaw[0], dl.yaw[0]])
         assert lo - 1e-9 <= y[0] <= hi + 1e-9
 
@@ -484,7 +495,7 @@ def test_real_estimators_agree_and_combine(landmarkers, t1_faces):
 
 def _pinhole(ref, ang, focal, centre, distance):
     """Exact pinhole projection of ``ref`` (head frame, centred) at ``distance`` reference units."""
-    R = P.euler_to_matrix_np(ang[:, 0], ang[:, 1], ang[:, 2])
+    R = euler_to_matrix_np(ang[:, 0], ang[:, 1], ang[:, 2])
     cam = np.einsum("bij,nj->bni", R, ref - ref.mean(axis=0))
     depth = distance - cam[..., 2]  # z points toward the viewer
     return np.stack([centre[0] + focal * cam[..., 0] / depth, centre[1] - focal * cam[..., 1] / depth], axis=-1)
@@ -496,11 +507,11 @@ def test_perspective_fit_recovers_pinhole_projections(name):
     ref = est.reference_3d[est.landmark_indices]
     ang = np.column_stack([RNG.uniform(-80, 80, 64), RNG.uniform(-40, 40, 64), RNG.uniform(-40, 40, 64)])
     lm = _pinhole(ref, ang, focal=1280.0, centre=(640.0, 360.0), distance=2.5)  # a close face: strong perspective
-    fit = P.fit_pose(lm, ref, device="cpu", focal_px=1280.0, principal_point=(640.0, 360.0))
+    fit = fit_pose(lm, ref, device="cpu", focal_px=1280.0, principal_point=(640.0, 360.0))
     got = np.column_stack([fit.yaw.numpy(), fit.pitch.numpy(), fit.roll.numpy()])
     assert np.abs(got - ang).max() < 0.05
     # the weak-perspective model cannot explain these views: it is measurably off on the same points
-    weak = P.fit_pose(lm, ref, device="cpu")
+    weak = fit_pose(lm, ref, device="cpu")
     assert np.abs(weak.yaw.numpy() - ang[:, 0]).mean() > 10 * np.abs(got[:, 0] - ang[:, 0]).mean()
 
 
@@ -509,23 +520,23 @@ def test_perspective_fit_per_face_cameras_and_far_limit():
     ang = np.array([[50.0, -10.0, 5.0], [-30.0, 20.0, -15.0]])
     a = _pinhole(ref, ang[:1], 900.0, (320.0, 240.0), 3.0)
     b = _pinhole(ref, ang[1:], 2000.0, (960.0, 540.0), 4.0)
-    fit = P.fit_pose(np.concatenate([a, b]), ref, device="cpu", focal_px=[900.0, 2000.0],
+    fit = fit_pose(np.concatenate([a, b]), ref, device="cpu", focal_px=[900.0, 2000.0],
                      principal_point=[[320.0, 240.0], [960.0, 540.0]])
     np.testing.assert_allclose(fit.yaw.numpy(), ang[:, 0], atol=0.05)
     np.testing.assert_allclose(fit.roll.numpy(), ang[:, 2], atol=0.05)
     # a very long focal length is the weak-perspective limit
-    lm = P.project_np(ref, [40.0], [10.0], [-5.0], scale=200.0, translation=(300.0, 200.0))
-    far = P.fit_pose(lm, ref, device="cpu", focal_px=1e7, principal_point=(300.0, 200.0))
+    lm = project_np(ref, [40.0], [10.0], [-5.0], scale=200.0, translation=(300.0, 200.0))
+    far = fit_pose(lm, ref, device="cpu", focal_px=1e7, principal_point=(300.0, 200.0))
     assert far.yaw.item() == pytest.approx(40.0, abs=1e-2)
     with pytest.raises(ValueError, match="principal_point"):
-        P.fit_pose(lm, ref, device="cpu", focal_px=500.0)
+        fit_pose(lm, ref, device="cpu", focal_px=500.0)
 
 
 def test_pose_rows_perspective_cameras_and_facemesh_required():
     from efhq_assets.core.pose_annotations import pinhole_camera, pose_rows
 
-    # the estimators' own references (with their pitch zero, P.PITCH_ZERO_DEG)
-    fm, dl = P.facemesh_estimator().reference_3d, P.dlib68_estimator().reference_3d
+    # the estimators' own references (with their pitch zero, PITCH_ZERO_DEG)
+    fm, dl = facemesh_estimator().reference_3d, dlib68_estimator().reference_3d
     ang = np.array([[35.0, 5.0, 0.0], [-20.0, -5.0, 10.0], [10.0, 0.0, 0.0]])
     focal, cx, cy = pinhole_camera(640, 480)
     assert (focal, cx, cy) == (640.0, 320.0, 240.0)
@@ -565,9 +576,9 @@ def test_perspective_angles_are_relative_to_the_line_of_sight():
     angle = np.arccos(np.dot(nose, -ray))
     K = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]]) / np.linalg.norm(axis)
     looking = np.eye(3) + np.sin(angle) * K + (1 - np.cos(angle)) * K @ K
-    fit = P.fit_pose(picture(looking), ref, device="cpu", focal_px=f, principal_point=c)
+    fit = fit_pose(picture(looking), ref, device="cpu", focal_px=f, principal_point=c)
     assert max(abs(fit.yaw.item()), abs(fit.pitch.item()), abs(fit.roll.item())) < 0.05
-    parallel = P.fit_pose(picture(np.eye(3)), ref, device="cpu", focal_px=f, principal_point=c)
+    parallel = fit_pose(picture(np.eye(3)), ref, device="cpu", focal_px=f, principal_point=c)
     # seen along its ray the face is turned away from the camera: its nose points right of and above
     # the way back to the camera (yaw > 0, pitch > 0), by about the ray's angles (37 and 17 deg here)
     assert 30 < parallel.yaw.item() < 45 and 10 < parallel.pitch.item() < 25
@@ -579,7 +590,7 @@ def test_unfittable_faces_leave_the_rest_of_a_perspective_batch_alone():
     lm = _pinhole(ref, ang, 800.0, (400.0, 300.0), 3.0).astype(np.float32)
     lm[1] = np.nan  # no landmark at all
     lm[2, 1:] = np.nan  # a single one
-    fit = P.fit_pose(lm, ref, device="cpu", focal_px=800.0, principal_point=(400.0, 300.0))
+    fit = fit_pose(lm, ref, device="cpu", focal_px=800.0, principal_point=(400.0, 300.0))
     assert np.isnan(fit.yaw.numpy()[1:3]).all() and np.isnan(fit.rotation.numpy()[1:3]).all()
     np.testing.assert_allclose(fit.yaw.numpy()[[0, 3]], ang[[0, 3], 0], atol=0.05)
     np.testing.assert_allclose(fit.roll.numpy()[[0, 3]], ang[[0, 3], 2], atol=0.05)

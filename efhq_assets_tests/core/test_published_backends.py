@@ -18,7 +18,7 @@ import torch
 
 from efhq_assets.core.models import published_angles as pa
 from efhq_assets.core.models import registry
-from efhq_assets.core.pose import euler_to_matrix
+from efhq_assets.core.pose.rotations import euler_to_matrix
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "published"
 

@@ -277,7 +277,7 @@ class PoseEstimator(Protocol):
     ) -> np.ndarray:
         """(len(boxes), 3) float32 ``yaw, pitch, roll`` in degrees.
 
-        In the project's one angle convention (core/pose.py): yaw > 0 = the
+        In the project's one angle convention (core/pose/convention.py): yaw > 0 = the
         subject turns to their own left, pitch > 0 = looks up, roll > 0 = top
         of the head toward the image's right.
         """

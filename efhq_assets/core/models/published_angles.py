@@ -48,7 +48,7 @@ import math
 import numpy as np
 import torch
 
-from ..pose import euler_to_matrix, matrix_to_euler
+from ..pose.rotations import euler_to_matrix, matrix_to_euler
 
 __all__ = [
     "rot6d_to_matrix",
