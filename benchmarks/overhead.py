@@ -17,8 +17,8 @@ interpreter start, imports and model loading):
   verification, manifest). After it, A's Dagster event log gives each step's duration, so Dagster's
   share = the per-video runs' wall - the sum of their steps.
 - loop: this file with `--loop-only`: the same work as the build, without Dagster, with the models
-  loaded once. Per video: probe + hash (ingest.probe_source_video) -> decode frames
-  (ingest.decode_frames) -> analyse_video -> pose_rows -> score_video -> bin_rows -> track_embedding_rows,
+  loaded once. Per video: probe + hash (probe_source_video) -> decode frames
+  (decode_frames) -> analyse_video -> pose_rows -> score_video -> bin_rows -> track_embedding_rows,
   writing the same tables (and lineage rows) with write_table. Then what the build's unpartitioned run
   materializes (runner.UNPARTITIONED_ASSETS), each with the functions its asset body calls, on the same
   inputs: face_identities (defs.identities.update_identities), dataset_card (core.card.render_card),
@@ -110,7 +110,10 @@ def loop_only(videos: Path, data_root: Path) -> dict:
 
     from efhq_assets.core import card
     from efhq_assets.core import identities as ident
-    from efhq_assets.core import ingest
+    from efhq_assets.core.catalog import refresh_catalog, save_source_config
+    from efhq_assets.core.frames import decode_frames, parse_sampling
+    from efhq_assets.core.lineage import record_lineage
+    from efhq_assets.core.source_videos import probe_source_video, write_source_video
     from efhq_assets.core.bins import bin_rows
     from efhq_assets.core.embedding_cache import cache_path
     from efhq_assets.core.faces import analyse_video
@@ -135,10 +138,10 @@ def loop_only(videos: Path, data_root: Path) -> dict:
     out: dict = {"import_s": round(time.perf_counter() - t_imports, 2)}
     t0 = time.perf_counter()
     root = DataRoot.at(data_root).ensure()
-    ingest.save_source_config(root, SourceConfig(videos=[str(videos.resolve())]))
-    catalog = ingest.refresh_catalog(root)
+    save_source_config(root, SourceConfig(videos=[str(videos.resolve())]))
+    catalog = refresh_catalog(root)
     settings = load_settings(root)
-    policy = ingest.parse_sampling(settings.sampling)
+    policy = parse_sampling(settings.sampling)
     out["catalog_s"] = round(time.perf_counter() - t0, 3)
 
     t0 = time.perf_counter()
@@ -152,7 +155,7 @@ def loop_only(videos: Path, data_root: Path) -> dict:
         return pl.DataFrame(rows, infer_schema_length=None) if rows else empty_frame(table)
 
     def lineage(asset, key, rows, extra=None):
-        ingest.record_lineage(root, asset, key, "loop", "loop", "", rows, extra)
+        record_lineage(root, asset, key, "loop", "loop", "", rows, extra)
 
     stage_s: dict[str, float] = defaultdict(float)
     per_video: list[float] = []
@@ -167,12 +170,12 @@ def loop_only(videos: Path, data_root: Path) -> dict:
             marks_t[0] = now
 
         video, clips = catalog.video(key), catalog.clips_of(key)
-        result = ingest.probe_source_video(video, clips, Sha256Cache(root.catalog / "sha256_cache.json"))
-        ingest.write_source_video(root, result)
+        result = probe_source_video(video, clips, Sha256Cache(root.catalog / "sha256_cache.json"))
+        write_source_video(root, result)
         lineage("source_videos", key, len(result.clips))
         mark("probe")
         v, clips = read_rows(root, "videos", key)[0], read_rows(root, "clips", key)
-        df, _ = ingest.decode_frames(v, clips, policy)
+        df, _ = decode_frames(v, clips, policy)
         write_table(root, "frames", key, df if df is not None else empty_frame("frames"))
         lineage("decoded_frames", key, df.height if df is not None else 0)
         mark("decode")
@@ -269,7 +272,7 @@ def job_only(videos: Path, data_root: Path) -> dict:
     partition (which builds a new Definitions + asset job each call). Everything else as runner.build."""
     t_imports = time.perf_counter()
     from efhq_assets import runner
-    from efhq_assets.core import ingest
+    from efhq_assets.core.catalog import refresh_catalog, save_source_config
     from efhq_assets.core.sources import SourceConfig
     from efhq_assets.core.storage import DataRoot
     from efhq_assets.definitions import defs
@@ -277,8 +280,8 @@ def job_only(videos: Path, data_root: Path) -> dict:
     out: dict = {"import_s": round(time.perf_counter() - t_imports, 2)}
     root = DataRoot.at(data_root)
     instance = runner.prepare_instance(root)
-    ingest.save_source_config(root, SourceConfig(videos=[str(videos.resolve())]))
-    keys = ingest.refresh_catalog(root).partition_keys()
+    save_source_config(root, SourceConfig(videos=[str(videos.resolve())]))
+    keys = refresh_catalog(root).partition_keys()
     instance.add_dynamic_partitions("video_files", keys)
     resources = dict(defs.resources, storage=defs.resources["storage"].model_copy(update={"data_root": str(root.path)}))
     resources["face_analysis"].models()
@@ -384,7 +387,8 @@ def daemon_run(videos: Path, data_root: Path, env: dict, n_videos: int, timeout_
     import socket
     import urllib.error
 
-    from efhq_assets.core import ingest, plan
+    from efhq_assets.core import plan
+    from efhq_assets.core.catalog import save_source_config
     from efhq_assets.core.sources import SourceConfig
     from efhq_assets.core.storage import DataRoot, NoManifestError, query
 
@@ -411,7 +415,7 @@ def daemon_run(videos: Path, data_root: Path, env: dict, n_videos: int, timeout_
                 pass
             time.sleep(1)
         out["daemon_startup_s"] = round(time.perf_counter() - started, 2)
-        ingest.save_source_config(root, SourceConfig(videos=[str(videos.resolve())]))
+        save_source_config(root, SourceConfig(videos=[str(videos.resolve())]))
         t0 = time.perf_counter()
         while True:
             try:

@@ -391,7 +391,7 @@ def prepare(root, folder: Path, n: int, workers: int) -> dict:
     import polars as pl
 
     from efhq_assets import runner
-    from efhq_assets.core import ingest
+    from efhq_assets.core.catalog import save_source_config
     from efhq_assets.core.sources import SourceConfig
     from efhq_assets.core.storage import write_table
 
@@ -401,7 +401,7 @@ def prepare(root, folder: Path, n: int, workers: int) -> dict:
     log(f"  {n} source files in {out['create_files_s']} s")
 
     instance = runner.prepare_instance(root)
-    ingest.save_source_config(root, SourceConfig(videos=[str(folder)]))
+    save_source_config(root, SourceConfig(videos=[str(folder)]))
     first = min(1_000, n)
     t0 = time.perf_counter()
     instance.add_dynamic_partitions("video_files", [video_id(i) for i in range(first)])
@@ -455,7 +455,7 @@ def main() -> int:
     import polars as pl  # noqa: F401  (import cost out of the timings)
 
     from efhq_assets import runner
-    from efhq_assets.core import ingest
+    from efhq_assets.core.catalog import load_source_config, refresh_catalog
     from efhq_assets.core.sources import SourceConfig, source_listing_fingerprint
     from efhq_assets.core.storage import DataRoot, compact_manifest, query
     from efhq_assets.core.storage.compaction import _list_table_files
@@ -592,12 +592,12 @@ def main() -> int:
         out["sensor_tick_unchanged_outcome"] = outcome
         log(f"  sensor tick (nothing changed): {seconds:.2f} s: {outcome}")
         # where a full tick goes (the same calls the sensor makes)
-        config = ingest.load_source_config(root)
+        config = load_source_config(root)
         t0 = time.perf_counter()
         source_listing_fingerprint(config)
         out["sensor_part_listing_fingerprint_s"] = round(time.perf_counter() - t0, 2)
         t0 = time.perf_counter()
-        ingest.refresh_catalog(root, config)
+        refresh_catalog(root, config)
         out["sensor_part_refresh_catalog_s"] = round(time.perf_counter() - t0, 2)
         out["sensor_limit_s"] = 60
 

@@ -200,10 +200,10 @@ def cmd_sql(args) -> int:
 
 
 def cmd_status(args) -> int:
-    from efhq_assets.core import ingest
+    from efhq_assets.core.catalog import load_catalog
 
     root = _root(args)
-    catalog = ingest.load_catalog(root)
+    catalog = load_catalog(root)
     if not catalog.videos:
         print(f"no sources registered in {root.path}: run `efhq demo` or `efhq build --videos DIR`")
         return 0

@@ -13,7 +13,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from efhq_assets.core import ingest, plan, stages
+from efhq_assets.core import plan, stages
+
+from efhq_assets.core.catalog import load_source_config, refresh_catalog, save_source_config
+
+from efhq_assets.core.lineage import record_error
+
+from efhq_assets.core.storage import atomic_write_bytes
 from efhq_assets.core.settings import Settings, load_settings, update_settings
 from efhq_assets.core.sources import SourceConfig
 from efhq_assets.core.storage import DataRoot, sweep_stale_temp_files, table_files
@@ -108,7 +114,7 @@ def _run_videos(root: DataRoot, instance, resources, assets, selection: tuple[st
         for key in keys:
             if key not in done and key not in failed:
                 if key not in _videos_with_errors(errors_after):
-                    ingest.record_error(root, key, event.step_key, f"unexpected error in {event.step_key}: {message}")
+                    record_error(root, key, event.step_key, f"unexpected error in {event.step_key}: {message}")
                 failed.add(key)
     materialized = {asset: {m.partition for m in result.asset_materializations_for_node(asset)} for asset in selection}
     left = {k: tuple(a for a in selection if k not in materialized[a]) for k in keys if k not in failed}
@@ -154,7 +160,7 @@ def make_plan(root: DataRoot, instance, force: bool = False) -> tuple[plan.Build
     from efhq_assets.defs.partitions import video_files
 
     settings = load_settings(root)
-    catalog = ingest.refresh_catalog(root)
+    catalog = refresh_catalog(root)
     keys = catalog.partition_keys()
     known = set(instance.get_dynamic_partitions(video_files.name))
     new = [k for k in keys if k not in known]
@@ -190,7 +196,7 @@ def build(root: DataRoot, config: SourceConfig | None = None, sampling: str | No
     if swept := sweep_stale_temp_files(root):
         log(f"  removed {swept} temp file(s) left by an interrupted run")
     if config is not None:
-        ingest.save_source_config(root, ingest.load_source_config(root).merged(config))
+        save_source_config(root, load_source_config(root).merged(config))
     resources = _resources(root)
     refresh_reviews(root, instance, resources)
     build_plan, catalog, new = make_plan(root, instance, force=force)
@@ -268,7 +274,7 @@ def sensor_tick(root: DataRoot) -> dict:
                      _resources(root)["face_analysis"], unpartitioned_busy, attempted_run_key(instance))
     if tick.new_keys:
         instance.add_dynamic_partitions("video_files", tick.new_keys)
-    ingest.atomic_write_bytes(cursor_file, tick.cursor.encode())
+    atomic_write_bytes(cursor_file, tick.cursor.encode())
     return {"new_partitions": len(tick.new_keys), "runs": len(tick.runs),
             "unpartitioned": tick.unpartitioned_run_key is not None, **({"skip": tick.skip} if tick.skip else {})}
 

@@ -228,8 +228,7 @@ def analyse_video(video: dict, clips: list[dict], policy, models: FaceModels, ef
     New faces appear at the next detection frame. Every row has `detected` (the detector found it on this frame)
     and `found_by` (:data:`FOUND_BY`).
     """
-    from .ingest import clip_windows
-    from .video import iter_clip_frames
+    from .video import clip_windows, iter_clip_frames  # lazy: video imports av and cv2
 
     if int(detect_stride) < 1:
         raise ValueError(f"detect_stride must be >= 1, got {detect_stride}")

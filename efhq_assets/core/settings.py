@@ -23,7 +23,7 @@ class SettingsError(ValueError):
 
 
 def _check_sampling(value: str) -> str:
-    from .ingest import parse_sampling
+    from .frames import parse_sampling  # lazy: frames imports av, cv2 and polars
 
     parse_sampling(value)
     return str(value).strip().lower()

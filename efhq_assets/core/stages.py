@@ -18,8 +18,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .efhq_import import metadata_stamp
+from .fingerprints import fingerprint
+from .lineage import lineage_fingerprint
 from .settings import Settings
-from .storage import DataRoot
+from .storage import DataRoot, read_rows
 
 
 @dataclass(frozen=True)
@@ -97,18 +100,10 @@ def stage(name: str) -> Stage:
     return BY_NAME[name]
 
 
-def fingerprint(*parts) -> str:
-    from .ingest import fingerprint as _fingerprint
-
-    return _fingerprint(*parts)
-
-
 # --------------------------------------------------------------------------- what a per-video stage depends on
 
 def _source_identity(ctx: VideoContext):
     """The file (path, size, mtime) and its clip rows: a file replaced under the same name changes it."""
-    from .efhq_import import metadata_stamp
-
     clip_keys = [{**{k: c.get(k) for k in ("clip_id", "start_frame", "end_frame", "start_sec", "end_sec", "crop", "bbox",
                                            "whole_file", "attributes")},
                   "efhq_metadata": metadata_stamp(c.get("efhq_metadata"))} for c in ctx.clips]
@@ -116,8 +111,6 @@ def _source_identity(ctx: VideoContext):
 
 
 def _reviewed_labels(ctx: VideoContext):
-    from .storage import read_rows
-
     rows = read_rows(ctx.root, "review_overrides", ctx.video_id)
     return sorted([r["frame_index"], r["face_index"], r["label"]] for r in rows)
 
@@ -146,8 +139,6 @@ def expected_fingerprints(ctx: VideoContext) -> dict[str, str]:
 
 
 def recorded_fingerprint(root: DataRoot, name: str, video_id: str) -> str | None:
-    from .ingest import lineage_fingerprint
-
     return lineage_fingerprint(root, name, video_id)
 
 

@@ -81,6 +81,12 @@ class ClipWindow:
             )
 
 
+def clip_windows(clips: list[dict]) -> list[ClipWindow]:
+    """The decode windows of `clips` rows (start and end frame, crop region)."""
+    return [ClipWindow(c["clip_id"], int(c["start_frame"]), int(c["end_frame"]),
+                       tuple(int(v) for v in c["crop"]) if c.get("crop") is not None else None) for c in clips]
+
+
 @dataclass(frozen=True)
 class SamplingPolicy:
     """Which frames of a window to keep; deterministic so re-runs give the same rows."""

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 
 import dagster as dg
 
-from efhq_assets.core import ingest
+from efhq_assets.core.lineage import clear_error, record_error
 from efhq_assets.core.plan import MAX_PARTITIONS_PER_RUN
 from efhq_assets.core.storage import DataRoot
 
@@ -90,7 +90,7 @@ def each_partition(context: dg.AssetExecutionContext, root: DataRoot,
         if _failed_checks(result):
             _record_check_failure(root, key, asset, _failed_checks(result))
         else:
-            ingest.clear_error(root, key, asset)
+            clear_error(root, key, asset)
         yield result
         return
 
@@ -112,7 +112,7 @@ def each_partition(context: dg.AssetExecutionContext, root: DataRoot,
         if bad:
             _record_check_failure(root, key, asset, bad)
         else:
-            ingest.clear_error(root, key, asset)
+            clear_error(root, key, asset)
     checks = _combined_checks(results)
     if not raised:
         # Dagster records one materialization per partition key of the run, each with its own metadata (and
@@ -179,12 +179,12 @@ def _record_failure(root: DataRoot, key: str, asset: str, exc: Exception) -> str
     if isinstance(exc, dg.Failure):
         message = exc.description or str(exc)
         if not _has_error_row(root, key):
-            ingest.record_error(root, key, asset, message)
+            record_error(root, key, asset, message)
         return message
     message = f"unexpected error in {asset}: {type(exc).__name__}: {exc}".strip()
-    ingest.record_error(root, key, asset, message)
+    record_error(root, key, asset, message)
     return message
 
 
 def _record_check_failure(root: DataRoot, key: str, asset: str, failed: list[str]) -> None:
-    ingest.record_error(root, key, asset, f"{asset}: blocking check failed: {'; '.join(failed)}")
+    record_error(root, key, asset, f"{asset}: blocking check failed: {'; '.join(failed)}")

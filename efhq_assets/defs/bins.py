@@ -3,7 +3,6 @@
 import dagster as dg
 import polars as pl
 
-from efhq_assets.core import ingest
 from efhq_assets.core.bins import VOTING_ESTIMATORS, bin_rows
 from efhq_assets.core.efhq_import import IMPORTED_ESTIMATORS, pose_sign_agreement, released_labels
 from efhq_assets.core.checks import check_bins

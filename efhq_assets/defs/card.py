@@ -5,7 +5,9 @@ import base64
 import dagster as dg
 import polars as pl
 
-from efhq_assets.core import card, ingest, stages
+from efhq_assets.core import card, stages
+
+from efhq_assets.core.lineage import record_lineage
 
 from .lineage import stage_asset_kwargs
 from .resources import EfhqStorage
@@ -39,7 +41,7 @@ def dataset_card(context: dg.AssetExecutionContext, storage: EfhqStorage) -> dg.
     rendered = card.render_card(root, out, THUMBS_PER_BIN)
     bins, identities, pose_png, sheets = (rendered["bins"], rendered["identities"], rendered["pose_png"],
                                           rendered["sheets"])
-    ingest.record_lineage(root, "dataset_card", "all", stages.stage("dataset_card").code_version, context.run.run_id, "", len(bins))
+    record_lineage(root, "dataset_card", "all", stages.stage("dataset_card").code_version, context.run.run_id, "", len(bins))
     counts = pl.DataFrame({"label": [b["label"] for b in bins]}).group_by("label").len().sort("label") if bins else None
     metadata = {
         "card": dg.MetadataValue.path(str(out / "dataset_card.md")),

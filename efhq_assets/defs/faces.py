@@ -3,7 +3,7 @@
 import dagster as dg
 import polars as pl
 
-from efhq_assets.core import ingest
+from efhq_assets.core.frames import parse_sampling
 from efhq_assets.core.checks import check_faces
 from efhq_assets.core.efhq_import import import_video
 from efhq_assets.core.faces import analyse_video
@@ -44,7 +44,7 @@ def _detect_faces(context: dg.AssetExecutionContext, root, face_analysis: FaceAn
         return _write_imported(context, root, video_id, face_analysis, *imported)
     remove_table_file(root, "efhq_poses", video_id)
     models = face_analysis.models()
-    faces, marks = analyse_video(video, clips, ingest.parse_sampling(sampling), models,
+    faces, marks = analyse_video(video, clips, parse_sampling(sampling), models,
                                  face_analysis.efhq_min_score, face_analysis.efhq_min_side,
                                  on_progress=lambda n: context.log.info(f"{video_id}: analysed {n} frames"),
                                  batch=face_analysis.batch, detect_stride=face_analysis.detect_stride)

@@ -5,7 +5,9 @@ import base64
 
 import dagster as dg
 
-from efhq_assets.core import ingest
+from efhq_assets.core.frames import decode_frames, parse_sampling, preview_strip_png
+
+from efhq_assets.core.lineage import clear_error, record_error
 from efhq_assets.core.settings import load_settings
 from efhq_assets.core.storage import empty_frame, read_rows, write_table
 
@@ -37,20 +39,20 @@ def _decode_video(context: dg.AssetExecutionContext, storage: EfhqStorage, video
     video = successful_video(root, video_id)
     clips = read_rows(root, "clips", video_id)
     sampling = load_settings(root).sampling
-    policy = ingest.parse_sampling(sampling)
+    policy = parse_sampling(sampling)
 
     def progress(done: int, total: int) -> None:
         context.log.info(f"{video_id}: decoded {done}/{total} frames")
 
     try:
-        df, previews = ingest.decode_frames(video, clips, policy, on_progress=progress)
+        df, previews = decode_frames(video, clips, policy, on_progress=progress)
     except VideoError as exc:
         message = f"{video['source_name']}: {exc}"
-        ingest.record_error(root, video_id, "decoded_frames", message)
+        record_error(root, video_id, "decoded_frames", message)
         raise dg.Failure(description=message, allow_retries=False) from None
     df = df if df is not None else empty_frame("frames")
     write_table(root, "frames", video_id, df)
-    ingest.clear_error(root, video_id, "decoded_frames")
+    clear_error(root, video_id, "decoded_frames")
     version = record_stage(context, root, "decoded_frames", video_id, df.height)
     metadata = {
         "frames": df.height,
@@ -63,7 +65,7 @@ def _decode_video(context: dg.AssetExecutionContext, storage: EfhqStorage, video
     }
     # JPEG: Dagster keeps each materialization's metadata three times (the run's event log, the asset index and
     # the latest-materialization cache); as PNG this strip was 175 kB there per video (benchmarks/decode.py)
-    strip = ingest.preview_strip_png(previews, ext=".jpg")
+    strip = preview_strip_png(previews, ext=".jpg")
     if strip:
         metadata["preview"] = dg.MetadataValue.md(f"![frames](data:image/jpeg;base64,{base64.b64encode(strip).decode()})")
     return dg.MaterializeResult(data_version=version, metadata=metadata)

@@ -13,7 +13,8 @@ import numpy as np
 import polars as pl
 
 from efhq_assets.core import identities as ident
-from efhq_assets.core import ingest, stages
+from efhq_assets.core import stages
+from efhq_assets.core.lineage import record_lineage
 from efhq_assets.core.face_crops import iter_faces_by_frame, pick_track_faces
 from efhq_assets.core.storage import empty_frame, read_rows, read_table_files, write_table
 
@@ -89,7 +90,7 @@ def read_all(root, table: str) -> list[dict]:
 def face_identities(context: dg.AssetExecutionContext, storage: EfhqStorage) -> dg.MaterializeResult:
     root = storage.root()
     df, merges = update_identities(root)
-    ingest.record_lineage(root, "face_identities", "all", stages.stage("face_identities").code_version, context.run.run_id, "", df.height,
+    record_lineage(root, "face_identities", "all", stages.stage("face_identities").code_version, context.run.run_id, "", df.height,
                           {"method": ident.method_name()})
     return dg.MaterializeResult(metadata={
         "tracks": df.height,

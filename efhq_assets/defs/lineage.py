@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import dagster as dg
 
-from efhq_assets.core import ingest, stages
+from efhq_assets.core import stages
+
+from efhq_assets.core.catalog import load_catalog
+
+from efhq_assets.core.lineage import record_lineage
 from efhq_assets.core.settings import load_settings
 from efhq_assets.core.storage import DataRoot
 
@@ -17,7 +21,7 @@ from .resources import FaceAnalysis
 
 def video_context(root: DataRoot, video_id: str, face_analysis: FaceAnalysis | None = None) -> stages.VideoContext:
     settings = load_settings(root)
-    catalog = ingest.load_catalog(root)
+    catalog = load_catalog(root)
     video = catalog.video(video_id) or {"video_id": video_id}
     resolved = face_analysis.resolved(settings) if face_analysis is not None else None
     return stages.VideoContext(root, video, catalog.clips_of(video_id), settings,
@@ -29,7 +33,7 @@ def record_stage(context: dg.AssetExecutionContext, root: DataRoot, name: str, v
     """Write the stage's lineage row; returns its fingerprint as the materialization's data version
     (batch.each_partition also puts it in each video's metadata: a multi-video step has one data version)."""
     fp = stages.consumed_fingerprint(name, video_context(root, video_id, face_analysis))
-    ingest.record_lineage(root, name, video_id, stages.stage(name).code_version, context.run.run_id, fp, rows,
+    record_lineage(root, name, video_id, stages.stage(name).code_version, context.run.run_id, fp, rows,
                           model_versions)
     return dg.DataVersion(fp)
 

@@ -4,7 +4,7 @@
 import dagster as dg
 
 from efhq_assets.core import stages
-from efhq_assets.core.ingest import record_lineage
+from efhq_assets.core.lineage import record_lineage
 from efhq_assets.core.plan import record_unpartitioned_state
 from efhq_assets.core.storage import compact_manifest
 

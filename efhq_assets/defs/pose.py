@@ -3,7 +3,6 @@
 import dagster as dg
 import polars as pl
 
-from efhq_assets.core import ingest
 from efhq_assets.core.checks import check_poses
 from efhq_assets.core.efhq_import import IMPORTED_ESTIMATORS, imported_pose_rows
 from efhq_assets.core.pose_annotations import POSE_CAMERA_DEFAULT, attach_faces, pose_rows, video_camera

@@ -6,7 +6,6 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
-from efhq_assets.core import ingest
 from efhq_assets.core.checks import check_quality
 from efhq_assets.core.efhq_import import RELEASED_SCORER, released_labels
 from efhq_assets.core.face_crops import iter_faces_by_frame

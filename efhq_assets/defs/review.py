@@ -3,7 +3,11 @@
 import dagster as dg
 import polars as pl
 
-from efhq_assets.core import ingest, stages
+from efhq_assets.core import stages
+
+from efhq_assets.core.fingerprints import fingerprint
+
+from efhq_assets.core.lineage import record_lineage
 from efhq_assets.core.plan import record_review_state, review_files
 from efhq_assets.core.review import merge_reviews
 from efhq_assets.core.storage import remove_table_file, table_files, write_table
@@ -40,8 +44,8 @@ def review_overrides(context: dg.AssetExecutionContext, storage: EfhqStorage) ->
             remove_table_file(root, "review_overrides", path.stem)
     for video_id, rows in by_video.items():
         write_table(root, "review_overrides", video_id, pl.DataFrame(rows))
-    ingest.record_lineage(root, "review_overrides", "all", stages.stage("review_overrides").code_version, context.run.run_id,
-                          ingest.fingerprint([p.name for p in files]), len(merged))
+    record_lineage(root, "review_overrides", "all", stages.stage("review_overrides").code_version, context.run.run_id,
+                          fingerprint([p.name for p in files]), len(merged))
     record_review_state(root)  # the sheets merged: efhq build and the sensor compare it with the sheets now
     counts = pl.DataFrame({"label": list(merged.values())}).group_by("label").len().sort("label").to_dicts() \
         if merged else []

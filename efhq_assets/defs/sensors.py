@@ -28,7 +28,9 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
-from efhq_assets.core import ingest, plan, stages
+from efhq_assets.core import plan, stages
+
+from efhq_assets.core.catalog import load_catalog, load_source_config, refresh_catalog
 from efhq_assets.core.settings import SettingsError, load_settings
 from efhq_assets.core.sources import source_listing_fingerprint
 from efhq_assets.core.storage import DataRoot
@@ -91,16 +93,16 @@ def plan_tick(root: DataRoot, existing: list[str], cursor: str | None, in_flight
     except SettingsError as exc:
         tick.skip, tick.cursor = f"settings refused: {exc}", cursor or ""
         return tick
-    config = ingest.load_source_config(root)
+    config = load_source_config(root)
     listing = source_listing_fingerprint(config)
     changed: set[str] = set()
     if state.get("listing") != listing or state.get("backlog"):
-        before = ingest.load_catalog(root)
-        catalog = ingest.refresh_catalog(root, config)
+        before = load_catalog(root)
+        catalog = refresh_catalog(root, config)
         changed = {v["video_id"] for v in catalog.videos
                    if before.video(v["video_id"]) != v or before.clips_of(v["video_id"]) != catalog.clips_of(v["video_id"])}
     else:
-        catalog = ingest.load_catalog(root)
+        catalog = load_catalog(root)
     wanted = catalog.partition_keys()
     known = {v["video_id"] for v in catalog.videos}
     known_set = set(existing)

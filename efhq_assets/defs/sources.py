@@ -3,7 +3,11 @@
 
 import dagster as dg
 
-from efhq_assets.core import ingest
+from efhq_assets.core.catalog import load_catalog
+
+from efhq_assets.core.lineage import clear_error
+
+from efhq_assets.core.source_videos import probe_source_video, write_failed_video, write_source_video
 from efhq_assets.core.sources import Sha256Cache
 
 from .batch import BACKFILL_POLICY, each_partition
@@ -14,7 +18,7 @@ from .resources import EfhqStorage
 
 def catalog_entry(storage: EfhqStorage, video_id: str) -> tuple[dict, list[dict]]:
     root = storage.root()
-    catalog = ingest.load_catalog(root)
+    catalog = load_catalog(root)
     video = catalog.video(video_id)
     if video is None or video["status"] == "missing":
         raise dg.Failure(description=f"video {video_id!r} is not in the source catalog of {root.path} "
@@ -51,13 +55,13 @@ def _source_video(context: dg.AssetExecutionContext, storage: EfhqStorage, video
     root = storage.root()
     video, clips = catalog_entry(storage, video_id)
     try:
-        result = ingest.probe_source_video(video, clips, Sha256Cache(root.catalog / "sha256_cache.json"))
+        result = probe_source_video(video, clips, Sha256Cache(root.catalog / "sha256_cache.json"))
     except (VideoError, OSError) as exc:
         message = f"{video['source_name']}: {exc}"
-        ingest.write_failed_video(root, video, message)
+        write_failed_video(root, video, message)
         raise dg.Failure(description=message, allow_retries=False) from None
-    ingest.write_source_video(root, result)
-    ingest.clear_error(root, video_id, "source_videos")
+    write_source_video(root, result)
+    clear_error(root, video_id, "source_videos")
     for warning in result.warnings:
         context.log.warning(warning)
     version = record_stage(context, root, "source_videos", video_id, len(result.clips))

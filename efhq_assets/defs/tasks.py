@@ -16,7 +16,11 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
-from efhq_assets.core import ingest, stages
+from efhq_assets.core import stages
+
+from efhq_assets.core.fingerprints import fingerprint
+
+from efhq_assets.core.lineage import record_lineage
 from efhq_assets.core.settings import load_settings, update_settings
 from efhq_assets.core.storage import DataRoot, write_table
 from efhq_assets.core.tasks.candidates import FrameCache, candidate_rows
@@ -218,7 +222,7 @@ def build_split(context, storage: EfhqStorage, task: str, table: str, columns):
     if exports_in_build(root):
         with swapped_dir(root.tasks / task) as tmp:
             result = render(root, rows, tmp)
-    ingest.record_lineage(root, table, "all", stages.stage(table).code_version, context.run.run_id, "", df.height)
+    record_lineage(root, table, "all", stages.stage(table).code_version, context.run.run_id, "", df.height)
     return df, result
 
 
@@ -281,7 +285,7 @@ def split_reenactment(context: dg.AssetExecutionContext, storage: EfhqStorage) -
     train_ids = set(df.filter(pl.col("split") == "train")["identity_id"]) if df.height else set()
     test_ids = set(df.filter(pl.col("split") == "test")["identity_id"]) if df.height else set()
     overlap = sorted(train_ids & test_ids)
-    ingest.record_lineage(root, "split_reenactment", "all", stages.stage("split_reenactment").code_version, context.run.run_id, "", df.height)
+    record_lineage(root, "split_reenactment", "all", stages.stage("split_reenactment").code_version, context.run.run_id, "", df.height)
     return dg.MaterializeResult(
         metadata={"rows": df.height, "pairs": len(pairs), **_export_metadata(root, "reenactment", result),
                   "splits": _counts_md(df, "split", "label"), "dagster/row_count": df.height},
@@ -324,7 +328,7 @@ def verification_pairs(context: dg.AssetExecutionContext, storage: EfhqStorage) 
     root = storage.root()
     df, n_images = write_verification_pairs(root)
     bad = df.filter(~pl.col("issame") & (pl.col("identity1") == pl.col("identity2"))).height if df.height else 0
-    ingest.record_lineage(root, "verification_pairs", "all", stages.stage("verification_pairs").code_version, context.run.run_id, "", df.height)
+    record_lineage(root, "verification_pairs", "all", stages.stage("verification_pairs").code_version, context.run.run_id, "", df.height)
     return dg.MaterializeResult(
         metadata={"pairs": df.height, "images": n_images,
                   "export": dg.MetadataValue.path(str(root.tasks / "verification")),
@@ -395,7 +399,7 @@ def render_verification_images(root: DataRoot, samples: list[dict], previous: Pa
         if vid not in video_sha:
             video_sha[vid] = ((read_rows(root, "videos", vid) or [{}])[0].get("sha256") or "")
         lmk = lmk5_of(s)
-        return ingest.fingerprint(VERIFICATION_RENDER_VERSION, vid, video_sha[vid], int(s["frame_index"]),
+        return fingerprint(VERIFICATION_RENDER_VERSION, vid, video_sha[vid], int(s["frame_index"]),
                                   None if lmk is None else lmk.tolist(), int(s["degrade_seed"]), preset)
 
     old = _load_render_index(root)
@@ -481,7 +485,7 @@ def verification_report(context: dg.AssetExecutionContext, storage: EfhqStorage)
                                                                   cache_path(root, "verification_embeddings")))
     rows = verification_report_rows(pairs, scores, model) if pairs else []
     df = write_split_table(root, "verification_report", rows, VERIFICATION_REPORT_COLUMNS)
-    ingest.record_lineage(root, "verification_report", "all", stages.stage("verification_report").code_version, context.run.run_id, "", df.height,
+    record_lineage(root, "verification_report", "all", stages.stage("verification_report").code_version, context.run.run_id, "", df.height,
                           {"embedder": model})
     table = "| protocol | FAR | TAR | n_genuine | n_impostor |\n|---|---|---|---|---|\n" + "\n".join(
         f"| {r['protocol']} | {r['far']:g} | {_fmt(r['tar'])} "

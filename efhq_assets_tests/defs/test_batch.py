@@ -4,7 +4,8 @@ import dagster as dg
 import pytest
 
 from efhq_assets import runner
-from efhq_assets.core import ingest, plan, stages
+from efhq_assets.core import plan, stages
+from efhq_assets.core.catalog import refresh_catalog, save_source_config
 from efhq_assets.core.sources import SourceConfig
 from efhq_assets.core.storage import DataRoot, query, read_rows
 from efhq_assets.defs.partitions import video_files
@@ -86,8 +87,8 @@ def test_a_ranged_run_keeps_per_video_checks_and_lineage(tmp_path, make_video, i
         write_test_video(videos / f"{name}.mp4", [np.ascontiguousarray(np.roll(img, shift * i, axis=1))
                                                   for i in range(3)])
     root = DataRoot(tmp_path / "root").ensure()
-    ingest.save_source_config(root, SourceConfig(videos=[str(videos)]))
-    ingest.refresh_catalog(root)
+    save_source_config(root, SourceConfig(videos=[str(videos)]))
+    refresh_catalog(root)
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(video_files.name, ["astro1", "astro2"])
         result = dg.materialize([defs.get_assets_def(k) for k in stages.PER_VIDEO], instance=instance,

@@ -5,7 +5,7 @@ import json
 import dagster as dg
 import pytest
 
-from efhq_assets.core import ingest
+from efhq_assets.core.catalog import refresh_catalog, save_source_config
 from efhq_assets.core.sources import SourceConfig
 from efhq_assets.core.storage import DataRoot, query, read_table
 from efhq_assets.definitions import defs
@@ -43,8 +43,8 @@ def materialize_partition(instance, root, key):
 
 def test_assets_materialize_per_partition_and_bad_files_fail_alone(tmp_path, sources):
     root = DataRoot(tmp_path / "root").ensure()
-    ingest.save_source_config(root, sources)
-    catalog = ingest.refresh_catalog(root)
+    save_source_config(root, sources)
+    catalog = refresh_catalog(root)
     keys = catalog.partition_keys()
     assert keys == ["empty", "good_a", "good_b", "notes", "truncated"]
     with dg.instance_for_test() as instance:
@@ -76,7 +76,7 @@ def _tick(instance, storage, cursor=None):
 
 def test_sensor_adds_partitions_and_requests_one_batched_run(tmp_path, sources):
     root = DataRoot(tmp_path / "root").ensure()
-    ingest.save_source_config(root, sources)
+    save_source_config(root, sources)
     storage = EfhqStorage(data_root=str(root.path))
     with dg.instance_for_test() as instance:
         result = _tick(instance, storage)
@@ -107,7 +107,7 @@ def test_sensor_plans_only_what_changed_since_its_last_tick(tmp_path, sources, m
     from efhq_assets.core.settings import update_settings
 
     root = DataRoot(tmp_path / "root").ensure()
-    ingest.save_source_config(root, sources)
+    save_source_config(root, sources)
     first = sensors.plan_tick(root, [], None, None, FaceAnalysis())
     keys = first.new_keys
     # every video was requested; while they are in flight nothing else is
@@ -131,7 +131,7 @@ def test_a_full_plan_is_spread_over_ticks(tmp_path, sources, monkeypatch):
     """A large root's full plan (first tick, or after a setting change) plans a slice of videos per tick, and
     the unpartitioned stages wait until it has seen every video."""
     root = DataRoot(tmp_path / "root").ensure()
-    ingest.save_source_config(root, sources)
+    save_source_config(root, sources)
     keys = sensors.plan_tick(root, [], None, None, FaceAnalysis()).new_keys
     monkeypatch.setattr(sensors, "FULL_PLAN_PER_TICK", 2)
     cursor, planned = None, []
@@ -145,7 +145,7 @@ def test_a_full_plan_is_spread_over_ticks(tmp_path, sources, monkeypatch):
 
 def test_sensor_cap_leaves_a_backlog_for_the_next_tick(tmp_path, sources):
     root = DataRoot(tmp_path / "root").ensure()
-    ingest.save_source_config(root, sources)
+    save_source_config(root, sources)
     first = sensors.plan_tick(root, [], None, None, FaceAnalysis(), cap=2)
     assert first.new_keys == ["empty", "good_a"] and json.loads(first.cursor)["backlog"] == 3
     second = sensors.plan_tick(root, first.new_keys, first.cursor, None, FaceAnalysis(), cap=2)
@@ -163,8 +163,8 @@ def test_face_chain_on_a_real_face_passes_its_blocking_checks(tmp_path):
     img = astronaut_bgr()
     write_test_video(videos / "astro.mp4", [np.ascontiguousarray(np.roll(img, 3 * i, axis=1)) for i in range(4)])
     root = DataRoot(tmp_path / "root").ensure()
-    ingest.save_source_config(root, SourceConfig(videos=[str(videos)]))
-    ingest.refresh_catalog(root)
+    save_source_config(root, SourceConfig(videos=[str(videos)]))
+    refresh_catalog(root)
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(video_files.name, ["astro"])
         result = dg.materialize([defs.get_assets_def(k) for k in stages.PER_VIDEO], partition_key="astro",
