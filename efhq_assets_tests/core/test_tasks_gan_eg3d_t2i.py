@@ -342,6 +342,25 @@ def test_stylegan_zip_reads_back_like_imagefolderdataset(real_faces, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["again.zip", "efhq_64.zip", "s.zip"]
 
 
+def test_task_exports_use_the_one_atomic_writer(tmp_path, monkeypatch):
+    """Every task file goes through core/storage's writer (fsync, temp files a crash leaves are swept)."""
+    from efhq_assets.core import storage
+
+    assert C.atomic_write_bytes is storage.atomic_write_bytes
+    temps = []
+    real = C.atomic_path
+
+    def recording(target):
+        temps.append(target)
+        return real(target)
+
+    monkeypatch.setattr(C, "atomic_path", recording)
+    with C.DeterministicZip(tmp_path / "x.zip") as zf:
+        zf.add("a.txt", b"a")
+    assert temps == [tmp_path / "x.zip"] and zipfile.ZipFile(tmp_path / "x.zip").namelist() == ["a.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.zip"]
+
+
 def test_eg3d_dataset_json_folder_and_zip(real_faces, tmp_path):
     import cv2
 

@@ -15,7 +15,7 @@ Stability under refresh (docs/architecture.md, "Invariants"):
   ids were zero-padded in some stages and not in others (``zfill(8)`` vs int round-trips).
 
 Writers are deterministic (fixed zip timestamps, sorted entries, PNG via ``cv2.imencode``) and
-atomic (temp file in the same folder, then ``os.replace``).
+atomic (``storage.atomic_path``, the one atomic writer: temp file in the same folder, fsync, ``os.replace``).
 
 numpy only at module level; cv2 is imported inside functions.
 """
@@ -34,6 +34,7 @@ from typing import Any, Callable, Hashable, Iterable, Sequence
 import numpy as np
 
 from ..ids import is_safe_id
+from ..storage import atomic_path, atomic_write_bytes
 
 __all__ = [
     "SPLITS",
@@ -285,31 +286,14 @@ def encode_png(image: np.ndarray, compression: int = 6) -> bytes:
     return buf.tobytes()
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to a temp file beside ``path``, then ``os.replace`` it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return path
-
-
 def json_bytes(obj: Any, *, indent: int | None = None) -> bytes:
     return (json.dumps(obj, indent=indent, sort_keys=False, ensure_ascii=False) + "\n").encode("utf-8")
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any, *, indent: int | None = None) -> Path:
-    return atomic_write_bytes(path, json_bytes(obj, indent=indent))
+    path = Path(path)
+    atomic_write_bytes(path, json_bytes(obj, indent=indent))
+    return path
 
 
 class DeterministicZip:
@@ -317,15 +301,12 @@ class DeterministicZip:
 
     Members are written in sorted name order with a fixed timestamp and fixed permissions; PNGs are
     stored (already compressed), everything else deflated.  Nothing appears at ``path`` until
-    :meth:`close` succeeds (temp file in the same folder, then ``os.replace``).
+    :meth:`close` succeeds (``storage.atomic_path``: temp file in the same folder, fsync, ``os.replace``).
     """
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        os.close(fd)
-        self._tmp = Path(tmp)
         # spill to a temp folder so a big export does not sit in memory
         self._stage = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.stage.", dir=self.path.parent))
         self._names: dict[str, Path] = {}
@@ -341,15 +322,13 @@ class DeterministicZip:
 
     def close(self) -> Path:
         try:
-            with zipfile.ZipFile(self._tmp, "w") as zf:
+            with atomic_path(self.path) as tmp, zipfile.ZipFile(tmp, "w") as zf:
                 for name in sorted(self._names):
                     info = zipfile.ZipInfo(name, date_time=ZIP_DATE_TIME)
                     info.compress_type = zipfile.ZIP_STORED if name.lower().endswith(".png") else zipfile.ZIP_DEFLATED
                     info.external_attr = (0o100644 & 0xFFFF) << 16
                     info.create_system = 3
                     zf.writestr(info, self._names[name].read_bytes())
-            os.chmod(self._tmp, 0o644)
-            os.replace(self._tmp, self.path)
         finally:
             self._cleanup()
         return self.path
@@ -366,10 +345,6 @@ class DeterministicZip:
         try:
             self._stage.rmdir()
         except OSError:
-            pass
-        try:
-            self._tmp.unlink()
-        except FileNotFoundError:
             pass
 
     def __enter__(self) -> "DeterministicZip":
