@@ -6,7 +6,7 @@ Progress goes to stderr; the figures are ONE JSON object on the last stdout line
 Clips (512x512, 25 fps, H.264 crf 23) are synthesized from real face photos shipped in installed
 packages (skimage's astronaut, insightface's t1.jpg; read at run time, never written to the repo):
 
-- steady:  the demo corpus' gentle-motion segments (`core.demo._steady_segment`): face 300-360 px,
+- steady:  the demo corpus' gentle-motion segments (`demo.segments.steady_segment`): face 300-360 px,
            small drift, a roll sweep (the VFHQ / CelebV-HQ case: one tracked face per clip);
 - fast:    one face crossing the frame at ~5 px/frame while zooming 200 -> 330 px and rolling +-20 deg;
 - group:   a fast pan (10 px/frame) over the six-person group photo: small faces (~60-90 px), faces
@@ -41,7 +41,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from efhq_assets.core import demo  # noqa: E402
+from efhq_assets.demo import corpus, segments  # noqa: E402
 from efhq_assets.core.faces import DETECT_BATCH, FaceModels, analyse_video, iou  # noqa: E402
 from efhq_assets.core.pose_annotations import LANDMARK_COLUMN, pinhole_camera, pose_rows  # noqa: E402
 from efhq_assets.core.video import ClipWindow, SamplingPolicy, iter_clip_frames, write_test_video  # noqa: E402
@@ -59,14 +59,14 @@ def log(message: str) -> None:
 
 
 def fast_clip(still, rng, n: int) -> list[np.ndarray]:
-    background = demo._background(rng, (120, 100, 140))
+    background = segments.tinted_background(rng, (120, 100, 140))
     frames = []
     for t in range(n):
         u = t / max(n - 1, 1)
         center = (150 + 5.0 * t, 200 + 2.0 * t)
         face_px = 200 + 130 * u
         roll = 20.0 * np.sin(2 * np.pi * u)
-        frames.append(demo.render_frame(still, background, face_px, center, roll, False)[0])
+        frames.append(segments.render_frame(still, background, face_px, center, roll, False)[0])
     return frames
 
 
@@ -74,7 +74,7 @@ def group_pan(n: int, step: int = 4) -> list[np.ndarray]:
     from efhq_assets.core.models.sample_images import insightface_t1_bgr
 
     group = insightface_t1_bgr()
-    size = demo.FRAME_SIZE
+    size = segments.FRAME_SIZE
     if group.shape[0] < size + 50 or group.shape[1] < size + step * n:  # upscale so the pan fits
         scale = max((size + 50) / group.shape[0], (size + step * n) / group.shape[1])
         import cv2
@@ -87,12 +87,12 @@ def group_pan(n: int, step: int = 4) -> list[np.ndarray]:
 def make_clips(folder: Path, quick: bool) -> list[dict]:
     """Write the clips; returns [{"video": ..., "clips": ..., "kind": ...}] ready for analyse_video."""
     rng = np.random.default_rng(0)
-    stills = {s.identity: s for s in demo.face_stills()}
+    stills = {s.identity: s for s in corpus.face_stills()}
     n = 40 if quick else 80
     plan: list[tuple[str, str, list[np.ndarray]]] = []
     steady_ids = ["astronaut"] if quick else ["astronaut", "t1_person0", "t1_person2", "t1_person4"]
     for k, identity in enumerate(steady_ids):
-        frames, *_ = demo._steady_segment(stills[identity], rng, n, (150, 110, 90), bool(k % 2), 12.0)
+        frames, *_ = segments.steady_segment(stills[identity], rng, n, (150, 110, 90), bool(k % 2), 12.0)
         plan.append((f"steady_{identity}", "steady", frames))
     plan.append(("fast_astronaut", "fast", fast_clip(stills["astronaut"], rng, n)))
     plan.append(("group_pan", "group", group_pan(min(n, 76), step=10)))
@@ -147,7 +147,7 @@ def key(r: dict) -> tuple:
     return (r["video_id"], r["clip_id"], r["frame_index"], r["face_index"])
 
 
-CAMERA = pinhole_camera(demo.FRAME_SIZE, demo.FRAME_SIZE)  # what pose_annotations gives these videos
+CAMERA = pinhole_camera(segments.FRAME_SIZE, segments.FRAME_SIZE)  # what pose_annotations gives these videos
 
 
 def cpu_seconds() -> float:
@@ -361,7 +361,7 @@ def main() -> int:
         "frames": n_frames,
         "faces_stride_1": len(base_faces),
         "clips": {c["video"]["video_id"]: c["frames"] for c in clips},
-        "frame_size": demo.FRAME_SIZE,
+        "frame_size": segments.FRAME_SIZE,
         "model_load_s": round(model_load_s, 2),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),

@@ -4,7 +4,7 @@ Run: .venv/bin/python benchmarks/overhead.py [--clips 20] [--frames 14] [--work-
 Progress goes to stderr; the figures are ONE JSON object on the last stdout line.
 
 Input: `--clips` short clips (512x512, 25 fps, H.264, `--frames` frames each) of real faces, made with
-the demo corpus' renderer (`core.demo.face_stills` + `core.demo._steady_segment`: a gentle drift with
+the demo corpus' renderer (`demo.corpus.face_stills` + `demo.segments.steady_segment`: a gentle drift with
 a known roll sweep), one face per clip, so every stage has work.
 
 Measured in the same run, each in its own fresh data root and its own process (so both pay the
@@ -86,17 +86,17 @@ def log(message: str) -> None:
 def make_clips(folder: Path, n_clips: int, n_frames: int, seed: int = 0, prefix: str = "clip") -> float:
     import numpy as np
 
-    from efhq_assets.core import demo
+    from efhq_assets.demo import corpus, segments
     from efhq_assets.core.video import write_test_video
 
     t0 = time.perf_counter()
     folder.mkdir(parents=True, exist_ok=True)
-    stills = demo.face_stills()
+    stills = corpus.face_stills()
     rng = np.random.default_rng(seed)
     tints = [(150, 110, 90), (90, 140, 100), (100, 100, 150), (120, 90, 90)]
     for k in range(n_clips):
         still = stills[k % len(stills)]
-        frames, _, _, _ = demo._steady_segment(still, rng, n_frames, tints[k % len(tints)], bool(k % 2), 8.0)
+        frames, _, _, _ = segments.steady_segment(still, rng, n_frames, tints[k % len(tints)], bool(k % 2), 8.0)
         write_test_video(folder / f"{prefix}_{k:02d}_{still.identity}.mp4", frames, fps=FPS)
     return time.perf_counter() - t0
 

@@ -1,4 +1,4 @@
-"""Head-pose accuracy and EFHQ bins against rendered ground truth ("face profiling", core/face_render.py).
+"""Head-pose accuracy and EFHQ bins against rendered ground truth ("face profiling", demo/face_render.py).
 
 Run: .venv/bin/python benchmarks/pose_accuracy.py [--quick] [--dump FILE]
 Progress goes to stderr; the figures are ONE JSON object on the last stdout line.
@@ -302,7 +302,7 @@ def main() -> None:
     ap.add_argument("--dump", type=Path, help="also write every view's truth and estimates to this JSON file")
     args = ap.parse_args()
 
-    from efhq_assets.core.face_render import fit_textured_mesh, render, texture_fidelity
+    from efhq_assets.demo.face_render import fit_textured_mesh, render, texture_fidelity
     from efhq_assets.core.models.dlib68 import Dlib68Landmarker
     from efhq_assets.core.models.facemesh import FaceMeshLandmarker
     from efhq_assets.core.models.mtcnn import MtcnnDetector
@@ -362,7 +362,7 @@ def main() -> None:
     result = {
         "benchmark": "pose_accuracy",
         "mode": "quick" if args.quick else "full",
-        "renderer": f"core/face_render.py face profiling, pinhole camera f = {focal:g} px, face on the optical axis "
+        "renderer": f"demo/face_render.py face profiling, pinhole camera f = {focal:g} px, face on the optical axis "
                     f"(the 512 px frame is the centre crop of a {focal:g} px frame; the pipeline's camera guess for "
                     f"that frame, f = its side, is the true one)",
         "grid": {"abs_yaw": yaws, "pitch": list(pitches), "roll": list(rolls), "face_px": args.face_px,

@@ -149,7 +149,7 @@ def cmd_refresh(args) -> int:
 
 def cmd_demo(args) -> int:
     from efhq_assets import runner
-    from efhq_assets.core.demo import make_demo_corpus
+    from efhq_assets.demo.corpus import make_demo_corpus
 
     root = _root(args).ensure()
     sources = root.path / "demo_sources"

@@ -19,7 +19,7 @@ def models():
 
 @pytest.fixture(scope="module")
 def astronaut_face(models):
-    from efhq_assets.core.face_render import fit_textured_mesh
+    from efhq_assets.demo.face_render import fit_textured_mesh
     from efhq_assets.core.models.sample_images import astronaut_bgr
 
     img = astronaut_bgr()
@@ -45,7 +45,7 @@ class BlindAfter:
 
 
 def _turn_video(tmp_path, face, yaws, name, blank_from=None):
-    from efhq_assets.core.face_render import default_background, render
+    from efhq_assets.demo.face_render import default_background, render
 
     frames, boxes = [], []
     for k, y in enumerate(yaws):
@@ -108,7 +108,7 @@ def test_reverification_drops_a_track_that_leaves_the_face(tmp_path, models, ast
 
 
 def test_verify_continued_rejects_jumps_resizes_and_other_pixels(models, astronaut_face):
-    from efhq_assets.core.face_render import render
+    from efhq_assets.demo.face_render import render
     from efhq_assets.core.faces import face_histogram
 
     fr, box, _, _ = render(astronaut_face, 20.0, 0.0, 0.0, size=512, face_px=300)
@@ -130,7 +130,7 @@ def test_verify_continued_rejects_jumps_resizes_and_other_pixels(models, astrona
 def test_facemesh_landmark_model_gates_on_face_presence(models, astronaut_face):
     """The ROI fallback (no inner detector) still says 'no face' on background, and answers on a profile where
     MediaPipe's static mode does not."""
-    from efhq_assets.core.face_render import default_background, render
+    from efhq_assets.demo.face_render import default_background, render
 
     bg = default_background(512)
     assert models.facemesh.landmarks_with_source(bg, np.array([150, 150, 350, 350], np.float32)) == (None, None)
@@ -159,7 +159,7 @@ def test_temporal_outlier_rejection_keeps_real_turns():
 
 
 def test_five_point_yaw_flips_with_the_image_and_grows_with_the_turn(models, astronaut_face):
-    from efhq_assets.core.face_render import render
+    from efhq_assets.demo.face_render import render
     from efhq_assets.core.pose.large_yaw import lmk5_pose
 
     yaws = []
@@ -205,7 +205,7 @@ def test_bin_table_on_the_pose_benchmarks_renders(models):
     import importlib.util
     from pathlib import Path
 
-    from efhq_assets.core.face_render import fit_textured_mesh, render, texture_fidelity
+    from efhq_assets.demo.face_render import fit_textured_mesh, render, texture_fidelity
     from efhq_assets.core.models.dlib68 import Dlib68Landmarker
     from efhq_assets.core.models.sample_images import insightface_t1_bgr
 

@@ -1,4 +1,4 @@
-"""Face-profiling renderer (core/face_render.py): convention, mirror symmetry, detectability, determinism.
+"""Face-profiling renderer (demo/face_render.py): convention, mirror symmetry, detectability, determinism.
 
 Uses the first (leftmost) face of insightface's t1.jpg, read at run time from the installed wheel
 (never written anywhere).
@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("mediapipe")
 pytest.importorskip("insightface")
 
-from efhq_assets.core import face_render as FR  # noqa: E402
+from efhq_assets.demo import face_render as FR  # noqa: E402
 from efhq_assets.core.pose.convention import project_np  # noqa: E402
 from efhq_assets.core.pose.fit import estimate_batch  # noqa: E402
 

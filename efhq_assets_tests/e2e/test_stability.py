@@ -24,16 +24,16 @@ def rows(root, query):
 
 
 def write_clip(path, still, seed, mirrored=False, n=12):
-    from efhq_assets.core.demo import _steady_segment
+    from efhq_assets.demo.segments import steady_segment
     from efhq_assets.core.video import write_test_video
 
-    frames, *_ = _steady_segment(still, np.random.default_rng(seed), n, (120, 110, 100), mirrored, 8.0)
+    frames, *_ = steady_segment(still, np.random.default_rng(seed), n, (120, 110, 100), mirrored, 8.0)
     write_test_video(path, frames)
 
 
 @pytest.fixture(scope="module")
 def stills():
-    from efhq_assets.core.demo import face_stills
+    from efhq_assets.demo.corpus import face_stills
 
     return {s.identity: s for s in face_stills()}
 

@@ -137,7 +137,8 @@ def redis_server():
 
 def write_face_clip(path: Path, n: int = 6) -> Path:
     """A short clip of one real face (the astronaut still), moving a little."""
-    from efhq_assets.core.demo import FRAME_SIZE, face_stills, render_frame
+    from efhq_assets.demo.corpus import face_stills
+    from efhq_assets.demo.segments import FRAME_SIZE, render_frame
     from efhq_assets.core.video import write_test_video
 
     still = face_stills()[0]

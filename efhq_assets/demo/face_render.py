@@ -44,16 +44,21 @@ Limits (honest): the geometry is FaceMesh's depth estimate of one photo (no scan
 the still (the far cheek of a turned face, the back of the head) are stretched from what the photo
 shows; no relighting; the shell is a coarse proxy for hair/ears.
 
-numpy + cv2 (+ scipy, mediapipe for the fit) only, all imported inside functions.
+numpy, cv2 and scipy; mediapipe (for the fit) is imported where it is used.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
+from scipy.spatial import Delaunay
 
-__all__ = ["TexturedFace", "fit_textured_mesh", "render", "render_turn_segment", "demo_turn_segment",
+from efhq_assets.core import face_models_3d as fm3d
+from efhq_assets.core.pose.rotations import euler_to_matrix_np, matrix_to_euler_np
+
+__all__ = ["TexturedFace", "fit_textured_mesh", "render", "render_turn_segment",
            "LMK5_INDICES", "default_background"]
 
 #: FaceMesh indices of the 5 landmarks returned by :func:`render` (iris centres, nose tip, mouth corners).
@@ -101,7 +106,7 @@ class TexturedFace:
 
 def _face_oval_loop() -> np.ndarray:
     """The 36 FaceMesh face-oval vertices in loop order (from MediaPipe's FACEMESH_FACE_OVAL edges)."""
-    from mediapipe.python.solutions import face_mesh as mp_face_mesh
+    from mediapipe.python.solutions import face_mesh as mp_face_mesh  # lazy: mediapipe is slow to import and logs
 
     nxt: dict[int, list[int]] = {}
     for a, b in mp_face_mesh.FACEMESH_FACE_OVAL:
@@ -121,8 +126,6 @@ def _face_oval_loop() -> np.ndarray:
 def _head_frame(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Rotation B (camera -> head, rows = head axes in camera coordinates) and centre c for
     camera-frame points q (478, 3): x = symmetry-plane normal, pitch zero from the dlib68 mean shape."""
-    from . import face_models_3d as fm3d
-
     perm = fm3d.facemesh_mirror_permutation()[:468]
     idx = np.arange(468)
     pair = idx[perm > idx]
@@ -157,18 +160,13 @@ def fit_textured_mesh(image_bgr: np.ndarray, box, landmarker=None, landmarks_px:
     ``landmarks_px``: FaceMesh's (478, 3) output if already computed (skips FaceMesh).
     Raises ValueError when FaceMesh finds no face.
     """
-    import cv2
-    from scipy.spatial import Delaunay
-
-    from .pose.rotations import matrix_to_euler_np
-
     image_bgr = np.asarray(image_bgr)
     if image_bgr.ndim != 3 or image_bgr.shape[2] != 3 or image_bgr.dtype != np.uint8:
         raise ValueError(f"expected a BGR uint8 image (H, W, 3), got {image_bgr.dtype} {image_bgr.shape}")
     box = np.asarray(box, np.float64).reshape(4)
     if landmarks_px is None:
         if landmarker is None:
-            from .models.facemesh import FaceMeshLandmarker
+            from efhq_assets.core.models.facemesh import FaceMeshLandmarker  # lazy: loads MediaPipe's graph
 
             landmarker = FaceMeshLandmarker()
         landmarks_px = landmarker.landmarks(image_bgr, [box])[0]
@@ -250,10 +248,6 @@ def render(face: TexturedFace, yaw: float, pitch: float, roll: float, size: int 
     projected 468 mesh vertices, (5, 2) landmarks (image-left eye centre, image-right eye centre,
     nose tip, image-left mouth corner, image-right mouth corner) and ``{"yaw", "pitch", "roll"}``.
     """
-    import cv2
-
-    from .pose.rotations import euler_to_matrix_np
-
     size = int(size)
     if background is None:
         frame = default_background(size)
@@ -334,8 +328,6 @@ def texture_fidelity(face: TexturedFace, yaw: float, pitch: float, roll: float,
     whose normal made less than ``photo_view_limit_deg`` with the photo's viewing direction,
     divided by the whole rendered area; 1.0 for a view the photo covers completely.
     """
-    from .pose.rotations import euler_to_matrix_np
-
     tri = face.triangles[(face.triangles < 468).all(axis=1)]
     v = face.vertices
     cam = v @ euler_to_matrix_np(float(yaw), float(pitch), float(roll)).T
@@ -357,7 +349,7 @@ def render_turn_segment(face: TexturedFace, n_frames: int, yaw_range=(-60.0, 60.
                         back_and_forth: bool = False):
     """A head turn: yaw swept linearly from ``yaw_range[0]`` to ``yaw_range[1]`` over ``n_frames``
     (``back_and_forth``: there and back, a cosine ease).  ``pitch`` / ``roll``: constants or
-    per-frame sequences.  Returns ``(frames, boxes, lmks, truths)`` like ``demo._steady_segment``,
+    per-frame sequences.  Returns ``(frames, boxes, lmks, truths)`` like ``segments.steady_segment``,
     with ``truths[i] = {"yaw", "pitch", "roll"}`` (degrees, project convention, absolute)."""
     n = int(n_frames)
     t = np.linspace(0.0, 1.0, n) if n > 1 else np.zeros(1)
@@ -375,39 +367,3 @@ def render_turn_segment(face: TexturedFace, n_frames: int, yaw_range=(-60.0, 60.
         lmks.append(l5)
         truths.append(tr)
     return frames, boxes, lmks, truths
-
-
-_FIT_CACHE: dict = {}
-
-
-def demo_turn_segment(still, rng, n_frames, tint, mirrored, roll_amplitude, face_range=(300.0, 360.0),
-                      yaw_range=(-60.0, 60.0), pitch_amplitude=10.0):
-    """Adapter with ``demo._steady_segment``'s signature, for ``demo.SEGMENT_RENDERERS["turn"]``.
-
-    Fits (and caches per identity / mirroring) the still's textured mesh, then renders a turn
-    there and back through ``yaw_range`` with a gentle pitch wave (``pitch_amplitude``) and a roll
-    sweep (``roll_amplitude``), on the demo's tinted background, the face ``mean(face_range)`` px
-    wide.  ``mirrored`` mirrors the *photo* before fitting, so the truth stays exact.
-    Returns ``(frames, boxes, lmks, truths)`` with per-frame ``{"yaw", "pitch", "roll"}`` dicts.
-    """
-    from .demo import FRAME_SIZE, _background
-
-    key = (still.identity, bool(mirrored), still.image.shape, float(still.box.sum()))
-    face = _FIT_CACHE.get(key)
-    if face is None:
-        image, box = still.image, np.asarray(still.box, np.float64)
-        if mirrored:
-            w = image.shape[1]
-            image = np.ascontiguousarray(image[:, ::-1])
-            box = np.array([w - box[2], box[1], w - box[0], box[3]])
-        face = fit_textured_mesh(image, box)
-        _FIT_CACHE[key] = face
-    background = _background(rng, tint)
-    n = int(n_frames)
-    phase = float(rng.uniform(0, 2 * np.pi))
-    t = np.arange(n) / max(n, 1)
-    pitch = pitch_amplitude * np.sin(2 * np.pi * t + phase)
-    roll = roll_amplitude * np.sin(4 * np.pi * t + phase)
-    face_px = 0.5 * (face_range[0] + face_range[1])
-    return render_turn_segment(face, n, yaw_range, pitch, roll, size=FRAME_SIZE, face_px=face_px,
-                               background=background, back_and_forth=True)

@@ -14,8 +14,8 @@ clips under one source id; the corpus mixes the three source kinds the platform 
 
 Faces are rendered 280-400 px wide (EFHQ's area filter keeps them), with known in-plane roll and
 mirrored segments. `demo_truth.json` records identities and the known angles (roll offsets and
-mirroring relative to each still). Head-turn segments with known yaw/pitch plug in through
-`SEGMENT_RENDERERS["turn"]` once the face-profiling renderer lands (see issue 9).
+mirroring relative to each still). Head-turn clips with known yaw/pitch/roll come from
+`segments.SEGMENT_RENDERERS["turn"]` (the face-profiling renderer, `demo/face_render.py`).
 """
 
 from __future__ import annotations
@@ -25,26 +25,23 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 
+from efhq_assets.core.models.mtcnn import MtcnnDetector
+from efhq_assets.core.models.sample_images import astronaut_bgr, insightface_t1_bgr
+from efhq_assets.core.sources import SourceConfig
+from efhq_assets.core.video import write_test_video
+
+from .segments import FRAME_SIZE, SEGMENT_RENDERERS, FaceStill, steady_segment, tinted_background
+
 CORPUS_VERSION = "demo-3"
-# Head-turn clips (rendering far past a photo's own pose stretches the unseen side of the face; see
-# core/face_render.py). The astronaut's turn is for the dataset only: her FaceMesh geometry is the
-# facemesh estimator's 3D reference, so accuracy checks skip her (truth marks it `circular`).
+# Head-turn clips (segments.turn_segment). The astronaut's turn is for the dataset only: her FaceMesh geometry
+# is the facemesh estimator's 3D reference, so accuracy checks skip her (truth marks it `circular`).
 TURN_IDENTITIES = ("astronaut", "t1_person0", "t1_person2", "t1_person3", "t1_person5")
-TURN_YAW_RANGE = (-65.0, 65.0)
 TURN_FRAMES = 48
-FRAME_SIZE = 512
 FPS = 25.0
 CLIP_FRAMES = 40
-
-
-@dataclass
-class FaceStill:
-    identity: str
-    image: np.ndarray  # BGR crop around the face with context
-    box: np.ndarray  # face box (x1, y1, x2, y2) in the still
-    lmk5: np.ndarray  # (5, 2) in the still, image-left eye first
 
 
 @dataclass
@@ -57,16 +54,12 @@ class DemoCorpus:
         return self.root / "videos"
 
     def source_config(self):
-        from .sources import SourceConfig
-
         return SourceConfig(videos=[str(self.videos)], vfhq_annotations=[str(self.root / "vfhq_annotations")],
                             celebv_info=[str(self.root / "celebvhq_info.json")])
 
 
 def face_stills(min_side: int = 140) -> list[FaceStill]:
     """Crop each real face (astronaut + t1.jpg's six, left to right) with context around it."""
-    from .models.mtcnn import MtcnnDetector
-    from .models.sample_images import astronaut_bgr, insightface_t1_bgr
 
     detector = MtcnnDetector()
     stills: list[FaceStill] = []
@@ -79,8 +72,6 @@ def face_stills(min_side: int = 140) -> list[FaceStill]:
 
 
 def _crop_still(identity: str, image: np.ndarray, box: np.ndarray, lmk5: np.ndarray, min_side: int) -> FaceStill:
-    import cv2
-
     x1, y1, x2, y2 = [float(v) for v in box]
     side = 2.0 * max(x2 - x1, y2 - y1)
     cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
@@ -92,79 +83,6 @@ def _crop_still(identity: str, image: np.ndarray, box: np.ndarray, lmk5: np.ndar
     offset = np.array([ox, oy], np.float32)
     return FaceStill(identity, crop, np.array([x1 - ox, y1 - oy, x2 - ox, y2 - oy], np.float32),
                      (np.asarray(lmk5, np.float32) - offset))
-
-
-def _background(rng: np.random.Generator, tint: tuple[int, int, int]) -> np.ndarray:
-    yy, xx = np.mgrid[0:FRAME_SIZE, 0:FRAME_SIZE].astype(np.float32) / FRAME_SIZE
-    base = np.stack([tint[c] * (0.6 + 0.4 * (xx if c % 2 else yy)) for c in range(3)], axis=-1)
-    noise = rng.normal(0, 4, size=base.shape)
-    return np.clip(base + noise, 0, 255).astype(np.uint8)
-
-
-def render_frame(still: FaceStill, background: np.ndarray, face_px: float, center: tuple[float, float],
-                 roll_deg: float, mirrored: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Place the still so its face box is `face_px` wide at `center`, rolled by `roll_deg`.
-
-    Roll follows the project convention: positive tilts the top of the head toward the image's
-    right, i.e. a clockwise turn on screen (OpenCV's angle is counter-clockwise, hence the minus).
-    Returns the frame and the face box and 5 landmarks in frame pixels.
-    """
-    import cv2
-
-    image, box, lmk = still.image, still.box.copy(), still.lmk5.copy()
-    if mirrored:
-        w = image.shape[1]
-        image = image[:, ::-1]
-        box = np.array([w - box[2], box[1], w - box[0], box[3]], np.float32)
-        lmk = lmk.copy()
-        lmk[:, 0] = w - lmk[:, 0]
-        lmk = lmk[[1, 0, 2, 4, 3]]  # keep image-left eye / mouth corner first
-    face_center = ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
-    scale = face_px / float(box[2] - box[0])
-    m = cv2.getRotationMatrix2D(face_center, -roll_deg, scale)
-    m[:, 2] += np.array(center) - np.array(face_center)
-    frame = background.copy()
-    warped = cv2.warpAffine(np.ascontiguousarray(image), m, (FRAME_SIZE, FRAME_SIZE), flags=cv2.INTER_LINEAR,
-                            borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
-    mask = cv2.warpAffine(np.full(image.shape[:2], 255, np.uint8), m, (FRAME_SIZE, FRAME_SIZE), flags=cv2.INTER_LINEAR)
-    alpha = (mask.astype(np.float32) / 255.0)[..., None]
-    frame = (warped * alpha + frame * (1 - alpha)).astype(np.uint8)
-
-    def apply(points: np.ndarray) -> np.ndarray:
-        return points @ m[:, :2].T + m[:, 2]
-
-    corners = apply(np.array([[box[0], box[1]], [box[2], box[1]], [box[2], box[3]], [box[0], box[3]]], np.float32))
-    out_box = np.array([*corners.min(0), *corners.max(0)], np.float32)
-    return frame, out_box, apply(lmk).astype(np.float32)
-
-
-def _steady_segment(still, rng, n_frames, tint, mirrored, roll_amplitude, face_range=(300.0, 360.0)):
-    """A clip of gentle motion: face size in face_range, a small drift and a known roll sweep."""
-    background = _background(rng, tint)
-    phase = rng.uniform(0, 2 * np.pi)
-    frames, boxes, lmks, rolls = [], [], [], []
-    for t in range(n_frames):
-        s = np.sin(2 * np.pi * t / n_frames + phase)
-        face_px = face_range[0] + (face_range[1] - face_range[0]) * (0.5 + 0.5 * s)
-        center = (FRAME_SIZE / 2 + 12 * s, FRAME_SIZE / 2 + 8 * np.cos(2 * np.pi * t / n_frames))
-        roll = float(roll_amplitude * s)
-        frame, box, lmk = render_frame(still, background, face_px, center, roll, mirrored)
-        frames.append(frame)
-        boxes.append(box)
-        lmks.append(lmk)
-        rolls.append(round(roll, 3))
-    return frames, boxes, lmks, rolls
-
-
-def _turn_segment(still, rng, n_frames, tint, mirrored, roll_amplitude, **kw):
-    from .face_render import demo_turn_segment
-
-    return demo_turn_segment(still, rng, n_frames, tint, mirrored, roll_amplitude, yaw_range=TURN_YAW_RANGE, **kw)
-
-
-# Segment kinds a clip can be made of: steady (known roll, optional mirroring) and turn (known
-# yaw/pitch/roll from a textured 3D face fitted to the photo: "face profiling", core/face_render.py).
-SEGMENT_RENDERERS = {"steady": _steady_segment, "turn": _turn_segment}
 
 
 def _write_vfhq_annotation(path: Path, clip_name: str, first_frame: int, boxes, lmks, crop) -> None:
@@ -187,8 +105,6 @@ def _union_crop(boxes, margin: float = 0.08) -> list[int]:
 
 def make_demo_corpus(root: str | Path, seed: int = 0) -> DemoCorpus:
     """Write the corpus under `root` (idempotent: an existing corpus of the same version and seed is reused)."""
-    from .video import write_test_video
-
     root = Path(root)
     truth_path = root / "demo_truth.json"
     if truth_path.exists():
@@ -223,9 +139,9 @@ def make_demo_corpus(root: str | Path, seed: int = 0) -> DemoCorpus:
     gap_frames = 10
     for identity, person, clip_no, mirrored in plan:
         if all_frames:  # a short cut between clips, as in a real video
-            all_frames.extend([_background(rng, (40, 40, 40))] * gap_frames)
+            all_frames.extend([tinted_background(rng, (40, 40, 40))] * gap_frames)
         start = len(all_frames)
-        frames, boxes, lmks, rolls = _steady_segment(stills[identity], rng, CLIP_FRAMES, (150, 110, 90), mirrored, 12.0)
+        frames, boxes, lmks, rolls = steady_segment(stills[identity], rng, CLIP_FRAMES, (150, 110, 90), mirrored, 12.0)
         all_frames.extend(frames)
         name = f"Clip+{ytid}+P{person}+C{clip_no}+F{start}-{start + CLIP_FRAMES - 1}"
         _write_vfhq_annotation(vfhq_dir / f"{name}.txt", name, start, boxes, lmks, _union_crop(boxes))
@@ -248,9 +164,9 @@ def make_demo_corpus(root: str | Path, seed: int = 0) -> DemoCorpus:
     frames_all, windows = [], []
     for k, mirrored in enumerate((False, True)):
         if frames_all:
-            frames_all.extend([_background(rng, (30, 50, 30))] * gap_frames)
+            frames_all.extend([tinted_background(rng, (30, 50, 30))] * gap_frames)
         start = len(frames_all)
-        frames, boxes, _, rolls = _steady_segment(stills["t1_person1"], rng, CLIP_FRAMES, (90, 140, 100), mirrored, 8.0)
+        frames, boxes, _, rolls = steady_segment(stills["t1_person1"], rng, CLIP_FRAMES, (90, 140, 100), mirrored, 8.0)
         frames_all.extend(frames)
         windows.append((start, boxes, rolls, mirrored))
     write_test_video(videos / f"{ytid}.mp4", frames_all, fps=FPS)
@@ -262,7 +178,7 @@ def make_demo_corpus(root: str | Path, seed: int = 0) -> DemoCorpus:
     for identity in [i for i in identities if i not in {"astronaut", "t1_person0", "t1_person1"}]:
         ytid = f"celebvDemo{identity.replace('_', '').capitalize()}"
         for k, mirrored in enumerate((False, True)):
-            frames, boxes, _, rolls = _steady_segment(stills[identity], rng, CLIP_FRAMES, (100, 100, 150), mirrored, 10.0)
+            frames, boxes, _, rolls = steady_segment(stills[identity], rng, CLIP_FRAMES, (100, 100, 150), mirrored, 10.0)
             clip_id = f"{ytid}_{k}"
             write_test_video(videos / f"{clip_id}.mp4", frames, fps=FPS)
             info["clips"][clip_id] = celebv_entry(ytid, 0.0, CLIP_FRAMES / FPS, boxes)
@@ -282,8 +198,6 @@ def make_demo_corpus(root: str | Path, seed: int = 0) -> DemoCorpus:
     (root / "celebvhq_info.json").write_text(json.dumps(info, indent=1, sort_keys=True))
 
     # A plain folder video: a slow pan over the group photo (several small faces, no annotation).
-    from .models.sample_images import insightface_t1_bgr
-
     group = insightface_t1_bgr()
     pan = [np.ascontiguousarray(group[100:100 + FRAME_SIZE, x: x + FRAME_SIZE]) for x in range(0, 2 * CLIP_FRAMES, 2)]
     write_test_video(videos / "group_pan.mp4", pan, fps=FPS)
