@@ -21,9 +21,9 @@ interpreter start, imports and model loading):
   (decode_frames) -> analyse_video -> pose_rows -> score_video -> bin_rows -> track_embedding_rows,
   writing the same tables (and lineage rows) with write_table. Then what the build's unpartitioned run
   materializes (runner.UNPARTITIONED_ASSETS), each with the functions its asset body calls, on the same
-  inputs: face_identities (defs.identities.update_identities), dataset_card (core.card.render_card),
-  split_gan / split_eg3d / split_t2i / split_reenactment (defs.tasks.candidates, then core.tasks' select_*
-  and reenactment_rows, write_split_table), verification_pairs (defs.tasks.write_verification_pairs),
+  inputs: face_identities (core.identity_tables.update_identities), dataset_card (core.card.render_card),
+  split_gan / split_eg3d / split_t2i / split_reenactment (core.tasks.exports.candidates, then core.tasks' select_*
+  and reenactment_rows, write_split_table), verification_pairs (core.tasks.exports.write_verification_pairs),
   verification_report (core.tasks.metrics.pair_scores over embed_aligned, verification_report_rows), and
   the manifest (compact_manifest). Each step is timed (loop.unpartitioned_step_s). The plain helpers it
   takes from defs/ (track_embedding_rows, score_video, update_identities, candidates,
@@ -126,14 +126,14 @@ def loop_only(videos: Path, data_root: Path) -> dict:
     from efhq_assets.core.tasks.metrics import VERIFICATION_REPORT_COLUMNS, pair_scores, verification_report_rows
     from efhq_assets.core.tasks.reenactment import SPLIT_REENACTMENT_COLUMNS, reenactment_rows
     from efhq_assets.core.tasks.t2i import SPLIT_T2I_COLUMNS, select_t2i
+    from efhq_assets.core.identity_tables import track_embedder, track_embedding_rows, update_identities
+    from efhq_assets.core.tasks.exports import (candidates, embed_aligned, exports_in_build, verification_embedder,
+                                                write_split_table, write_verification_pairs)
     # plain functions and constants (their modules import dagster; nothing of it runs here)
     from efhq_assets.defs.card import THUMBS_PER_BIN
-    from efhq_assets.defs.identities import _embedder, track_embedding_rows, update_identities
     from efhq_assets.defs.pose import ESTIMATORS
     from efhq_assets.defs.quality import score_video
     from efhq_assets.defs.resources import FaceAnalysis
-    from efhq_assets.defs.tasks import (_verification_embedder, candidates, embed_aligned, exports_in_build,
-                                        write_split_table, write_verification_pairs)
 
     out: dict = {"import_s": round(time.perf_counter() - t_imports, 2)}
     t0 = time.perf_counter()
@@ -147,8 +147,8 @@ def loop_only(videos: Path, data_root: Path) -> dict:
     t0 = time.perf_counter()
     fa = FaceAnalysis().resolved(settings)
     models = fa.models()
-    embedder = _embedder()
-    _verification_embedder()  # verification_report's (dlib's, the one above, unless ArcFace weights are present)
+    embedder = track_embedder()
+    verification_embedder()  # verification_report's (dlib's, the one above, unless ArcFace weights are present)
     out["model_load_s"] = round(time.perf_counter() - t0, 2)
 
     def frame(rows, table):

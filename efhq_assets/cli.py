@@ -118,7 +118,7 @@ EXPORTS = {"gan": "gan", "eg3d": "eg3d", "t2i": "t2i", "reenactment": "reenactme
 def cmd_export(args) -> int:
     """Render a task's training export (the same rows as its split table) into --out."""
     from efhq_assets import runner
-    from efhq_assets.defs.tasks import export_task
+    from efhq_assets.core.tasks.exports import export_task
 
     root = _root(args)
     if not root.manifest_path.exists():
@@ -317,7 +317,7 @@ def cmd_review_import(args) -> int:
     from efhq_assets.core.review import ReviewFileError, parse_review_csv
     from efhq_assets.core.storage import atomic_write_bytes
     from efhq_assets.core.plan import review_files
-    from efhq_assets.defs.review import known_faces
+    from efhq_assets.core.review import known_faces
 
     root = _root(args)
     try:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .bins import REVIEW_LABELS
+from .storage import DataRoot, atomic_write_bytes, table_files
 
 CSV_COLUMNS = ("video_id", "frame_index", "face_index", "current_label", "new_label")
 
@@ -90,8 +91,6 @@ def merge_reviews(files: list[Path], known_faces: set[tuple[str, int, int]]) -> 
 
 def write_sheet(faces: list[dict], thumbnails: dict[tuple[str, int, int], bytes], html_path: Path, title: str) -> Path:
     """The contact sheet (self-contained HTML) and the CSV to edit beside it; returns the CSV path."""
-    from .storage import atomic_write_bytes
-
     csv_path = html_path.with_suffix(".csv")
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
@@ -114,3 +113,14 @@ def write_sheet(faces: list[dict], thumbnails: dict[tuple[str, int, int], bytes]
     atomic_write_bytes(html_path, page.encode())
     atomic_write_bytes(csv_path, buf.getvalue().encode())
     return csv_path
+
+
+def known_faces(root: DataRoot) -> set[tuple[str, int, int]]:
+    """(video_id, frame_index, face_index) of every detected face: the faces a review sheet may relabel."""
+    import polars as pl  # lazy: the review page and sheet code need no polars
+
+    files = table_files(root, "faces")
+    if not files:
+        return set()
+    df = pl.concat([pl.read_parquet(p, columns=["video_id", "frame_index", "face_index"]) for p in files])
+    return {(v, int(f), int(i)) for v, f, i in df.iter_rows()}

@@ -4,24 +4,14 @@ import dagster as dg
 import polars as pl
 
 from efhq_assets.core import stages
-
 from efhq_assets.core.fingerprints import fingerprint
-
 from efhq_assets.core.lineage import record_lineage
 from efhq_assets.core.plan import record_review_state, review_files
-from efhq_assets.core.review import merge_reviews
+from efhq_assets.core.review import known_faces, merge_reviews
 from efhq_assets.core.storage import remove_table_file, table_files, write_table
 
 from .lineage import stage_asset_kwargs
 from .resources import EfhqStorage
-
-
-def known_faces(root) -> set[tuple[str, int, int]]:
-    files = table_files(root, "faces")
-    if not files:
-        return set()
-    df = pl.concat([pl.read_parquet(p, columns=["video_id", "frame_index", "face_index"]) for p in files])
-    return {(v, int(f), int(i)) for v, f, i in df.iter_rows()}
 
 
 @dg.asset(

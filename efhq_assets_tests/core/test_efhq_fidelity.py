@@ -531,13 +531,13 @@ def test_selection_setting_reaches_the_split_builders(tmp_path):
     from efhq_assets.core.settings import update_settings
     from efhq_assets.core.storage import DataRoot
     from efhq_assets.core.tasks.gan import EFHQ_GAN_GROUP, PROJECT_GAN_GROUP
-    from efhq_assets.defs.tasks import _select_options
+    from efhq_assets.core.tasks.exports import select_options
 
     root = DataRoot(tmp_path / "root")
     root.ensure()
-    assert _select_options(root, "gan") == {"group_by": EFHQ_GAN_GROUP} and _select_options(root, "reenactment") == {}
+    assert select_options(root, "gan") == {"group_by": EFHQ_GAN_GROUP} and select_options(root, "reenactment") == {}
     update_settings(root, selection="project")
-    assert _select_options(root, "t2i") == {"group_by": PROJECT_GAN_GROUP}
+    assert select_options(root, "t2i") == {"group_by": PROJECT_GAN_GROUP}
 
 
 def test_quality_scorer_choice_and_card(tmp_path):

@@ -23,9 +23,9 @@ def _aligned_images(folder, n, start=0):
 
 @pytest.fixture
 def counted_embed(monkeypatch):
-    from efhq_assets.defs.tasks import _verification_embedder
+    from efhq_assets.core.tasks.exports import verification_embedder
 
-    model = _verification_embedder()
+    model = verification_embedder()
     calls = []
     real = model.embed
 
@@ -38,7 +38,7 @@ def counted_embed(monkeypatch):
 
 
 def test_cached_embeddings_are_identical_and_only_new_faces_are_embedded(tmp_path, counted_embed):
-    from efhq_assets.defs.tasks import embed_aligned
+    from efhq_assets.core.tasks.exports import embed_aligned
 
     paths = _aligned_images(tmp_path, 5)
     cache = tmp_path / "root" / "cache" / "verification_embeddings.parquet"
@@ -75,7 +75,7 @@ def test_cached_embeddings_are_identical_and_only_new_faces_are_embedded(tmp_pat
 
 def test_cache_is_per_model_weights_and_survives_a_corrupt_file(tmp_path, counted_embed):
     from efhq_assets.core.embedding_cache import EmbeddingCache
-    from efhq_assets.defs.tasks import embed_aligned
+    from efhq_assets.core.tasks.exports import embed_aligned
 
     paths = _aligned_images(tmp_path, 2)
     cache = tmp_path / "cache.parquet"

@@ -31,7 +31,7 @@ def _files(folder):
 
 def test_rebuild_links_unchanged_images_and_renders_only_changed_ones(samples, tmp_path, monkeypatch):
     from efhq_assets.core.tasks import candidates as cand
-    from efhq_assets.defs.tasks import render_verification_images, save_render_index
+    from efhq_assets.core.tasks.exports import render_verification_images, save_render_index
 
     root, rows = samples
     first = tmp_path / "export1"
@@ -64,7 +64,7 @@ def test_rebuild_links_unchanged_images_and_renders_only_changed_ones(samples, t
 
 def test_candidates_are_read_once_while_no_input_file_changes(samples, monkeypatch):
     from efhq_assets.core.storage import write_table
-    from efhq_assets.defs import tasks
+    from efhq_assets.core.tasks import exports as tasks
 
     root, _ = samples
     calls = []
