@@ -104,8 +104,8 @@ def pose_rows(landmark_rows: list[dict], estimator_names=("facemesh", "dlib68"),
     """Batched fits: one torch call per estimator over every face of the video.
 
     Rows may carry ``lmk5`` (the detector's five points) and ``track_id`` (:func:`attach_faces`): the combined pose
-    then falls back to the five points where FaceMesh has no fit or reads a clear profile as frontal
-    (:func:`efhq_assets.core.pose.large_yaw.lmk5_pose`), and isolated single-frame yaw spikes along a track are rejected
+    then takes the five points' yaw where FaceMesh has no fit or reads less than their profile reading
+    (:func:`efhq_assets.core.pose.large_yaw.profile_takeover`), and isolated single-frame yaw spikes along a track are rejected
     (:func:`efhq_assets.core.pose.large_yaw.reject_track_outliers`). FaceMesh's own yaw gets the large-yaw gain correction
     (:func:`efhq_assets.core.pose.large_yaw.expand_large_yaw`).
 
@@ -114,7 +114,7 @@ def pose_rows(landmark_rows: list[dict], estimator_names=("facemesh", "dlib68"),
     core/pose/fit.py); without it, weak perspective.
     """
     from .pose.estimators import combine, get_estimator
-    from .pose.large_yaw import LMK5_OVERRIDE_GAP, LMK5_OVERRIDE_YAW, expand_large_yaw, lmk5_pose, reject_track_outliers
+    from .pose.large_yaw import expand_large_yaw, lmk5_pose, profile_takeover, reject_track_outliers
 
     keys = ["video_id", "clip_id", "frame_index", "face_index"]
     n = len(landmark_rows)
@@ -148,18 +148,18 @@ def pose_rows(landmark_rows: list[dict], estimator_names=("facemesh", "dlib68"),
         fm_yaw = results["facemesh"][0]
         lost = ~np.isfinite(fm_yaw)
         cy, cp, cr = (np.where(lost, np.nan, a) for a in (cy, cp, cr))
-        # The detector's five points instead (core/pose/large_yaw.py lmk5_pose) where FaceMesh has no fit (beyond ~80
-        # degrees its landmark model finds no face), or where its fit reads a face as frontal that the five
-        # points show in profile (FaceMesh's landmarks latched onto the wrong shape).
+        # The detector's five points instead where FaceMesh has no fit (beyond ~80 degrees its landmark model finds
+        # no face), or where they read a profile beyond FaceMesh's saturated reading (core/pose/large_yaw.py
+        # profile_takeover). Pitch and roll stay FaceMesh's where it has a fit (the five points' pitch instead: pitch
+        # error at 60-75 degrees 9.0 vs 7.9 held out, 12.0 vs 8.0 tune, on benchmarks/pose_accuracy.py's renders).
         l5 = np.full((n, 10), np.nan)
         for i, r in enumerate(landmark_rows):
             if r.get("lmk5") is not None and len(r["lmk5"]) == 10:
                 l5[i] = np.asarray(r["lmk5"], np.float64)
         y5, p5, r5 = lmk5_pose(l5)
-        with np.errstate(invalid="ignore"):
-            use5 = np.isfinite(y5) & (lost | ((np.abs(y5) >= LMK5_OVERRIDE_YAW)
-                                              & (np.abs(y5) - np.abs(fm_yaw) >= LMK5_OVERRIDE_GAP)))
-        cy, cp, cr = (np.where(use5, b, a) for a, b in ((cy, y5), (cp, p5), (cr, r5)))
+        use5, y5 = profile_takeover(fm_yaw, y5)
+        cy = np.where(use5, y5, cy)
+        cp, cr = (np.where(use5 & lost, b, a) for a, b in ((cp, p5), (cr, r5)))
     # temporal outlier rejection along tracks (rows carry track_id when the caller has it)
     if any(r.get("track_id") is not None for r in landmark_rows):
         tracks = [None if r.get("track_id") is None else (r["clip_id"], r["track_id"]) for r in landmark_rows]

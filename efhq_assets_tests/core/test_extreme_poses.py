@@ -175,6 +175,43 @@ def test_five_point_yaw_flips_with_the_image_and_grows_with_the_turn(models, ast
     assert yaws[0] < 15 and yaws[-1] > 60 and np.all(np.diff(yaws) >= 0), yaws
 
 
+def test_five_points_take_over_where_facemesh_saturates(models, astronaut_face):
+    """FaceMesh's landmarks under-read large yaw (core/pose/large_yaw.py profile_takeover): on a real face turned to 70
+    and 90 degrees the combined yaw is the five points' profile reading, above FaceMesh's, and a profile FaceMesh
+    cannot find at all reads at least 80. At 30 degrees nothing changes."""
+    from efhq_assets.core.faces import landmark_list
+    from efhq_assets.core.pose.large_yaw import LANDMARK_MODEL_RANGE_DEG, LMK5_PROFILE_YAW
+    from efhq_assets.core.pose_annotations import pose_rows
+    from efhq_assets.demo.face_render import render
+
+    rows = []
+    for k, y in enumerate((30, 70, 90)):
+        fr, _, _, _ = render(astronaut_face, float(y), 0.0, 0.0, size=512, face_px=300)
+        det = max(models.detector.detect([fr])[0], key=lambda d: d.score)
+        m = models.facemesh.landmarks_with_source(fr, det.box)[0]
+        rows.append({"video_id": "v", "clip_id": "c", "frame_index": k, "face_index": 0, "lmk68": None,
+                     "lmk478": None if m is None else landmark_list(m), "lmk5": np.asarray(det.lmk5).reshape(-1).tolist()})
+    out = {(r["estimator"], r["frame_index"]): r["yaw"] for r in pose_rows(rows, estimator_names=("facemesh",))}
+    assert out[("combined", 0)] == pytest.approx(out[("facemesh", 0)]) and 20 < out[("combined", 0)] < 40, out
+    assert out[("facemesh", 1)] < 62 and out[("combined", 1)] >= max(LMK5_PROFILE_YAW, out[("facemesh", 1)] + 5), out
+    if out[("facemesh", 2)] is None:  # FaceMesh finds no face at 90 (measured on this render)
+        assert out[("combined", 2)] >= LANDMARK_MODEL_RANGE_DEG, out
+    assert out[("combined", 2)] >= 75, out
+
+
+def test_profile_takeover_rules():
+    from efhq_assets.core.pose.large_yaw import profile_takeover
+
+    nan = np.nan
+    fm = np.array([10.0, 50.0, -52.0, nan, nan, 58.0, 40.0])
+    y5 = np.array([30.0, 40.0, -66.0, -60.0, 20.0, 56.0, nan])
+    use, yaw = profile_takeover(fm, y5)
+    # near frontal never; a profile above FaceMesh's reading; any reading where FaceMesh has none (a profile it
+    # cannot find at all: at least 80); never below FaceMesh's own reading; nothing without five points
+    assert use.tolist() == [False, False, True, True, True, False, False]
+    assert yaw[2] == -66.0 and yaw[3] == -80.0 and yaw[4] == 20.0
+
+
 def test_level_heads_read_pitch_zero_on_real_photos(models):
     """Pitch zero (core/pose/estimators.py PITCH_ZERO_DEG): the seven real photos of people facing the camera (the astronaut's
     portrait, the six faces of insightface's t1.jpg) read level on the median, within a few degrees."""

@@ -2,16 +2,16 @@
 
 On the head-turn benchmark's renders FaceMesh's landmarks saturate past ~58 degrees, so the pipeline stretches
 FaceMesh's yaw beyond that (:func:`expand_large_yaw`, fitted on the tune people), falls back to the detector's
-five points where FaceMesh has no fit or contradicts them (:func:`lmk5_pose`), and rejects isolated spikes along
-a track (:func:`reject_track_outliers`).  numpy only.
+five points where FaceMesh has no fit or reads less than their profile reading (:func:`lmk5_pose`,
+:func:`profile_takeover`), and rejects isolated spikes along a track (:func:`reject_track_outliers`).  numpy only.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["LARGE_YAW_KNEE", "LARGE_YAW_SLOPE", "expand_large_yaw", "LMK5_OVERRIDE_YAW", "LMK5_OVERRIDE_GAP",
-           "lmk5_pose", "reject_track_outliers"]
+__all__ = ["LARGE_YAW_KNEE", "LARGE_YAW_SLOPE", "expand_large_yaw", "LMK5_PROFILE_YAW", "LANDMARK_MODEL_RANGE_DEG",
+           "lmk5_pose", "profile_takeover", "reject_track_outliers"]
 
 
 #: FaceMesh's landmark model saturates on turned faces: past ~58 degrees its landmarks keep the shape of a ~60
@@ -44,10 +44,13 @@ LMK5_EYE_YAW = (85.0, 70.0, 60.0, 50.0, 40.0, 30.0, 20.0, 10.0, 0.0)
 #: -20 / 0 / +20 at 0.68 / 0.51 / 0.39); on profiles this barely moves, so it reads close to 0 there.
 LMK5_PITCH_PER_UNIT = -140.0
 LMK5_NOSE_LEVEL = 0.51
-#: FaceMesh's fit is taken as an outlier when the five points read at least LMK5_OVERRIDE_YAW and FaceMesh reads
-#: LMK5_OVERRIDE_GAP less (its landmarks latched onto a frontal shape: seen on full profiles it followed).
-LMK5_OVERRIDE_YAW = 55.0
-LMK5_OVERRIDE_GAP = 30.0
+#: The five points read a profile from here on.  Past it they take over from FaceMesh wherever they read more
+#: (:func:`profile_takeover`).
+LMK5_PROFILE_YAW = 55.0
+#: FaceMesh finds no face beyond about this yaw: neither its static mode on two crops nor its landmark model alone
+#: on the box's region, plain or mirrored (head-turn renders, 2 x 360 views: no face lost up to 60 degrees, 2 of
+#: 72 at 70, 20 of 72 at 80, 35 of 72 at 90; docs/pose_accuracy.md).
+LANDMARK_MODEL_RANGE_DEG = 80.0
 
 
 def lmk5_pose(lmk5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -69,6 +72,29 @@ def lmk5_pose(lmk5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     roll = np.degrees(np.arctan2(-v[:, 0], v[:, 1]))
     bad = ~(np.isfinite(eye) & np.isfinite(nose) & (h > 0))
     return tuple(np.where(bad, np.nan, a) for a in (yaw, pitch, roll))
+
+
+def profile_takeover(facemesh_yaw, lmk5_yaw) -> tuple[np.ndarray, np.ndarray]:
+    """Where the detector's five points give the yaw instead of FaceMesh, and what they read there.
+
+    FaceMesh's landmarks saturate on turned faces, so its fit reads profiles low (head-turn renders, tune people,
+    after :func:`expand_large_yaw`: bias -5 deg at 60, -19 at 70, -44 at 80).  The five points' eye ratio changes
+    fastest where FaceMesh saturates (bias within +-3 deg at 60-80 on the same views).  So the five points take
+    over (1) where FaceMesh has no fit, and (2) where they read a profile (>= :data:`LMK5_PROFILE_YAW`) and more
+    than FaceMesh.  Below that they never do: their eye ratio barely moves near frontal.  MTCNN's points stop
+    moving past 80 degrees, so a profile that FaceMesh cannot find at all (beyond its range,
+    :data:`LANDMARK_MODEL_RANGE_DEG`) reads at least that.
+    ``facemesh_yaw``, ``lmk5_yaw``: (B,) degrees, NaN where absent.  Returns (mask, yaw) with the five points'
+    yaw (the floor applied) where the mask is set."""
+    fm = np.asarray(facemesh_yaw, np.float64)
+    y5 = np.asarray(lmk5_yaw, np.float64)
+    lost = ~np.isfinite(fm)
+    with np.errstate(invalid="ignore"):
+        profile = np.isfinite(y5) & (np.abs(y5) >= LMK5_PROFILE_YAW)
+        use = np.isfinite(y5) & (lost | (profile & (np.abs(y5) > np.abs(fm))))
+        beyond = lost & profile
+        yaw = np.where(beyond, np.sign(y5) * np.maximum(np.abs(y5), LANDMARK_MODEL_RANGE_DEG), y5)
+    return use, yaw
 
 
 def reject_track_outliers(yaw, tracks, frames, *, max_gap: int = 5, neighbours_agree: float = 10.0,
