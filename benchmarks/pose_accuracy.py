@@ -37,7 +37,9 @@ Figures per split (``tune``, ``held_out``):
   (true |yaw| >= 50 read as a profile bin on the correct side; a miss counts wrong), frontal read as profile
   (true |yaw| <= 40), smallbin within one 10-degree step (frontal below 30, then 30_40 ... 80_90 per side);
   and the full EFHQ bin (yaw and pitch rules, core/bins.bin_pose) accuracy;
-- pitch: bias and MAE.
+- pitch: bias and MAE;
+- ``yaw_mae_le60_exact_vertices``: the yaw MAE for |yaw| <= 60 of the pipeline's FaceMesh fit on each render's own
+  mesh vertices, projected exactly (perfect landmarks): the part of the error that the renders' geometry costs.
 Also ``pitch_on_real_photos``: the combined pitch of the seven real photos themselves (people facing the
 camera with a level head: pitch zero, core/pose.py).
 """
@@ -96,6 +98,20 @@ def pnp_pose(lmk478: np.ndarray, ref: np.ndarray, size: int, focal_factor: float
     Rcv, _ = cv2.Rodrigues(rvec)
     y, p, r = matrix_to_euler_np(D @ Rcv @ D)
     return float(y), float(p), float(r)
+
+
+def exact_vertex_yaw(face, angles, focal: float, face_px: float) -> float:
+    """The pipeline's FaceMesh fit (its reference, its camera) on the render's own mesh vertices projected exactly as
+    ``render`` projects them: perfect landmarks.  Its error is what the renders' geometry itself costs (a mesh of
+    FaceMesh's depth from one photo, yaw zero at its symmetry plane), whatever the landmarker."""
+    from efhq_assets.core.pose.estimators import facemesh_estimator
+    from efhq_assets.core.pose.rotations import euler_to_matrix_np
+
+    cam = face.vertices[:478] @ euler_to_matrix_np(*angles).T
+    dist = focal / face_px - cam[:, 2]
+    uv = np.stack([focal * cam[:, 0] / dist + SIZE / 2.0, -focal * cam[:, 1] / dist + SIZE / 2.0], axis=1)
+    fit = facemesh_estimator().estimate_batch(uv[None].astype(np.float32), cameras=(focal, (SIZE / 2.0, SIZE / 2.0)))
+    return float(fit.yaw[0])
 
 
 def run_chain(frames, truth_boxes, models, focal):
@@ -211,6 +227,9 @@ def metrics(records, estimators):
             e[f"yaw_gain_{label}"] = _r(np.polyfit(t[:, 0], p[:, 0], 1)[0])
         ests[name] = e
     res["estimators"] = ests
+    le60 = [r for r, a in zip(records, ay) if a <= 60 and "exact_vertex_yaw" in r]
+    if le60:  # the same views, perfect landmarks (exact_vertex_yaw): what the renders' geometry alone costs the fit
+        res["yaw_mae_le60_exact_vertices"] = _r(np.mean([abs(r["exact_vertex_yaw"] - r["truth"][0]) for r in le60]), 2)
 
     # EFHQ bins (combined); a view without a combined pose gets no bin, which is wrong
     ty = np.array([r["truth"][0] for r in records])
@@ -339,13 +358,15 @@ def main() -> None:
                     render_ms.append((time.perf_counter() - t0) * 1000)
                     key = (side * y, float(p), float(r))
                     fidelity = round(texture_fidelity(face, *key), 3)
+                    exact = exact_vertex_yaw(face, key, focal, args.face_px)
                     frames.append(fr)
                     boxes.append(b)
-                    meta.append({"person": person, "truth": key, "flipped": False, "fidelity": fidelity})
+                    meta.append({"person": person, "truth": key, "flipped": False, "fidelity": fidelity,
+                                 "exact_vertex_yaw": exact})
                     frames.append(np.ascontiguousarray(fr[:, ::-1]))
                     boxes.append(np.array([SIZE - b[2], b[1], SIZE - b[0], b[3]], np.float32))
                     meta.append({"person": person, "truth": (-key[0], key[1], -key[2]), "flipped": True,
-                                 "fidelity": fidelity})
+                                 "fidelity": fidelity, "exact_vertex_yaw": -exact})
         t0 = time.perf_counter()
         out = run_chain(frames, boxes, (detector, facemesh, dlib68, peers), focal)
         for m, o in zip(meta, out):
@@ -387,7 +408,8 @@ def main() -> None:
     result["pitch_on_real_photos"] = real_photo_pitch(detector, facemesh, dlib68)
     if args.dump:
         args.dump.write_text(json.dumps([{k: r[k] for k in ("person", "truth", "flipped", "detected", "est",
-                                                            "fidelity", "found_by", "landmarks_by")}
+                                                            "fidelity", "found_by", "landmarks_by",
+                                                            "exact_vertex_yaw")}
                                          for r in records], default=float))
     result["seconds"] = round(time.perf_counter() - t_start, 1)
     log(f"done in {result['seconds']} s")
