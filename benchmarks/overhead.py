@@ -26,7 +26,7 @@ interpreter start, imports and model loading):
   and reenactment_rows, write_split_table), verification_pairs (core.tasks.exports.write_verification_pairs),
   verification_report (core.tasks.metrics.pair_scores over embed_aligned, verification_report_rows), and
   the manifest (compact_manifest). Each step is timed (loop.unpartitioned_step_s). The plain helpers it
-  takes from defs/ (track_embedding_rows, score_video, update_identities, candidates,
+  takes from core/ (track_embedding_rows, score_video, update_identities, candidates,
   write_verification_pairs, embed_aligned, ...) are functions, not assets: nothing of Dagster runs in the loop. Left out: the
   asset checks' one-line filters and the UI metadata (microseconds), and the training exports, which
   builds do not render (exports_in_build is false in a fresh data root).
@@ -127,12 +127,12 @@ def loop_only(videos: Path, data_root: Path) -> dict:
     from efhq_assets.core.tasks.reenactment import SPLIT_REENACTMENT_COLUMNS, reenactment_rows
     from efhq_assets.core.tasks.t2i import SPLIT_T2I_COLUMNS, select_t2i
     from efhq_assets.core.identity_tables import track_embedder, track_embedding_rows, update_identities
+    from efhq_assets.core.quality_scores import score_video
     from efhq_assets.core.tasks.exports import (candidates, embed_aligned, exports_in_build, verification_embedder,
                                                 write_split_table, write_verification_pairs)
     # plain functions and constants (their modules import dagster; nothing of it runs here)
     from efhq_assets.defs.card import THUMBS_PER_BIN
     from efhq_assets.defs.pose import ESTIMATORS
-    from efhq_assets.defs.quality import score_video
     from efhq_assets.defs.resources import FaceAnalysis
 
     out: dict = {"import_s": round(time.perf_counter() - t_imports, 2)}

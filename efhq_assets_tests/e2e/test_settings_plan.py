@@ -73,6 +73,8 @@ def test_a_non_editable_install_seeds_the_instance_template(tmp_path):
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target",
                     str(target), str(source)], check=True, capture_output=True, timeout=300)
     assert (target / "efhq_assets" / "dagster.yaml").is_file()
+    for data in ("core/models/manifest.json", "core/data/facemesh_reference.txt"):  # package data read at run time
+        assert (target / "efhq_assets" / data).is_file(), data
     env = {k: v for k, v in os.environ.items() if k not in {"EFHQ_DATA_ROOT", "DAGSTER_HOME"}}
     env["PYTHONPATH"] = str(target)  # ahead of the editable checkout
     elsewhere = tmp_path / "elsewhere"
@@ -81,6 +83,11 @@ def test_a_non_editable_install_seeds_the_instance_template(tmp_path):
             "assert 'site' in efhq_assets.__file__, efhq_assets.__file__; sys.exit(main(sys.argv[1:]))")
     proc = subprocess.run([sys.executable, "-c", code, "build", "--dry-run", "--data-root", str(tmp_path / "root")],
                           cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    loads = ("import efhq_assets.core.face_models_3d as f, efhq_assets.core.models.registry as r; "
+             "assert 'site' in f.__file__ and f.facemesh_reference().shape == (478, 3) and 'mtcnn' in r.MANIFEST")
+    proc = subprocess.run([sys.executable, "-c", loads], cwd=elsewhere, env=env, capture_output=True, text=True,
+                          timeout=300)
     assert proc.returncode == 0, proc.stderr
     seeded = (tmp_path / "root" / "dagster_home" / "dagster.yaml").read_text()
     assert seeded == (REPO / "dagster.yaml").read_text() and "max_concurrent_runs" in seeded
