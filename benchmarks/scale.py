@@ -70,6 +70,44 @@ def readme_lineage_query() -> str:
     return "\n".join(line for line in body.splitlines() if not line.lstrip().startswith("--")).strip().rstrip(";")
 
 
+LANDMARKS_COUNT = "SELECT count(*) AS faces, sum(len(lmk478)) AS points FROM landmarks"
+LANDMARKS_ONE_VIDEO = ("SELECT frame_index, face_index, landmark_px(lmk478) FROM landmarks WHERE video_id = '{}' "
+                       "ORDER BY frame_index, face_index")
+
+
+class _SkipSensor(Exception):
+    pass
+
+
+def landmarks_native(root, work: Path, n: int) -> dict:
+    """The same landmark queries on a native DuckDB copy of tables/landmarks, built by the compaction's own table
+    builder (what every full build paid before the view), in a scratch file beside the root."""
+    import duckdb
+
+    from efhq_assets.core.storage import table_files
+    from efhq_assets.core.storage.compaction import _create_macros, _create_table
+
+    path = work / "landmarks_native.duckdb"
+    path.unlink(missing_ok=True)
+    con = duckdb.connect(str(path))
+    out = {}
+    try:
+        t0 = time.perf_counter()
+        _create_table(con, "landmarks", table_files(root, "landmarks"))
+        _create_macros(con)
+        con.execute("CHECKPOINT")
+        out["landmarks_native_build_s"] = round(time.perf_counter() - t0, 2)
+        out["landmarks_native_bytes"] = path.stat().st_size
+        for name, sql in (("count", LANDMARKS_COUNT), ("one_video", LANDMARKS_ONE_VIDEO.format(video_id(n // 4)))):
+            t0 = time.perf_counter()
+            con.execute(sql).fetchall()
+            out[f"sql_landmarks_{name}_native_inprocess_s"] = round(time.perf_counter() - t0, 3)
+    finally:
+        con.close()
+        path.unlink(missing_ok=True)
+    return out
+
+
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -448,6 +486,9 @@ def main() -> int:
     parser.add_argument("--no-full-recheck", action="store_true",
                         help="skip the forced full rebuild that checks the incremental result")
     parser.add_argument("--repeats", type=int, default=5, help="repeats of each in-process / subprocess query (median)")
+    parser.add_argument("--no-sensor", action="store_true", help="skip the sensor ticks (minutes at 50,000 videos)")
+    parser.add_argument("--no-landmarks-native", action="store_true",
+                        help="skip the landmark queries on a native copy (the design before the view)")
     args = parser.parse_args()
     n = 2_000 if args.quick else args.videos
     extra = 1_000
@@ -577,7 +618,20 @@ def main() -> int:
             log(f"  glob baseline: count-by-bin {out['baseline_glob_count_by_bin_s']} s, "
                 f"join {out['baseline_glob_identity_join_s']} s")
 
+        # -- landmarks: the manifest's view over tables/landmarks against a native copy (the design before)
+        for name, sql in (("count", LANDMARKS_COUNT), ("one_video", LANDMARKS_ONE_VIDEO.format(video_id(n // 4)))):
+            t0 = time.perf_counter()
+            rows = query(root, sql)[1]
+            out[f"sql_landmarks_{name}_view_inprocess_s"] = round(time.perf_counter() - t0, 3)
+            out[f"sql_landmarks_{name}_rows"] = len(rows)
+        if not args.no_landmarks_native:
+            out.update(landmarks_native(root, work, n))
+        log(f"  landmarks: " + ", ".join(f"{k} {v}" for k, v in out.items() if k.startswith("sql_landmarks")
+                                         or k.startswith("landmarks_native")))
+
         (work / "partial.json").write_text(json.dumps(out))
+        if args.no_sensor:
+            raise _SkipSensor
         # -- the sensor with n known partitions and n files (last: it is the lead's code, and may be slow)
         t0 = time.perf_counter()
         known = instance.get_dynamic_partitions("video_files")
@@ -617,6 +671,8 @@ def main() -> int:
         assert len(instance.get_dynamic_partitions("video_files")) == n + extra
         out["get_dynamic_partitions_after_s"] = round(time.perf_counter() - t0, 3)
         out["instance_db_bytes"] = sum(p.stat().st_size for p in root.dagster_home.rglob("*.db"))
+    except _SkipSensor:
+        out["sensor"] = "not run (--no-sensor)"
     finally:
         if not (args.keep or args.reuse or args.prepare_only):
             shutil.rmtree(work, ignore_errors=True)

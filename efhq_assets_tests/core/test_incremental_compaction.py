@@ -223,7 +223,7 @@ def test_bookkeeping_tables_stay_out_of_the_way(tmp_path):
     comments = dict(query(root, "select table_name, comment from duckdb_tables()")[1])
     for name in INTERNAL_TABLES:  # visible to `show tables`, but named and commented as internal
         assert name.startswith("_") and "internal bookkeeping" in comments[name]
-    assert all(not comments[t] for t in shown if t not in INTERNAL_TABLES)
+    assert all(not comments.get(t) for t in shown if t not in INTERNAL_TABLES)  # (landmarks is a view)
 
 
 def test_parallel_compactions_never_lose_an_update(tmp_path):
@@ -294,3 +294,28 @@ def test_a_file_removed_after_the_listing_is_skipped(tmp_path):
     pl.DataFrame({"video_id": ["b"], "x": [2]}).write_parquet(b)
     chunk, uniform = _read_chunk([a, tmp_path / "gone.parquet", b])
     assert chunk.column("video_id").to_pylist() == ["a", "b"] and uniform is False
+
+
+def test_files_from_before_a_declared_column_keep_the_table_patchable(tmp_path):
+    """Old files that lack a column declared since (faces.found_by) read as nulls, as a full build gives: the table
+    stays patched file by file instead of rebuilt whole from every file at each compaction."""
+    from efhq_assets.core.storage.compaction import META_TABLE
+
+    root = DataRoot(tmp_path).ensure()
+    for i in range(4):
+        write_video(root, f"v{i}")
+    for i in range(2):  # written by the old code: no found_by column
+        path = root.table_file("faces", f"v{i}")
+        atomic_write_parquet(pl.read_parquet(path).drop("found_by"), path)
+    compact_manifest(root)
+    modes = dict(query(root, f"SELECT name, value FROM {META_TABLE}")[1])
+    assert modes["mode:faces"] == "keyed"
+    write_video(root, "v3", variant=1)
+    stats = compact_manifest(root, full_rebuild_fraction=1.0)
+    assert stats["mode"] == "incremental" and stats["files_read"] == stats["files_changed"] < 10
+    patched = manifest_content(root.manifest_path)
+    patched_files = query(root, "SELECT * FROM _compaction_files ORDER BY ALL")[1]
+    compact_manifest(root, incremental=False)
+    assert manifest_content(root.manifest_path) == patched
+    assert query(root, "SELECT * FROM _compaction_files ORDER BY ALL")[1] == patched_files  # bookkeeping patched too
+    assert query(root, "SELECT count(*) FROM faces WHERE found_by IS NULL AND video_id IN ('v0', 'v1')")[1] == [(6,)]

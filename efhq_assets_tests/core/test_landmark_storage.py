@@ -79,7 +79,8 @@ def test_landmarks_outside_the_int16_range_or_nan_are_refused(tmp_path):
 
 
 def test_float_landmark_files_from_before_compact_to_the_same_values(tmp_path):
-    """A data root written before the change (float32 lists on the 1/8 px grid) next to new files: one int16 table."""
+    """A data root written before the change (float32 lists on the 1/8 px grid) next to new files: one int16 table;
+    the full build rewrote the old file encoded."""
     root = DataRoot(tmp_path).ensure()
     rng = np.random.default_rng(2)
     old = landmark_rows("old", 3, rng).with_columns(
@@ -93,7 +94,9 @@ def test_float_landmark_files_from_before_compact_to_the_same_values(tmp_path):
     assert [r[0] for r in rows] == old["lmk478"].to_list()
     assert [r[1] for r in rows] == old["lmk68"].to_list()
     assert {r[2] for r in rows} == {"SMALLINT[]"}
-    assert read_table(root, "landmarks", "old").equals(old)  # the reader passes old float files through
+    assert read_table(root, "landmarks", "old").equals(old)  # same values from the file the full build re-encoded
+    assert pq.read_schema(root.table_file("landmarks", "old")).field("lmk478").type.value_type == "int16"  # (the view
+    # reads files as they are: compaction.VIEW_TABLES)
 
 
 def pipeline_tables(video_id, variant=0):
@@ -201,3 +204,43 @@ def test_in_place_patch_gives_the_rows_of_a_patched_copy_and_yields_to_readers(t
         assert reader.execute("SELECT count(*) FROM faces").fetchone() == (16,)
     finally:
         reader.close()
+
+
+def test_landmarks_are_a_view_over_their_files_and_queries_read_no_other_file(tmp_path):
+    """The manifest keeps no copy of the landmark lists (compaction.VIEW_TABLES; docs/scale.md "Bytes"): `landmarks`
+    is a view over tables/landmarks with the declared columns, empty before any file, and `efhq sql` may read those
+    files and no other."""
+    from efhq_assets.core.schemas import TABLE_SCHEMAS
+    from efhq_assets.core.storage import connect_read_only
+
+    root = DataRoot(tmp_path).ensure()
+    write_table(root, "frames", "v1", pl.DataFrame({"video_id": ["v1"], "clip_id": ["v1"], "frame_index": [0]}))
+    compact_manifest(root)
+    names, rows = query(root, "SELECT * FROM landmarks")
+    assert names == list(TABLE_SCHEMAS["landmarks"]) and rows == []
+    rng = np.random.default_rng(5)
+    marks = {v: landmark_rows(v, 3, rng) for v in ("v1", "v2")}
+    for v, df in marks.items():
+        write_table(root, "landmarks", v, df)
+    stats = compact_manifest(root)
+    assert stats["mode"] == "incremental" and stats["files_read"] == 0  # nothing copied: the view reads them
+    assert query(root, "SELECT view_name FROM duckdb_views() WHERE NOT internal")[1] == [("landmarks",)]
+    assert query(root, "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'landmarks'")[1] == [(0,)]
+    _, rows = query(root, "SELECT video_id, frame_index, landmark_px(lmk478), typeof(lmk478) FROM landmarks "
+                          "ORDER BY 1, 2")
+    assert [(r[0], r[1]) for r in rows] == [(v, i) for v in ("v1", "v2") for i in range(3)]
+    assert {r[3] for r in rows} == {"SMALLINT[]"}
+    got = np.asarray([r[2] for r in rows])
+    want = np.asarray(marks["v1"]["lmk478"].to_list() + marks["v2"]["lmk478"].to_list())
+    assert np.abs(got - want).max() <= PRECISION_PX + 1e-4
+    con = connect_read_only(root)
+    try:
+        for sql in (f"SELECT * FROM read_parquet('{root.table_file('frames', 'v1')}')",
+                    f"SELECT * FROM read_parquet('{root.tables}/landmarks/../frames/v1.parquet')",
+                    "SELECT * FROM read_csv('/etc/passwd')"):
+            with pytest.raises(duckdb.Error, match="(?i)permission|disabled|access"):
+                con.execute(sql).fetchall()
+        with pytest.raises(duckdb.Error):
+            con.execute("SET enable_external_access = true")
+    finally:
+        con.close()

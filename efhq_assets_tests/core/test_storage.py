@@ -1,3 +1,5 @@
+import csv
+import io
 import threading
 
 import polars as pl
@@ -126,3 +128,29 @@ def test_sweep_removes_only_temp_files_of_dead_writers(tmp_path):
     live.write_bytes(b"being written")
     assert sweep_stale_temp_files(root) == 1
     assert not stale.exists() and live.exists()
+
+
+@pytest.mark.parametrize("sql", [
+    "select 1 as n",
+    "select * from (values ('a,b', 1, null), ('x\"y', -2, 'plain'), ('', 3, 'new\nline'), (null, null, ' sp'), "
+    "('ü', 9223372036854775807, '#x'), ('''q''', 0, '')) t(s, i, s2)",
+    "select 1.5 as f, true as b",  # other types: the csv module, as before
+    "select 'a' || chr(13) || 'b' as s",
+    "select video_id, frame_index from frames order by 2",
+])
+def test_efhq_sql_csv_fast_path_prints_what_the_csv_module_prints(tmp_path, capsys, sql):
+    """`efhq sql --format csv` writes text/integer results from Arrow (cli._sql_csv_arrow): the same bytes."""
+    from efhq_assets import cli
+
+    root = DataRoot(tmp_path).ensure()
+    write_table(root, "frames", "v1", frames_df("v1", 3))
+    compact_manifest(root)
+    args = ["sql", sql, "--data-root", str(root.path), "--format", "csv"]
+    assert cli.main(args) == 0
+    fast = capsys.readouterr().out
+    names, rows = query(root, sql)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(names)
+    writer.writerows(rows)
+    assert fast == buffer.getvalue()

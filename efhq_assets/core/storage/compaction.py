@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from ..schemas import LANDMARK_SCALE, TABLE_SCHEMAS
+from ..schemas import LANDMARK_COLUMNS, LANDMARK_SCALE, TABLE_SCHEMAS
 from .atomic import _fsync_dir
 from .layout import TABLE_NAME, DataRoot
 from .tables import encode_landmarks
@@ -47,7 +47,7 @@ def _ident(name: str) -> str:
 
 
 COMPACTION_CHUNK = 5000  # files per read: bounds memory for wide tables (landmarks)
-COMPACTION_VERSION = "2"  # bump when the manifest's layout or the row-to-file mapping below changes
+COMPACTION_VERSION = "3"  # bump when the manifest's layout or the row-to-file mapping below changes
 FULL_REBUILD_FRACTION = 0.3  # more changed files than this (of all files): rebuild instead of patching
 FILES_TABLE = "_compaction_files"  # internal bookkeeping of compact_manifest, not part of the dataset
 META_TABLE = "_compaction_meta"
@@ -68,6 +68,10 @@ ROW_KEYS = {
 }
 DEFAULT_ROW_KEY = '"video_id"'
 CATALOG_KEYS = {"videos": "video_id", "clips": "clip_id"}  # catalog rows merged into these tables
+# Tables the manifest reads from their per-video Parquet files through a view instead of copying their rows
+# (docs/architecture.md "Tables", docs/scale.md): the landmark lists were 0.55 of the source bytes as a second
+# copy in the manifest, and 830 MB of a 50,000-video manifest that every compaction copied or patched.
+VIEW_TABLES = ("landmarks",)
 
 
 def _list_table_files(root: DataRoot) -> dict[str, dict[str, tuple[int, int, int]]]:
@@ -83,7 +87,7 @@ def _list_table_files(root: DataRoot) -> dict[str, dict[str, tuple[int, int, int
     except FileNotFoundError:
         return listing
     for entry in tables:
-        if not entry.is_dir() or not TABLE_NAME.match(entry.name):
+        if not entry.is_dir() or not TABLE_NAME.match(entry.name) or entry.name in VIEW_TABLES:
             continue
         files: dict[str, tuple[int, int, int]] = {}
         with os.scandir(entry.path) as it:
@@ -117,12 +121,22 @@ def _read_chunk(files: list[Path], table: str = ""):
 
     names = [str(p) for p in files]
     try:  # the common case: every file has exactly the same (conformed) columns
-        return pl.scan_parquet(names, include_file_paths=_SOURCE_COL).collect().rechunk().to_arrow(), True
+        frame = pl.scan_parquet(names, include_file_paths=_SOURCE_COL).collect()
+        return _with_declared_columns(frame, table).rechunk().to_arrow(), True
     except Exception:
         pass
-    try:  # files lacking some columns
-        frame = pl.scan_parquet(names, missing_columns="insert", include_file_paths=_SOURCE_COL).collect()
-        return frame.rechunk().to_arrow(), False
+    try:  # files lacking some columns (in any order), each column of one type in every file
+        union: dict = {}
+        for name in names:
+            for col, dtype in pl.read_parquet_schema(name).items():
+                if union.setdefault(col, dtype) != dtype:
+                    raise TypeError(f"{col}: {union[col]} and {dtype}")
+        frame = pl.scan_parquet(names, schema=pl.Schema(union), missing_columns="insert",
+                                include_file_paths=_SOURCE_COL).collect()
+        # Files written before a column was declared lack only declared columns: with them added as nulls,
+        # as a full build gives, the table stays patchable file by file. An undeclared column missing from
+        # some files makes it "whole".
+        return _with_declared_columns(frame, table).rechunk().to_arrow(), set(union) <= set(TABLE_SCHEMAS.get(table, {}))
     except Exception:  # files from different code versions, or one removed since the listing: one by one
         frames = []
         for p in files:
@@ -135,7 +149,23 @@ def _read_chunk(files: list[Path], table: str = ""):
                 continue
         if not frames:
             raise FileNotFoundError(f"every file of this chunk was removed during compaction: {names[0]}, ...")
-        return pl.concat(frames, how="diagonal_relaxed").rechunk().to_arrow(), False
+        return _with_declared_columns(pl.concat(frames, how="diagonal_relaxed"), table).rechunk().to_arrow(), False
+
+
+def _with_declared_columns(frame, table: str):
+    """The table's declared columns first (a missing one as typed nulls), then the others in file order."""
+    import polars as pl
+
+    from .tables import _polars_type
+
+    schema = TABLE_SCHEMAS.get(table)
+    if not schema:
+        return frame
+    missing = [pl.lit(None).cast(_polars_type(t)).alias(c) for c, t in schema.items() if c not in frame.columns]
+    if missing:
+        frame = frame.with_columns(missing)
+    order = list(schema) + [c for c in frame.columns if c not in schema]
+    return frame if order == frame.columns else frame.select(order)
 
 
 def _keys_match(con, table: str) -> bool:
@@ -266,12 +296,16 @@ def _previous_state(con, listing, fingerprint: str, full_rebuild_fraction: float
 
 
 def _write_bookkeeping(con, listing, catalog_keys: dict[str, list], modes: dict[str, str], fingerprint: str,
-                       full_bytes: int) -> None:
+                       full_bytes: int, touched: dict[str, list[str]] | None = None) -> None:
+    """Record the files and catalog rows the tables now hold. `touched` (a patch): only the rows of those
+    (table, key) pairs are replaced, not the whole table (850,000 rows at 50,000 videos); None: rewritten."""
     import polars as pl
 
     rows = {"table_name": [], "source": [], "key": [], "size_bytes": [], "mtime_ns": [], "inode": []}
-    for table in sorted(listing):
-        for key, (size_bytes, mtime_ns, inode) in listing[table].items():
+    for table in sorted(listing if touched is None else touched):
+        files = listing.get(table, {})
+        for key in (files if touched is None else (k for k in touched[table] if k in files)):
+            size_bytes, mtime_ns, inode = files[key]
             for col, value in zip(rows, (table, "file", key, size_bytes, mtime_ns, inode)):
                 rows[col].append(value)
     null_keys = False
@@ -280,13 +314,27 @@ def _write_bookkeeping(con, listing, catalog_keys: dict[str, list], modes: dict[
             null_keys |= key is None
             for col, value in zip(rows, (table, "catalog", key, None, None, None)):
                 rows[col].append(value)
-    files = pl.DataFrame(rows, schema={"table_name": pl.Utf8, "source": pl.Utf8, "key": pl.Utf8,  # noqa: F841
-                                       "size_bytes": pl.Int64, "mtime_ns": pl.Int64, "inode": pl.Int64})
+    schema = {"table_name": pl.Utf8, "source": pl.Utf8, "key": pl.Utf8, "size_bytes": pl.Int64, "mtime_ns": pl.Int64,
+              "inode": pl.Int64}
+    files = pl.DataFrame(rows, schema=schema)
     meta = [("fingerprint", fingerprint), ("full_bytes", str(full_bytes)), ("catalog_null_keys", str(int(null_keys)))]
     meta += [(f"mode:{t}", m) for t, m in sorted(modes.items())]
     con.register("_files", files)
     try:
-        con.execute(f"CREATE OR REPLACE TABLE {FILES_TABLE} AS SELECT * FROM _files")
+        if touched is None:
+            con.execute(f"CREATE OR REPLACE TABLE {FILES_TABLE} AS SELECT * FROM _files")
+        else:
+            gone = pl.DataFrame({"table_name": [t for t, keys in touched.items() for _ in keys],
+                                 "key": [k for keys in touched.values() for k in keys]},
+                                schema={"table_name": pl.Utf8, "key": pl.Utf8})
+            con.register("_gone", gone)
+            try:
+                con.execute(f"DELETE FROM {FILES_TABLE} WHERE source = 'catalog'")
+                con.execute(f"DELETE FROM {FILES_TABLE} f USING _gone g WHERE f.source = 'file' "
+                            f"AND f.table_name = g.table_name AND f.key = g.key")
+            finally:
+                con.unregister("_gone")
+            con.execute(f"INSERT INTO {FILES_TABLE} BY NAME SELECT * FROM _files")
     finally:
         con.unregister("_files")
     con.execute(f"CREATE OR REPLACE TABLE {META_TABLE} (name VARCHAR, value VARCHAR)")
@@ -295,6 +343,79 @@ def _write_bookkeeping(con, listing, catalog_keys: dict[str, list], modes: dict[
                        (META_TABLE, "schema fingerprint and table modes")):
         con.execute(f"COMMENT ON TABLE {name} IS "
                     f"{_sql_str(f'internal bookkeeping of compact_manifest ({what}); not part of the dataset')}")
+
+
+def _view_glob(root: DataRoot, table: str) -> str:
+    return str(root.tables / table / "*.parquet")  # temp files (".tmp-...parquet.<random>") never match
+
+
+def _create_views(con, root: DataRoot) -> None:
+    """VIEW_TABLES as views over their per-video files (absolute paths: the manifest is rebuilt where the root is;
+    a moved root gets them again at its next compaction). Without any file yet: an empty view of the declared
+    columns, replaced at the first compaction that finds one."""
+    for table in VIEW_TABLES:
+        schema = TABLE_SCHEMAS[table]
+        cols = ", ".join(_ident(c) for c in schema)
+        folder = root.tables / table
+        has_files = folder.is_dir() and any(f.name.endswith(".parquet") and not f.name.startswith(".")
+                                            for f in os.scandir(folder))
+        if has_files:
+            source = f"read_parquet({_sql_str(_view_glob(root, table))})"
+        else:
+            source = "(SELECT " + ", ".join(f"CAST(NULL AS {t}) AS {_ident(c)}" for c, t in schema.items()) + " WHERE false)"
+        if table in _user_tables(con):  # a manifest from before the view
+            con.execute(f"DROP TABLE {_ident(table)}")
+        con.execute(f"CREATE OR REPLACE VIEW {_ident(table)} AS SELECT {cols} FROM {source}")
+
+
+def _reencode_float_landmark_files(root: DataRoot) -> int:
+    """A full build's migration: landmark files written before the int16 encoding (float lists in pixels) are
+    rewritten encoded (the same values: storage.read_table gives the same frame), since a view reads the files
+    as they are. Only when the file is still the one read (same inode just before the swap): a stage that
+    rewrote it meanwhile wrote int16 already."""
+    import polars as pl
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from .atomic import atomic_path
+    from .tables import conform
+
+    def is_float_list(t) -> bool:
+        return (pa.types.is_list(t) or pa.types.is_large_list(t)) and pa.types.is_floating(t.value_type)
+
+    rewritten = 0
+    for table in VIEW_TABLES:
+        cols = LANDMARK_COLUMNS.get(table, ())
+        folder = root.tables / table
+        if not cols or not folder.is_dir():
+            continue
+        for entry in os.scandir(folder):
+            if entry.name.startswith(".") or not entry.name.endswith(".parquet"):
+                continue
+            target = Path(entry.path)
+            try:
+                schema = pq.read_schema(target)
+                if not any(c in schema.names and is_float_list(schema.field(c).type) for c in cols):
+                    continue
+                inode = entry.inode()
+                frame = pl.read_parquet(target)
+                with atomic_path(target) as tmp:
+                    conform(frame, table).write_parquet(tmp, compression="zstd", compression_level=3, statistics=False)
+                    if target.stat().st_ino != inode:
+                        raise _Replaced
+            except (_Replaced, FileNotFoundError):
+                continue
+            rewritten += 1
+    return rewritten
+
+
+class _Replaced(Exception):
+    """The file changed while it was being re-encoded: leave the new one."""
+
+
+def view_directories(root: DataRoot) -> list[str]:
+    """The folders a reader of the manifest must be allowed to read (the views' per-video files)."""
+    return [str(root.tables / table) + os.sep for table in VIEW_TABLES]
 
 
 def _user_tables(con) -> set[str]:
@@ -334,6 +455,7 @@ def compact_manifest(root: DataRoot, extra_tables: dict[str, list[Path]] | None 
         tmp = Path(tmp_name)
         counts: dict[str, int] = {}
         modes: dict[str, str] = {}
+        touched: dict[str, list[str]] = {}
         old: dict = {}
         files_read = 0
         files_changed = None
@@ -360,18 +482,19 @@ def compact_manifest(root: DataRoot, extra_tables: dict[str, list[Path]] | None 
                         leftover.unlink(missing_ok=True)
             if reason is not None:
                 con = _new_manifest(tmp, sum(st[0] for files in listing.values() for st in files.values()))
+                _reencode_float_landmark_files(root)
             try:
                 if patched_in_place:
                     pass
                 elif reason is None:
-                    files_read = _apply_changes(con, root, listing, old, modes, counts)
+                    files_read = _apply_changes(con, root, listing, old, modes, counts, touched)
                     full_bytes = int(con.execute(f"SELECT value FROM {META_TABLE} WHERE name = 'full_bytes'").fetchone()[0])
                 else:
                     modes = {}
                     full_bytes = 0
                     names = set(TABLE_SCHEMAS) | set(listing) | set(extra_tables or {})
                     for table in sorted(names):
-                        if not TABLE_NAME.match(table):
+                        if not TABLE_NAME.match(table) or table in VIEW_TABLES:
                             continue
                         files = _sorted_files(root, table, listing.get(table, {}))
                         files += list((extra_tables or {}).get(table, []))
@@ -382,7 +505,9 @@ def compact_manifest(root: DataRoot, extra_tables: dict[str, list[Path]] | None 
                 if not patched_in_place:
                     catalog_keys = _merge_catalog(con, root, counts)
                     _create_macros(con)
-                    _write_bookkeeping(con, listing, catalog_keys, modes, fingerprint, full_bytes)
+                    _create_views(con, root)
+                    _write_bookkeeping(con, listing, catalog_keys, modes, fingerprint, full_bytes,
+                                       None if reason is not None else touched)
                     con.execute("CHECKPOINT")
                 if reason is not None:  # a full build's size, for the "grew too much" check of later patches
                     con.execute(f"UPDATE {META_TABLE} SET value = ? WHERE name = 'full_bytes'", [str(tmp.stat().st_size)])
@@ -441,11 +566,13 @@ def _patch_in_place(root: DataRoot, listing, fingerprint: str, full_rebuild_frac
             return reason, old, modes, files_changed, 0, counts, False
         con.execute("BEGIN TRANSACTION")
         try:
-            files_read = _apply_changes(con, root, listing, old, modes, counts)
+            touched: dict[str, list[str]] = {}
+            files_read = _apply_changes(con, root, listing, old, modes, counts, touched)
             full_bytes = int(con.execute(f"SELECT value FROM {META_TABLE} WHERE name = 'full_bytes'").fetchone()[0])
             catalog_keys = _merge_catalog(con, root, counts)
             _create_macros(con)
-            _write_bookkeeping(con, listing, catalog_keys, modes, fingerprint, full_bytes)
+            _create_views(con, root)
+            _write_bookkeeping(con, listing, catalog_keys, modes, fingerprint, full_bytes, touched)
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
@@ -462,8 +589,10 @@ def _create_macros(con) -> None:
                 f"CAST(list_transform(v, x -> x / {LANDMARK_SCALE}) AS FLOAT[])")
 
 
-def _apply_changes(con, root: DataRoot, listing, old, modes: dict[str, str], counts: dict[str, int]) -> int:
-    """Patch the copied manifest to match `listing`; fills counts and modes, returns the files read."""
+def _apply_changes(con, root: DataRoot, listing, old, modes: dict[str, str], counts: dict[str, int],
+                   touched: dict[str, list[str]]) -> int:
+    """Patch the manifest to match `listing`; fills counts, modes and touched ({table: the keys of its changed
+    and removed files}), returns the files read."""
     files_read = 0
     # The catalog rows go first: a video that now has output must not keep its catalog row, and they are
     # merged again at the end from the current catalog. The recorded keys are exactly the rows the last
@@ -473,11 +602,13 @@ def _apply_changes(con, root: DataRoot, listing, old, modes: dict[str, str], cou
                     f"WHERE source = 'catalog' AND table_name = {_sql_str(table)})")
     existing = _user_tables(con)
     for table in sorted(set(TABLE_SCHEMAS) | set(listing) | existing):
-        if not TABLE_NAME.match(table):
+        if not TABLE_NAME.match(table) or table in VIEW_TABLES:
             continue
         new, before = listing.get(table, {}), old.get(table, {})
         changed = sorted(k for k, st in new.items() if before.get(k) != st)
         removed = sorted(k for k in before if k not in new)
+        if changed or removed:
+            touched[table] = changed + removed
         if table in existing and not changed and not removed:
             modes.setdefault(table, "whole")
         elif table in existing and new and modes.get(table) == "keyed" and _patch_table(con, root, table, changed, removed):

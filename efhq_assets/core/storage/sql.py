@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from .compaction import view_directories
 from .layout import DataRoot
 
 
@@ -50,8 +51,21 @@ def connect_read_only(root: DataRoot):
 
     if not root.manifest_path.exists():
         raise NoManifestError(f"no manifest at {root.manifest_path}: run `efhq demo` or `efhq build` first")
-    return duckdb.connect(str(root.manifest_path), read_only=True,
-                          config={"enable_external_access": False, "lock_configuration": True})
+    con = duckdb.connect(str(root.manifest_path), read_only=True)
+    try:
+        # The views' per-video files (compaction.VIEW_TABLES) are the only files a query may read; then external
+        # access goes off and the configuration is locked, before any user SQL runs.
+        con.execute("SET allowed_directories = " + _sql_list(view_directories(root)))
+        con.execute("SET enable_external_access = false")
+        con.execute("SET lock_configuration = true")
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def _sql_list(values: list[str]) -> str:
+    return "[" + ", ".join("'" + v.replace("'", "''") + "'" for v in values) + "]"
 
 
 def query(root: DataRoot, sql: str):
