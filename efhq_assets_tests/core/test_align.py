@@ -7,6 +7,7 @@ import pytest
 
 from efhq_assets.core import align
 from efhq_assets.core.pose.rotations import euler_to_matrix_np
+from efhq_assets_tests.core.ffhq_reference import align_ffhq_reference
 
 cv2 = pytest.importorskip("cv2")
 
@@ -74,7 +75,7 @@ def test_ffhq_fast_matches_reference_on_real_faces(faces):
     vals = []
     for name, img, lm in faces:
         assert not align.ffhq_outside_frame(lm, img.shape[1], img.shape[0]), name
-        ref = align.align_ffhq_reference(img, lm, output_size=256)
+        ref = align_ffhq_reference(img, lm, output_size=256)
         fast = align.align_ffhq_fast(img, lm, output_size=256)
         assert ref.shape == fast.shape == (256, 256, 3) and ref.dtype == fast.dtype == np.uint8
         vals.append(psnr(ref, fast))
@@ -136,7 +137,7 @@ def test_ffhq_reference_matches_pil_recipe_when_available(faces):
     for name, img, lm in faces[:2]:  # astronaut (no padding) and t1 face 0 (padded)
         want, padded = pil_ffhq(img, lm, 256)
         seen.add(padded)
-        got = align.align_ffhq_reference(img, lm, output_size=256)
+        got = align_ffhq_reference(img, lm, output_size=256)
         assert psnr(want, got) > 48.0, name  # measured 51 dB, max |diff| 2 levels
         assert np.abs(want.astype(int) - got).max() <= 4
     assert seen == {False, True}
@@ -147,10 +148,10 @@ def test_ffhq_reference_black_outside_without_padding(faces):
     top = img[60:, 120:].copy()  # the astronaut's quad now leaves the frame at the top
     lm2 = lm - [120, 60]
     assert align.ffhq_quad(lm2)[:, 1].min() < 0
-    ref = align.align_ffhq_reference(top, lm2, 256, enable_padding=False)
+    ref = align_ffhq_reference(top, lm2, 256, enable_padding=False)
     black = (ref == 0).all(-1)
     assert black[:20].mean() > 0.9  # PIL's QUAD transform leaves samples outside the source black
-    padded = align.align_ffhq_reference(top, lm2, 256)
+    padded = align_ffhq_reference(top, lm2, 256)
     assert (padded[:20] == 0).all(-1).mean() < 0.001  # blurred reflection + median fill instead
     assert psnr(padded, align.align_ffhq_fast(top, lm2, 256)) >= 35.0
 
@@ -160,10 +161,10 @@ def test_ffhq_shrink_path(faces):
     big = cv2.resize(img, None, fx=4, fy=4, interpolation=cv2.INTER_CUBIC)
     lm4 = lm * 4 + 1.5  # cv2 pixel centres under a 4x resize
     # qsize ~ 684 px >= 4 * 128 -> FFHQ first shrinks the frame by an integer factor
-    ref = align.align_ffhq_reference(big, lm4, 128)
+    ref = align_ffhq_reference(big, lm4, 128)
     assert psnr(ref, align.align_ffhq_fast(big, lm4, 128)) >= 35.0
     # ... and the result is close to aligning the original frame
-    assert psnr(ref, align.align_ffhq_reference(img, lm, 128)) > 28.0
+    assert psnr(ref, align_ffhq_reference(img, lm, 128)) > 28.0
 
 
 # ------------------------------------------------------------------------------------------
