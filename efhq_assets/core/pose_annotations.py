@@ -114,7 +114,8 @@ def pose_rows(landmark_rows: list[dict], estimator_names=("facemesh", "dlib68"),
     core/pose/fit.py); without it, weak perspective.
     """
     from .pose.estimators import combine, get_estimator
-    from .pose.large_yaw import expand_large_yaw, lmk5_pose, profile_takeover, reject_track_outliers
+    from .pose.large_yaw import (FACEMESH_WRONG_SHAPE_GAP, expand_large_yaw, lmk5_pose, profile_takeover,
+                                 reject_track_outliers)
 
     keys = ["video_id", "clip_id", "frame_index", "face_index"]
     n = len(landmark_rows)
@@ -150,16 +151,19 @@ def pose_rows(landmark_rows: list[dict], estimator_names=("facemesh", "dlib68"),
         cy, cp, cr = (np.where(lost, np.nan, a) for a in (cy, cp, cr))
         # The detector's five points instead where FaceMesh has no fit (beyond ~80 degrees its landmark model finds
         # no face), or where they read a profile beyond FaceMesh's saturated reading (core/pose/large_yaw.py
-        # profile_takeover). Pitch and roll stay FaceMesh's where it has a fit (the five points' pitch instead: pitch
-        # error at 60-75 degrees 9.0 vs 7.9 held out, 12.0 vs 8.0 tune, on benchmarks/pose_accuracy.py's renders).
+        # profile_takeover). Pitch and roll stay FaceMesh's where it has a fit of the right shape (the five points'
+        # pitch on every taken-over face instead: pitch error at 60-75 degrees 9.0 vs 7.6 held out, 12.0 vs 7.7 tune,
+        # on benchmarks/pose_accuracy.py's renders).
         l5 = np.full((n, 10), np.nan)
         for i, r in enumerate(landmark_rows):
             if r.get("lmk5") is not None and len(r["lmk5"]) == 10:
                 l5[i] = np.asarray(r["lmk5"], np.float64)
         y5, p5, r5 = lmk5_pose(l5)
         use5, y5 = profile_takeover(fm_yaw, y5)
+        with np.errstate(invalid="ignore"):
+            wrong_shape = lost | (np.abs(y5) - np.abs(fm_yaw) >= FACEMESH_WRONG_SHAPE_GAP)
         cy = np.where(use5, y5, cy)
-        cp, cr = (np.where(use5 & lost, b, a) for a, b in ((cp, p5), (cr, r5)))
+        cp, cr = (np.where(use5 & wrong_shape, b, a) for a, b in ((cp, p5), (cr, r5)))
     # temporal outlier rejection along tracks (rows carry track_id when the caller has it)
     if any(r.get("track_id") is not None for r in landmark_rows):
         tracks = [None if r.get("track_id") is None else (r["clip_id"], r["track_id"]) for r in landmark_rows]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["LARGE_YAW_KNEE", "LARGE_YAW_SLOPE", "expand_large_yaw", "LMK5_PROFILE_YAW", "LANDMARK_MODEL_RANGE_DEG",
-           "lmk5_pose", "profile_takeover", "reject_track_outliers"]
+           "FACEMESH_WRONG_SHAPE_GAP", "lmk5_pose", "profile_takeover", "reject_track_outliers"]
 
 
 #: FaceMesh's landmark model saturates on turned faces: past ~58 degrees its landmarks keep the shape of a ~60
@@ -48,9 +48,12 @@ LMK5_NOSE_LEVEL = 0.51
 #: (:func:`profile_takeover`).
 LMK5_PROFILE_YAW = 55.0
 #: FaceMesh finds no face beyond about this yaw: neither its static mode on two crops nor its landmark model alone
-#: on the box's region, plain or mirrored (head-turn renders, 2 x 360 views: no face lost up to 60 degrees, 2 of
-#: 72 at 70, 20 of 72 at 80, 35 of 72 at 90; docs/pose_accuracy.md).
+#: on the box's region, plain or mirrored (head-turn renders of six people, 36 views per angle: no face lost up to
+#: 60 degrees, 2 lost at 70, 20 at 80, 35 at 90; docs/pose_accuracy.md).
 LANDMARK_MODEL_RANGE_DEG = 80.0
+#: Where the five points read at least this much more than FaceMesh, FaceMesh's landmarks latched onto a wrong
+#: (near frontal) shape, seen on full profiles it followed: its pitch and roll are dropped too, for the five points'.
+FACEMESH_WRONG_SHAPE_GAP = 30.0
 
 
 def lmk5_pose(lmk5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
