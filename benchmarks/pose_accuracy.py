@@ -41,7 +41,7 @@ Figures per split (``tune``, ``held_out``):
 - ``yaw_mae_le60_exact_vertices``: the yaw MAE for |yaw| <= 60 of the pipeline's FaceMesh fit on each render's own
   mesh vertices, projected exactly (perfect landmarks): the part of the error that the renders' geometry costs.
 Also ``pitch_on_real_photos``: the combined pitch of the seven real photos themselves (people facing the
-camera with a level head: pitch zero, core/pose.py).
+camera with a level head: pitch zero, core/pose/estimators.py PITCH_ZERO_DEG).
 """
 
 from __future__ import annotations

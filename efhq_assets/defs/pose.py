@@ -28,7 +28,7 @@ ESTIMATORS = ("facemesh", "dlib68")
     check_specs=[dg.AssetCheckSpec("angles_valid", asset="pose_annotations", blocking=True,
                                    description="one row per face and estimator; angles in range, never NaN")],
     description="Batched rigid fits of each landmark set to its own 3D face model (torch; CUDA + fp16 when present), "
-                "combined by measured reliability. Angles in degrees, one convention (core/pose.py). Table `poses`.",
+                "combined by measured reliability. Angles in degrees, one convention (core/pose/convention.py). Table `poses`.",
 )
 def pose_annotations(context: dg.AssetExecutionContext, storage: EfhqStorage):
     root = storage.root()
