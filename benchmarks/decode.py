@@ -328,7 +328,7 @@ def main() -> None:
     clip512 = cached_clip(args.cache, 512, 512, frames, preset)
     clip1080 = cached_clip(args.cache, 1920, 1080, frames, preset)
     if args.build_only:
-        print(json.dumps(efhq_build_bytes([clip512, clip1080], timeout_s=1800, keep=args.keep_build)))
+        print(json.dumps(efhq_build_bytes([clip512, clip1080], timeout_s=3600, keep=args.keep_build)))
         return
     long1080 = repeated_clip(clip1080, 10)
 

@@ -181,7 +181,8 @@ def cmd_sql(args) -> int:
     from efhq_assets.core.storage import query
 
     try:
-        if args.format == "csv" and _sql_csv_arrow(_root(args), args.query):
+        if args.format == "csv":
+            _sql_csv(_root(args), args.query)
             return 0
         names, rows = query(_root(args), args.query)
     except (ReadOnlyQueryError, NoManifestError) as exc:
@@ -201,33 +202,49 @@ def cmd_sql(args) -> int:
     return 0
 
 
-def _sql_csv_arrow(root: DataRoot, sql: str) -> bool:
-    """`--format csv` for a result of text and integer columns only, written by polars from Arrow, not through a
-    Python object per value (the README's lineage join returns 209,661 rows at 50,000 videos), with the csv
-    module's text: quoted where needed, empty strings and nulls both empty. False, nothing written: other column
-    types, or a carriage return in a value (the csv module leaves it unquoted), which the csv module formats."""
-    import polars as pl
-    import pyarrow as pa
+CSV_ARROW_ROWS = 20_000  # a result of this many rows or more is written from Arrow (polars), fewer by the csv module
+_CSV_ARROW_TYPES = {"VARCHAR", "BIGINT", "INTEGER", "SMALLINT", "TINYINT", "UBIGINT", "UINTEGER", "USMALLINT",
+                    "UTINYINT"}
 
+
+def _sql_csv(root: DataRoot, sql: str) -> None:
+    """`--format csv`. A large result of text and integer columns only (the README's lineage join: 209,661 rows
+    at 50,000 videos) is run again and written by polars from Arrow, without a Python object per value; the text
+    is the csv module's (quoted where needed, empty strings and nulls both empty; a value with a carriage return,
+    which the csv module leaves unquoted, goes through the csv module). Small results never import polars."""
     from efhq_assets.core.storage import check_read_only, connect_read_only
 
     check_read_only(sql)
     con = connect_read_only(root)
+    writer = csv.writer(sys.stdout, lineterminator="\n")
     try:
-        table = con.execute(sql).to_arrow_table()
+        cur = con.execute(sql)
+        names = [d[0] for d in cur.description] if cur.description else []
+        rows = cur.fetchmany(CSV_ARROW_ROWS)
+        if len(rows) == CSV_ARROW_ROWS and all(str(d[1]) in _CSV_ARROW_TYPES for d in cur.description):
+            table = con.execute(sql).to_arrow_table()
+            if _write_csv_from_arrow(table, writer):
+                return
+            cur = con.execute(sql)
+            rows = cur.fetchmany(CSV_ARROW_ROWS)
+        writer.writerow(names)
+        writer.writerows(rows)
+        while rows:
+            rows = cur.fetchmany(CSV_ARROW_ROWS)
+            writer.writerows(rows)
     finally:
         con.close()
-    if not all(pa.types.is_string(f.type) or pa.types.is_large_string(f.type) or pa.types.is_integer(f.type)
-               for f in table.schema):
-        return False
+
+
+def _write_csv_from_arrow(table, writer) -> bool:
+    import polars as pl
+
     frame = pl.from_arrow(table)
-    if not isinstance(frame, pl.DataFrame):
-        return False
     text = [c for c, t in frame.schema.items() if t == pl.Utf8]
     if text and frame.select(pl.any_horizontal(pl.col(text).str.contains("\r", literal=True).any())).item():
         return False
     frame = frame.with_columns(pl.when(pl.col(c) != "").then(pl.col(c)).alias(c) for c in text)
-    csv.writer(sys.stdout, lineterminator="\n").writerow(table.schema.names)
+    writer.writerow(table.schema.names)
     sys.stdout.flush()
     frame.write_csv(sys.stdout.buffer, include_header=False, line_terminator="\n", quote_style="necessary")
     return True

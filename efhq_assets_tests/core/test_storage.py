@@ -137,11 +137,13 @@ def test_sweep_removes_only_temp_files_of_dead_writers(tmp_path):
     "select 1.5 as f, true as b",  # other types: the csv module, as before
     "select 'a' || chr(13) || 'b' as s",
     "select video_id, frame_index from frames order by 2",
+    "select video_id from frames where false",
 ])
-def test_efhq_sql_csv_fast_path_prints_what_the_csv_module_prints(tmp_path, capsys, sql):
-    """`efhq sql --format csv` writes text/integer results from Arrow (cli._sql_csv_arrow): the same bytes."""
+def test_efhq_sql_csv_fast_path_prints_what_the_csv_module_prints(tmp_path, capsys, monkeypatch, sql):
+    """`efhq sql --format csv` writes large text/integer results from Arrow (cli._sql_csv): the same bytes."""
     from efhq_assets import cli
 
+    monkeypatch.setattr(cli, "CSV_ARROW_ROWS", 1)  # every result here is "large"
     root = DataRoot(tmp_path).ensure()
     write_table(root, "frames", "v1", frames_df("v1", 3))
     compact_manifest(root)

@@ -55,6 +55,7 @@ def connect_read_only(root: DataRoot):
     try:
         # The views' per-video files (compaction.VIEW_TABLES) are the only files a query may read; then external
         # access goes off and the configuration is locked, before any user SQL runs.
+        con.execute("SET enable_progress_bar = false")  # it would print into `efhq sql`'s output (a query > 2 s)
         con.execute("SET allowed_directories = " + _sql_list(view_directories(root)))
         con.execute("SET enable_external_access = false")
         con.execute("SET lock_configuration = true")
