@@ -14,15 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from efhq_assets.core import plan, stages
-
 from efhq_assets.core.catalog import load_source_config, refresh_catalog, save_source_config
-
 from efhq_assets.core.lineage import record_error
-
-from efhq_assets.core.storage import atomic_write_bytes
 from efhq_assets.core.settings import Settings, load_settings, update_settings
 from efhq_assets.core.sources import SourceConfig
-from efhq_assets.core.storage import DataRoot, sweep_stale_temp_files, table_files
+from efhq_assets.core.storage import DataRoot, atomic_write_bytes, sweep_stale_temp_files, table_files
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # Package data (the top-level dagster.yaml links to it): a non-editable install seeds the same instance.

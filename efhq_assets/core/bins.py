@@ -23,6 +23,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from .efhq_metadata import efhq_name
+
 __all__ = [
     "BINS",
     "SOFT_ONLY_BINS",
@@ -271,8 +273,6 @@ def bin_rows(pose_rows: Sequence[dict], overrides: dict | None = None,
     names (:func:`efhq_assets.core.efhq_metadata.efhq_name`), else the recomputed softbin.
     ``efhq_label`` is ``label`` in EFHQ's names (its ``profile_left`` is the project's
     ``profile_right``)."""
-    from .efhq_metadata import efhq_name
-
     overrides = overrides or {}
     released = released or {}
     faces: dict[tuple, dict] = {}

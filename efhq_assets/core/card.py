@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import io
-from collections import Counter
+from collections import Counter, defaultdict
 
 import numpy as np
+
+from .face_crops import iter_faces_by_frame
+from .quality import SCORERS, face_crop
+from .settings import load_settings
+from .storage import atomic_write_bytes, read_table_files
 
 BIN_ORDER = ("frontal", "profile_left", "profile_right", "profile_up", "profile_down", "profile_extreme",
              "profile_horizontal", "profile_vertical", "confused", "remove")
@@ -86,9 +91,6 @@ def card_markdown(bins: list[dict], sources: dict[str, str], identities: dict[tu
 
 def _quality_summary(root, quality: list[dict], keep: set) -> dict[str, tuple[int, str]]:
     """scorer -> (EFHQ-filtered faces it scored, the cut the splits apply to it)."""
-    from .quality import SCORERS
-    from .settings import load_settings
-
     counts = Counter(q["scorer"] for q in quality
                      if (q["video_id"], q["clip_id"], q["frame_index"], q["face_index"]) in keep)
     out = {}
@@ -109,12 +111,6 @@ def render_card(root, out, thumbs_per_bin: int = 16) -> dict:
 
     Returns {"bins": the EFHQ-filtered, not-removed faces' bin rows (with track_id), "identities":
     {(video_id, track_id): identity_id}, "pose_png": bytes, "sheets": {label: png bytes}}."""
-    from collections import defaultdict
-
-    from .face_crops import iter_faces_by_frame
-    from .quality import face_crop
-    from .storage import atomic_write_bytes, read_table_files
-
     def read_all(table: str) -> list[dict]:
         df = read_table_files(root, table)
         return df.to_dicts() if df is not None else []

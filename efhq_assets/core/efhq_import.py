@@ -14,6 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
+from .efhq_metadata import (efhq_celebv_crop, file_frame_index, from_clip_coordinates, lmk5_from_lmk68,
+                            read_efhq_metadata, rescale_coordinates, sign_agreement)
+from .face_crops import iter_faces_by_frame
+from .faces import landmark_list
+from .models import registry
+from .sources import AnnotationError, read_vfhq_annotation
+
 IMPORTED_ESTIMATORS = ("synergy", "poseanh", "mhp")
 DETECTOR_NAME = "efhq_metadata"
 #: The `quality.scorer` of a face whose score is EFHQ's released `iqa` (HyperIQA, KonIQ weights; EFHQ keeps
@@ -23,8 +30,6 @@ RELEASED_SCORER = "hyperiqa"
 
 @functools.lru_cache(maxsize=8)
 def _read(path: str, size: int, mtime_ns: int) -> tuple[list[dict], str]:
-    from .efhq_metadata import read_efhq_metadata
-
     return read_efhq_metadata(path), hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
@@ -54,8 +59,6 @@ def metadata_paths(value: str | None) -> list[str]:
 
 @functools.lru_cache(maxsize=64)
 def _annotated_size(annotation_file: str) -> tuple[int, int] | None:
-    from .sources import AnnotationError, read_vfhq_annotation
-
     try:
         ann = read_vfhq_annotation(annotation_file)
     except (AnnotationError, OSError, ValueError):
@@ -81,8 +84,6 @@ def _celebv_crop(video: dict, clip: dict):
     """The crop EFHQ's CelebV coordinates are measured in: EFHQ's own (:func:`efhq_celebv_crop`) from the
     clip's normalised bbox and the stream's size; the clip's crop when no bbox is known; None for a
     pre-cut clip file (already EFHQ's crop)."""
-    from .efhq_metadata import efhq_celebv_crop
-
     if clip.get("whole_file"):
         return None
     if clip.get("bbox") is not None and video.get("width") and video.get("height"):
@@ -99,8 +100,6 @@ def imported_faces(video: dict, clips: list[dict], problems: list[str] | None = 
     (source coordinates), as EFHQ's verification step does; without 68 points they are skipped. The
     key is (video_id, clip_id, frame_index, face_index, track_id). Skipped rows are described in
     ``problems``."""
-    from .efhq_metadata import file_frame_index, from_clip_coordinates, lmk5_from_lmk68, rescale_coordinates
-
     problems = problems if problems is not None else []
     per_frame: dict[int, int] = {}
     next_track = 0
@@ -141,8 +140,6 @@ def imported_faces(video: dict, clips: list[dict], problems: list[str] | None = 
 
 @functools.lru_cache(maxsize=1)
 def _default_facemesh():
-    from .models import registry
-
     return registry.create("landmarker", "facemesh")
 
 
@@ -150,9 +147,6 @@ def add_facemesh(video_path: str, faces: list[dict], marks: list[dict], facemesh
     """Fill ``lmk478`` of the landmark rows with FaceMesh on each imported face's box (frames decoded once,
     in file order): the text-to-image conditions and the project's FaceMesh pose need them, and EFHQ's
     metadata has none. Returns how many faces got landmarks."""
-    from .face_crops import iter_faces_by_frame
-    from .faces import landmark_list
-
     by_key = {(m["clip_id"], m["frame_index"], m["face_index"]): m for m in marks}
     done = 0
     for image, frame_faces in iter_faces_by_frame(video_path, faces):
@@ -168,8 +162,6 @@ def import_video(video: dict, clips: list[dict], facemesh="default"):
     """(faces rows, landmarks rows, pose rows, metadata sha256) for a video whose clips carry EFHQ
     metadata, or None when none does (see :func:`imported_faces`). FaceMesh 478 landmarks are computed on
     the imported boxes (``facemesh``: a landmarker, "default" for the bundled FaceMesh, None to skip)."""
-    from .faces import landmark_list
-
     meta_clips = [c for c in clips if c.get("efhq_metadata")]
     if not meta_clips:
         return None
@@ -227,8 +219,6 @@ def pose_sign_agreement(pose_rows: list[dict], min_abs_yaw: float = 45.0) -> dic
     """:func:`efhq_metadata.sign_agreement` over `poses` rows (project convention) of imported faces: per pair of
     EFHQ's estimators, how often their yaws agree in sign on left/right profiles (|yaw| > 45). Near 0 for a
     pair means one of the two sign conventions is wrong for this data."""
-    from .efhq_metadata import sign_agreement
-
     faces: dict[tuple, dict] = {}
     for r in pose_rows:
         if r["estimator"] in IMPORTED_ESTIMATORS:

@@ -348,6 +348,7 @@ def _json_array(raw: Mapping[str, str], name: str, size: int, required: bool) ->
 def _convert_angles(rows: list[dict[str, Any]]) -> None:
     """Fill ``row['angles']``: SynergyNet and DirectMHP each in one batched exact conversion through a
     rotation matrix, FacePoseNet by per-axis signs (its decomposition is unknown)."""
+    # lazy: published_angles imports torch, which reading EFHQ's CSVs does not otherwise need
     from .models.published_angles import synergynet_angles_to_project, w300lp_angles_to_project
 
     for r in rows:

@@ -12,6 +12,7 @@ from typing import Iterator
 import numpy as np
 
 
+
 def frame_runs(indices) -> list[tuple[int, int]]:
     """Sorted unique frame indices grouped into contiguous inclusive runs."""
     runs: list[tuple[int, int]] = []
@@ -25,7 +26,7 @@ def frame_runs(indices) -> list[tuple[int, int]]:
 
 def iter_faces_by_frame(video_path: str, faces: list[dict]) -> Iterator[tuple[np.ndarray, list[dict]]]:
     """Yield (full BGR frame, its face rows) for every frame that holds one of `faces`, in file order."""
-    from .video import ClipWindow, iter_clip_frames
+    from .video import ClipWindow, iter_clip_frames  # lazy: video imports av and cv2
 
     by_frame: dict[int, list[dict]] = defaultdict(list)
     for face in faces:

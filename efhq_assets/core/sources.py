@@ -17,6 +17,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .efhq_metadata import EfhqMetadataError, efhq_metadata_files, read_efhq_metadata
 from .ids import InvalidIdError, parse_vfhq_clip_name, validate_annotation_id, video_id_from_stem
 
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v", ".mpg", ".mpeg", ".ts"}
@@ -340,8 +341,6 @@ def _attach_efhq_metadata(path: Path, clips: list[dict], errors: list[dict]) -> 
     a CelebV clip needs either its start time from celebvhq_info.json or a pre-cut clip file named as
     the clip. A clip spread over several files (EFHQ's per-bin review output) lists them all,
     one path per line."""
-    from .efhq_metadata import EfhqMetadataError, efhq_metadata_files, read_efhq_metadata
-
     try:
         files = efhq_metadata_files(path)
     except EfhqMetadataError as exc:

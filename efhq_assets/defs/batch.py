@@ -28,7 +28,7 @@ import dagster as dg
 
 from efhq_assets.core.lineage import clear_error, record_error
 from efhq_assets.core.plan import MAX_PARTITIONS_PER_RUN
-from efhq_assets.core.storage import DataRoot
+from efhq_assets.core.storage import DataRoot, table_files
 
 # The tag Dagster reads a materialization's data version from (not exported by `dagster`).
 DATA_VERSION_TAG = "dagster/data_version"
@@ -168,8 +168,6 @@ def _failed_checks(result: dg.MaterializeResult) -> list[str]:
 
 
 def _has_error_row(root: DataRoot, key: str) -> bool:
-    from efhq_assets.core.storage import table_files
-
     return any(p.stem.startswith(key + "@") for p in table_files(root, "errors"))
 
 

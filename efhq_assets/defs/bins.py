@@ -4,8 +4,8 @@ import dagster as dg
 import polars as pl
 
 from efhq_assets.core.bins import VOTING_ESTIMATORS, bin_rows
-from efhq_assets.core.efhq_import import IMPORTED_ESTIMATORS, pose_sign_agreement, released_labels
 from efhq_assets.core.checks import check_bins
+from efhq_assets.core.efhq_import import IMPORTED_ESTIMATORS, pose_sign_agreement, released_labels
 from efhq_assets.core.storage import empty_frame, read_rows, write_table
 
 from .batch import BACKFILL_POLICY, each_partition

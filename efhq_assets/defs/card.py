@@ -6,7 +6,6 @@ import dagster as dg
 import polars as pl
 
 from efhq_assets.core import card, stages
-
 from efhq_assets.core.lineage import record_lineage
 
 from .lineage import stage_asset_kwargs

@@ -3,13 +3,12 @@
 import dagster as dg
 import polars as pl
 
-from efhq_assets.core.frames import parse_sampling
 from efhq_assets.core.checks import check_faces
 from efhq_assets.core.efhq_import import import_video
 from efhq_assets.core.faces import analyse_video
-from efhq_assets.core.storage import empty_frame, read_rows, remove_table_file, write_table
-
+from efhq_assets.core.frames import parse_sampling
 from efhq_assets.core.settings import load_settings
+from efhq_assets.core.storage import empty_frame, read_rows, remove_table_file, write_table
 
 from .batch import BACKFILL_POLICY, each_partition
 from .lineage import record_stage, stage_asset_kwargs

@@ -6,10 +6,10 @@ import base64
 import dagster as dg
 
 from efhq_assets.core.frames import decode_frames, parse_sampling, preview_strip_png
-
 from efhq_assets.core.lineage import clear_error, record_error
 from efhq_assets.core.settings import load_settings
 from efhq_assets.core.storage import empty_frame, read_rows, write_table
+from efhq_assets.core.video import VideoError
 
 from .batch import BACKFILL_POLICY, each_partition
 from .lineage import record_stage, stage_asset_kwargs
@@ -32,8 +32,6 @@ def decoded_frames(context: dg.AssetExecutionContext, storage: EfhqStorage):
 
 
 def _decode_video(context: dg.AssetExecutionContext, storage: EfhqStorage, video_id: str) -> dg.MaterializeResult:
-    from efhq_assets.core.video import VideoError
-
     root = storage.root()
     catalog_entry(storage, video_id)  # a clear failure when the file has left the catalog
     video = successful_video(root, video_id)

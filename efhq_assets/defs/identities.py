@@ -9,8 +9,7 @@ existing identity or found a new one, and a track that links two identities reco
 import dagster as dg
 import polars as pl
 
-from efhq_assets.core import identities as ident
-from efhq_assets.core import stages
+from efhq_assets.core import identities as ident, stages
 from efhq_assets.core.identity_tables import track_embedder, track_embedding_rows, update_identities
 from efhq_assets.core.lineage import record_lineage
 from efhq_assets.core.storage import empty_frame, read_rows, write_table

@@ -9,9 +9,7 @@ from __future__ import annotations
 import dagster as dg
 
 from efhq_assets.core import stages
-
 from efhq_assets.core.catalog import load_catalog
-
 from efhq_assets.core.lineage import record_lineage
 from efhq_assets.core.settings import load_settings
 from efhq_assets.core.storage import DataRoot

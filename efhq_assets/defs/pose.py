@@ -6,9 +6,8 @@ import polars as pl
 from efhq_assets.core.checks import check_poses
 from efhq_assets.core.efhq_import import IMPORTED_ESTIMATORS, imported_pose_rows
 from efhq_assets.core.pose_annotations import POSE_CAMERA_DEFAULT, attach_faces, pose_rows, video_camera
-from efhq_assets.core.storage import empty_frame, read_rows, write_table
-
 from efhq_assets.core.settings import load_settings
+from efhq_assets.core.storage import empty_frame, read_rows, write_table
 
 from .batch import BACKFILL_POLICY, each_partition
 from .lineage import record_stage, stage_asset_kwargs

@@ -6,6 +6,7 @@ import functools
 import dagster as dg
 
 from efhq_assets.core.faces import FaceModels
+from efhq_assets.core.models import registry
 from efhq_assets.core.settings import Settings
 from efhq_assets.core.storage import DataRoot
 
@@ -22,8 +23,6 @@ class EfhqStorage(dg.ConfigurableResource):
 @functools.lru_cache(maxsize=4)
 def _face_models(detector: str, min_face: int, landmarkers: tuple[str, ...]) -> FaceModels:
     """Loaded once per process and configuration: `efhq build` keeps models across videos."""
-    from efhq_assets.core.models import registry
-
     detector_config = {"min_face": min_face} if detector == "mtcnn" else {}
     return FaceModels(
         detector=registry.create("detector", detector, **detector_config),

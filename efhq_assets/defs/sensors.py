@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 import dagster as dg
 
 from efhq_assets.core import plan, stages
-
 from efhq_assets.core.catalog import load_catalog, load_source_config, refresh_catalog
 from efhq_assets.core.settings import SettingsError, load_settings
 from efhq_assets.core.sources import source_listing_fingerprint

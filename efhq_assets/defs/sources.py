@@ -4,11 +4,11 @@
 import dagster as dg
 
 from efhq_assets.core.catalog import load_catalog
-
 from efhq_assets.core.lineage import clear_error
-
 from efhq_assets.core.source_videos import probe_source_video, write_failed_video, write_source_video
 from efhq_assets.core.sources import Sha256Cache
+from efhq_assets.core.storage import read_rows
+from efhq_assets.core.video import VideoError
 
 from .batch import BACKFILL_POLICY, each_partition
 from .lineage import record_stage, stage_asset_kwargs
@@ -28,8 +28,6 @@ def catalog_entry(storage: EfhqStorage, video_id: str) -> tuple[dict, list[dict]
 
 def successful_video(root, video_id: str) -> dict:
     """This partition's `videos` row; a clear failure when source_videos has not succeeded for it."""
-    from efhq_assets.core.storage import read_rows
-
     videos = read_rows(root, "videos", video_id)
     if not videos or videos[0]["status"] != "ok":
         raise dg.Failure(description=f"{video_id}: source_videos has no successful output; materialize it first")
@@ -50,8 +48,6 @@ def source_videos(context: dg.AssetExecutionContext, storage: EfhqStorage):
 
 
 def _source_video(context: dg.AssetExecutionContext, storage: EfhqStorage, video_id: str) -> dg.MaterializeResult:
-    from efhq_assets.core.video import VideoError
-
     root = storage.root()
     video, clips = catalog_entry(storage, video_id)
     try:

@@ -24,6 +24,7 @@ from typing import Sequence
 import numpy as np
 
 from .base import ModelBackend
+from .weights import find_weight_files
 
 __all__ = ["Dlib68Landmarker", "DlibResNetEmbedder", "to_dlib_box"]
 
@@ -70,8 +71,6 @@ class Dlib68Landmarker(ModelBackend):
     def __init__(self, adapt_box: bool = True):
         import dlib
 
-        from .registry import find_weight_files
-
         self.weight_paths = tuple(find_weight_files("dlib68"))
         self.adapt_box = bool(adapt_box)
         self._predictor = dlib.shape_predictor(str(self.weight_paths[0]))
@@ -113,8 +112,6 @@ class DlibResNetEmbedder(ModelBackend):
 
     def __init__(self, normalize: bool = True, adapt_box: bool = True, num_jitters: int = 0, padding: float = 0.25):
         import dlib
-
-        from .registry import find_weight_files
 
         paths = find_weight_files("dlib_resnet")
         self.weight_paths = tuple(paths)

@@ -46,6 +46,7 @@ import numpy as np
 
 from .base import ModelBackend
 from .native_logs import quiet_native_logs
+from .weights import find_weight_files
 
 __all__ = ["FaceMeshLandmarker", "square_crop_transform"]
 
@@ -93,8 +94,6 @@ class FaceMeshLandmarker(ModelBackend):
     def __init__(self, expand: float | None = None, crop_size: int = 256, min_detection_confidence: float = 0.5,
                  expands: Sequence[float] = (1.3, 1.8), fallback: bool = True):
         from mediapipe.python.solutions import face_mesh as mp_face_mesh
-
-        from .registry import find_weight_files
 
         self.weight_paths = tuple(find_weight_files("facemesh"))
         self.expands = (float(expand),) if expand is not None else tuple(float(e) for e in expands)

@@ -120,7 +120,7 @@ class Insightface3D68(ModelBackend):
 
     def pose_from_landmarks(self, lmk68: np.ndarray) -> np.ndarray:
         """(68, 3) image-space landmarks -> (3,) project (yaw, pitch, roll) degrees."""
-        import torch
+        import torch  # lazy, with published_angles (torch): a detector-only run never loads torch
 
         from .published_angles import affine_to_rotation, insightface_to_project, project_angles
 

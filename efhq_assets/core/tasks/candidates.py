@@ -11,14 +11,17 @@ from collections import OrderedDict
 
 import numpy as np
 
+from ..face_crops import frame_runs
+from ..quality import DEFAULT_SCORER, SCORERS, percentile_threshold
+from ..storage import read_table_files
+from .common import EFHQ_DROPPED_LABELS
+
 KEY = ["video_id", "clip_id", "frame_index", "face_index"]
 
 
 def quality_threshold(scores: np.ndarray, frozen: float | None, scorer: str) -> float:
     """The scorer's threshold. A percentile rule is computed once and then frozen in the data root's
     settings: recomputing it as videos arrive would move existing samples in or out of the splits."""
-    from ..quality import SCORERS, percentile_threshold
-
     spec = SCORERS[scorer]
     rule = spec.default_threshold
     if isinstance(rule, str) and rule.startswith("percentile:"):
@@ -35,13 +38,8 @@ def candidate_rows(root, frozen_threshold: float | None = None,
     ``drop_labels`` (default :data:`common.EFHQ_DROPPED_LABELS`: ``confused``, ``profile_horizontal``,
     ``profile_vertical``, which EFHQ's review dropped): faces with these labels enter no split;
     ``()`` keeps them (the project's earlier behaviour)."""
-    from .common import EFHQ_DROPPED_LABELS
-
     dropped = ["remove", *(EFHQ_DROPPED_LABELS if drop_labels is None else drop_labels)]
     import polars as pl
-
-    from ..quality import DEFAULT_SCORER
-    from ..storage import read_table_files
 
     faces = read_table_files(root, "faces")
     if faces is None:
@@ -104,8 +102,7 @@ class FrameCache:
         self.max_videos = max_videos
 
     def frame(self, row: dict) -> np.ndarray | None:
-        from ..face_crops import frame_runs
-        from ..video import ClipWindow, iter_clip_frames
+        from ..video import ClipWindow, iter_clip_frames  # lazy: video imports av and cv2
 
         path = row["video_path"]
         if path not in self.cache:

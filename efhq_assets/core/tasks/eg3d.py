@@ -55,15 +55,8 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from .common import (
-    RENDER_KEYS,
-    DeterministicZip,
-    atomic_write_bytes,
-    encode_png,
-    json_bytes,
-    relative_path,
-    row_key,
-)
+from ..align import eg3d_camera_label
+from .common import RENDER_KEYS, DeterministicZip, atomic_write_bytes, encode_png, json_bytes, relative_path, row_key
 from .gan import EFHQ_GAN_GROUP, select_gan
 
 __all__ = ["select_eg3d", "export_eg3d", "mirror_camera", "SPLIT_EG3D_COLUMNS", "EG3D_SIZE"]
@@ -79,8 +72,6 @@ SPLIT_EG3D_COLUMNS = (
 
 
 def _camera_default() -> Callable:
-    from ..align import eg3d_camera_label
-
     return eg3d_camera_label
 
 

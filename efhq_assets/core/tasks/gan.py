@@ -44,20 +44,9 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from .common import (
-    EFHQ_DROPPED_LABELS,
-    finite_or_none,
-    DeterministicZip,
-    cap_per_group,
-    encode_png,
-    extremeness_sort_key,
-    json_bytes,
-    lmk5_of,
-    relative_path,
-    render_fields,
-    row_key,
-    split_of,
-)
+from ..align import ffhq_outside_frame
+from .common import (EFHQ_DROPPED_LABELS, DeterministicZip, cap_per_group, encode_png, extremeness_sort_key,
+                     finite_or_none, json_bytes, lmk5_of, relative_path, render_fields, row_key, split_of)
 
 __all__ = [
     "CLASS_NAMES",
@@ -92,8 +81,6 @@ def class_index_of(bin_label: str) -> int:
 
 
 def _outside_default() -> Callable:
-    from ..align import ffhq_outside_frame
-
     return ffhq_outside_frame
 
 

@@ -69,6 +69,10 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from efhq_assets.core.align import crop_resize, tube_box
+
+from .common import atomic_write_bytes
+
 __all__ = [
     "MIN_FRONTAL",
     "MIN_EXTREME",
@@ -376,7 +380,6 @@ def render_reenactment(
     """
     import cv2
 
-    from efhq_assets.core.align import crop_resize, tube_box
     rows = sorted(clip_rows, key=lambda r: (r["frame_index"], r["face_index"]))
     if not rows:
         return []
@@ -410,8 +413,6 @@ def write_train_test_lists(frame_rows: Sequence[Mapping[str, Any]], written: Ite
     """Write ``train_<pct>.txt`` and ``test_<pct>.txt`` (EFHQ ``create_train_test.py``'s names and lines:
     ``<instance>/<frame>.png frontal|extreme``) for the frames that were rendered (``written`` paths).
     Lines sorted; files written atomically. Returns the line count per split."""
-    from .common import atomic_write_bytes
-
     done = set(written)
     lines: dict[str, list[str]] = {"train": [], "test": []}
     for r in frame_rows:

@@ -53,22 +53,16 @@ numpy only at module level; cv2, mediapipe and ``align`` are imported inside fun
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from .common import (
-    finite_or_none,
-    atomic_write_bytes,
-    attributes_of,
-    encode_png,
-    lmk478_xy_of,
-    relative_path,
-    render_fields,
-    row_key,
-)
+from ..align import warp_points
+from .common import (atomic_write_bytes, attributes_of, encode_png, finite_or_none, lmk478_xy_of, relative_path,
+                     render_fields, row_key)
 from .gan import EFHQ_GAN_GROUP, select_gan
 
 __all__ = [
@@ -422,8 +416,6 @@ def export_t2i(
     Every file is written atomically and ``prompts.json`` last.  Returns ``{"path", "count",
     "skipped"}``.
     """
-    from ..align import warp_points
-
     out = Path(out_dir)
     ordered = sorted(rows, key=lambda r: r["source_path"])
     lines, skipped, efhq_prompts = [], [], {}
@@ -449,8 +441,6 @@ def export_t2i(
         prompt = r.get("prompt") or caption(r)
         lines.append({"source": r["source_path"], "target": r["target_path"], "prompt": prompt})
         efhq_prompts[_efhq_name(r)[: -len(".png")]] = prompt
-    import json
-
     text = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)
     atomic_write_bytes(out / "prompts.json", json.dumps(efhq_prompts, ensure_ascii=False, sort_keys=True).encode())
     atomic_write_bytes(out / "prompt.json", text.encode("utf-8"))
