@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from . import stages
+from .fingerprints import fingerprint
 from .settings import Settings, load_settings
 from .sources import Catalog
 from .storage import DataRoot, atomic_write_bytes, table_files
@@ -108,7 +109,7 @@ def tables_state(root: DataRoot) -> str:
                     except FileNotFoundError:
                         continue
                     entries.append((path, st.st_size, st.st_mtime_ns))
-    return stages.fingerprint(sorted(entries))
+    return fingerprint(sorted(entries))
 
 
 def unpartitioned_state(root: DataRoot, settings: Settings | None = None) -> str:
@@ -139,13 +140,13 @@ def review_files(root: DataRoot) -> list[Path]:
 
 
 def review_files_state(root: DataRoot) -> str:
-    return stages.fingerprint([(p.name, p.stat().st_size) for p in review_files(root)])
+    return fingerprint([(p.name, p.stat().st_size) for p in review_files(root)])
 
 
 def reviews_stale(root: DataRoot) -> bool:
     """review_overrides is stale when the imported sheets differ from those it last merged (it records them)."""
     marker = root.catalog / REVIEW_STATE_FILE
-    return (marker.read_text() if marker.exists() else stages.fingerprint([])) != review_files_state(root)
+    return (marker.read_text() if marker.exists() else fingerprint([])) != review_files_state(root)
 
 
 def record_review_state(root: DataRoot) -> None:

@@ -30,6 +30,7 @@ import dagster as dg
 
 from efhq_assets.core import plan, stages
 from efhq_assets.core.catalog import load_catalog, load_source_config, refresh_catalog
+from efhq_assets.core.fingerprints import fingerprint
 from efhq_assets.core.settings import SettingsError, load_settings
 from efhq_assets.core.sources import source_listing_fingerprint
 from efhq_assets.core.storage import DataRoot
@@ -116,7 +117,7 @@ def plan_tick(root: DataRoot, existing: list[str], cursor: str | None, in_flight
     # be: new files, changed catalog rows (replaced files, new annotations), and the videos of runs that
     # ended since the last tick (a failed batch leaves its other videos' later stages to do). Planning only
     # those keeps a tick cheap on a large root (a plan reads each video's lineage files).
-    basis = stages.fingerprint(settings.model_dump(), [s.code_version for s in stages.STAGES],
+    basis = fingerprint(settings.model_dump(), [s.code_version for s in stages.STAGES],
                                _dir_stamp(root.tables / "review_overrides"))
     busy = in_flight or set()
     candidates = set(tick.new_keys) | changed | (set(state.get("in_flight", ())) - busy)
@@ -136,7 +137,7 @@ def plan_tick(root: DataRoot, existing: list[str], cursor: str | None, in_flight
         build = plan.plan_build(root, catalog, keys, order, resolved.identity, settings=settings)
         for selection, run_keys in build.runs:
             produced = [(k, [build.expected[k][s] for s in selection]) for k in run_keys]
-            run_key = "videos:" + stages.fingerprint(selection, produced)
+            run_key = "videos:" + fingerprint(selection, produced)
             if not attempted(run_key):
                 tick.runs.append((selection, run_keys, run_key))
     if unpartitioned_key and not tick.runs and not tick.new_keys:

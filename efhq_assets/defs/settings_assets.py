@@ -14,6 +14,7 @@ from __future__ import annotations
 import dagster as dg
 
 from efhq_assets.core import stages
+from efhq_assets.core.fingerprints import fingerprint
 from efhq_assets.core.settings import Settings
 
 DATA_VERSION_TAG = "dagster/data_version"
@@ -24,7 +25,7 @@ def setting_key(name: str) -> dg.AssetKey:
 
 
 def setting_version(settings: Settings, name: str) -> str:
-    return stages.fingerprint(name, getattr(settings, name))
+    return fingerprint(name, getattr(settings, name))
 
 
 SETTING_SPECS = [
