@@ -427,8 +427,6 @@ def test_pairs_refresh_minimal_when_supply_exceeds(protocol):
 
 
 def test_pairs_scale_5k_samples():
-    import time
-
     rng = np.random.default_rng(0)
     samples = []
     for i in range(100):
@@ -438,13 +436,11 @@ def test_pairs_scale_5k_samples():
                 "identity_id": f"id{i:04d}", "video_id": f"v{i}", "clip_id": f"v{i}+C{k % 3}", "frame_index": k,
                 "face_index": 0, "bin": lab, "frontal": lab == "frontal", "path": f"images/id{i}/{lab}/{k}.png",
             })
-    t0 = time.perf_counter()
     for protocol in V.PROTOCOLS:
         pairs = V.make_pairs(samples, protocol, n_pairs=20_000, seed=0)
         assert len(pairs) == 20_000
         assert len({_pair_key(p) for p in pairs}) == 20_000
         assert all((p["identity1"] == p["identity2"]) == p["issame"] for p in pairs)
-    assert time.perf_counter() - t0 < 10.0
 
 
 def test_write_pairs_tsv(tmp_path):
