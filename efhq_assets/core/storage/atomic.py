@@ -85,10 +85,10 @@ def atomic_write_bytes(target: Path, data: bytes) -> None:
         tmp.write_bytes(data)
 
 
-def atomic_write_parquet(df: "pl.DataFrame", target: Path, statistics: bool = True) -> Path:
+def atomic_write_parquet(df: "pl.DataFrame", target: Path, statistics: bool = True, compression_level: int = 3) -> Path:
     """Replace `target` with df's rows (zstd). No timestamps or writer metadata vary between runs: same rows,
     same bytes. `statistics=False` leaves out the per-column min/max, which a file read whole never uses and
     which is 40 % of a small per-video file (a 1-row lineage file: 2.3 kB instead of 3.8 kB)."""
     with atomic_path(target) as tmp:
-        df.write_parquet(tmp, compression="zstd", compression_level=3, statistics=statistics)
+        df.write_parquet(tmp, compression="zstd", compression_level=compression_level, statistics=statistics)
     return target

@@ -378,7 +378,7 @@ def _reencode_float_landmark_files(root: DataRoot) -> int:
     import pyarrow.parquet as pq
 
     from .atomic import atomic_path
-    from .tables import conform
+    from .tables import LANDMARK_COMPRESSION_LEVEL, conform
 
     def is_float_list(t) -> bool:
         return (pa.types.is_list(t) or pa.types.is_large_list(t)) and pa.types.is_floating(t.value_type)
@@ -400,7 +400,8 @@ def _reencode_float_landmark_files(root: DataRoot) -> int:
                 inode = entry.inode()
                 frame = pl.read_parquet(target)
                 with atomic_path(target) as tmp:
-                    conform(frame, table).write_parquet(tmp, compression="zstd", compression_level=3, statistics=False)
+                    conform(frame, table).write_parquet(tmp, compression="zstd", statistics=False,
+                                                        compression_level=LANDMARK_COMPRESSION_LEVEL)
                     if target.stat().st_ino != inode:
                         raise _Replaced
             except (_Replaced, FileNotFoundError):

@@ -86,10 +86,20 @@ def decode_landmarks(df: "pl.DataFrame", table: str) -> "pl.DataFrame":
         pl.List(pl.Float32)).alias(c) for c in cols])
 
 
+# zstd level of the landmark files: 19 finds the shape that repeats from face to face (level 17 does not): a
+# 714-face file of benchmarks/decode.py's 1080p clip is 814 kB instead of 1,162 kB at level 3, for 1.6 CPU s of
+# writing (2.2 ms per face, once per video; reading is as fast). They are the largest per-video table, and since
+# the manifest reads them through a view (compaction.VIEW_TABLES) the only copy of the landmark lists.
+LANDMARK_COMPRESSION_LEVEL = 19
+
+
 def write_table(root: DataRoot, table: str, key: str, df: "pl.DataFrame") -> Path:
-    """tables/<table>/<key>.parquet, atomically: conformed to the table's schema, landmarks as int16 fixed point,
-    no column statistics (every reader reads a per-video file whole; the manifest is what queries filter)."""
-    return atomic_write_parquet(conform(df, table), root.table_file(table, key), statistics=False)
+    """tables/<table>/<key>.parquet, atomically: conformed to the table's schema, landmarks as int16 fixed point
+    (zstd level 19), no column statistics (every reader reads a per-video file whole; the manifest is what
+    queries filter)."""
+    level = LANDMARK_COMPRESSION_LEVEL if table in LANDMARK_COLUMNS else 3
+    return atomic_write_parquet(conform(df, table), root.table_file(table, key), statistics=False,
+                                compression_level=level)
 
 
 def read_table(root: DataRoot, table: str, key: str) -> "pl.DataFrame | None":
