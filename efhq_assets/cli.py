@@ -486,8 +486,11 @@ def main(argv: list[str] | None = None) -> int:
 def _is_weights_error(exc: Exception) -> bool:
     """A missing or corrupt model file: a message, not a traceback. The model registry (0.4 s of imports) is not
     imported for this: a command that raised one of its errors has imported it already."""
-    registry = sys.modules.get("efhq_assets.core.models.registry")
-    return registry is not None and isinstance(exc, (registry.MissingWeightsError, registry.ChecksumError))
+    for name in ("efhq_assets.core.models.weights", "efhq_assets.core.models.registry"):
+        module = sys.modules.get(name)
+        if module is not None and isinstance(exc, (module.MissingWeightsError, module.ChecksumError)):
+            return True
+    return False
 
 
 if __name__ == "__main__":
