@@ -20,7 +20,7 @@ demo: $(STAMP)
 	$(VENV)/bin/efhq demo
 
 test: $(STAMP)
-	$(VENV)/bin/python -m pytest -q
+	$(VENV)/bin/python -m pytest -q -n 2 --dist loadfile
 
 ui: $(STAMP)
 	$(VENV)/bin/efhq ui

@@ -41,11 +41,11 @@ def make_video(tmp_path):
 
 
 def run_efhq(*args: str, data_root: Path | None = None, cwd: Path | None = None, check: bool = True,
-             env: dict | None = None) -> subprocess.CompletedProcess:
+             env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     full_env = {k: v for k, v in os.environ.items() if k not in {"EFHQ_DATA_ROOT", "DAGSTER_HOME"}}
     full_env.update(env or {})
     cmd = EFHQ + list(args) + (["--data-root", str(data_root)] if data_root else [])
-    proc = subprocess.run(cmd, cwd=cwd or REPO, env=full_env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(cmd, cwd=cwd or REPO, env=full_env, capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
     return proc
@@ -55,5 +55,5 @@ def run_efhq(*args: str, data_root: Path | None = None, cwd: Path | None = None,
 def demo_root(tmp_path_factory) -> Path:
     """One `efhq demo` per test session (through the real CLI), shared read-only by e2e tests."""
     root = tmp_path_factory.mktemp("demo") / "root"
-    run_efhq("demo", data_root=root)
+    run_efhq("demo", data_root=root, timeout=1800)  # the whole corpus: minutes, more when the machine is shared
     return root
