@@ -208,10 +208,10 @@ _CSV_ARROW_TYPES = {"VARCHAR", "BIGINT", "INTEGER", "SMALLINT", "TINYINT", "UBIG
 
 
 def _sql_csv(root: DataRoot, sql: str) -> None:
-    """`--format csv`. A large result of text and integer columns only (the README's lineage join: 209,661 rows
-    at 50,000 videos) is run again and written by polars from Arrow, without a Python object per value; the text
-    is the csv module's (quoted where needed, empty strings and nulls both empty; a value with a carriage return,
-    which the csv module leaves unquoted, goes through the csv module). Small results never import polars."""
+    """`--format csv`, the query run once. A large result of text and integer columns only (the README's lineage
+    join: 209,661 rows at 50,000 videos) is written by polars from Arrow, without a Python object per value; the
+    text is the csv module's (quoted where needed, empty strings and nulls both empty; a value with a carriage
+    return, which the csv module leaves unquoted, goes through the csv module). Small results never import polars."""
     from efhq_assets.core.storage import check_read_only, connect_read_only
 
     check_read_only(sql)
@@ -220,18 +220,31 @@ def _sql_csv(root: DataRoot, sql: str) -> None:
     try:
         cur = con.execute(sql)
         names = [d[0] for d in cur.description] if cur.description else []
+        if names and all(str(d[1]) in _CSV_ARROW_TYPES for d in cur.description):
+            reader = cur.to_arrow_reader(CSV_ARROW_ROWS)
+            batches, n = [], 0
+            for batch in reader:  # until the result proves large (or ends)
+                batches.append(batch)
+                n += batch.num_rows
+                if n >= CSV_ARROW_ROWS:
+                    break
+            if n >= CSV_ARROW_ROWS:
+                import pyarrow as pa
+
+                table = pa.Table.from_batches(batches + list(reader), schema=reader.schema)
+                if _write_csv_from_arrow(table, writer):
+                    return
+                batches = table.to_batches()
+            writer.writerow(names)
+            for batch in batches:
+                columns = [batch.column(i).to_pylist() for i in range(batch.num_columns)]
+                writer.writerows(zip(*columns))
+            return
         rows = cur.fetchmany(CSV_ARROW_ROWS)
-        if len(rows) == CSV_ARROW_ROWS and all(str(d[1]) in _CSV_ARROW_TYPES for d in cur.description):
-            table = con.execute(sql).to_arrow_table()
-            if _write_csv_from_arrow(table, writer):
-                return
-            cur = con.execute(sql)
-            rows = cur.fetchmany(CSV_ARROW_ROWS)
         writer.writerow(names)
-        writer.writerows(rows)
         while rows:
-            rows = cur.fetchmany(CSV_ARROW_ROWS)
             writer.writerows(rows)
+            rows = cur.fetchmany(CSV_ARROW_ROWS)
     finally:
         con.close()
 

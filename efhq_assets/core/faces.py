@@ -222,11 +222,15 @@ def analyse_video(video: dict, clips: list[dict], policy, models: FaceModels, ef
     track never drifts onto the background. Its box is derived from the landmarks with the box/landmark relation
     measured at the track's last detection, its score is that detection's, lmk5 come from FaceMesh points.
 
-    detect_stride k > 1 runs the detector on every k-th sampled frame of each clip only (and on the
-    first frame after a clip change). In between, each face seen on the previous frame is carried
-    over the same way (static FaceMesh on the predicted box, then the landmark model alone), re-verified alike.
-    New faces appear at the next detection frame. Every row has `detected` (the detector found it on this frame)
-    and `found_by` (:data:`FOUND_BY`).
+    detect_stride k > 1 (the product's default is the `detect_stride` setting, 5) runs the detector on every k-th
+    sampled frame of each clip (and on the first frame after a clip change). In between, each face seen on the
+    previous frame is carried: FaceMesh's static mode on the box predicted from its previous landmarks (the
+    landmark model alone from those landmarks where that fails, as for a lost track), re-verified alike and by the
+    detector's last stage (O-net) on the predicted region, whose five points the row takes. The detector runs on
+    the frame after all when a carried face is not followed, and on the next frame when it found a face without
+    landmarks (nothing to carry it by), so a carried face is never lost where k = 1 would keep it
+    (benchmarks/analysis.py `turn_accuracy_by_stride`). New faces appear at the next detection frame. Every row
+    has `detected` (the detector found it on this frame) and `found_by` (:data:`FOUND_BY`).
     """
     from .video import clip_windows, iter_clip_frames  # lazy: video imports av and cv2
 
@@ -242,37 +246,49 @@ def analyse_video(video: dict, clips: list[dict], policy, models: FaceModels, ef
     appended_clip, clip_count = None, 0
     # track -> (last detector score, box calibration, previous frame's FaceMesh landmarks, appearance template)
     carried: dict[int, tuple] = {}
+    detect_next = False  # the previous frame found a face it could not carry: run the detector on this one
 
     def follow(frame, tids, how: str) -> list[_Propagated]:
         out = []
         for tid in tids:
             score, calib, prev_mesh, template, prev_box = carried[tid]
+            found_by = how
             if how == "track":
                 mesh, _ = models.facemesh.track(frame.image, prev_mesh)
+                ok, _ = verify_continued(prev_mesh, mesh, template, frame.image)
             else:
                 guess = _calibrated_box(prev_mesh, calib)
                 mesh = models.facemesh.landmarks(frame.image, [guess.astype(np.float32)])[0]
-            ok, _ = verify_continued(prev_mesh, mesh, template, frame.image)
+                ok, _ = verify_continued(prev_mesh, mesh, template, frame.image)
+                if not ok:  # turned past the static landmarker: follow it the way a lost track is (what k = 1 does)
+                    mesh, _ = models.facemesh.track(frame.image, prev_mesh)
+                    ok, _ = verify_continued(prev_mesh, mesh, template, frame.image)
+                    found_by = "track"
             if not ok:
                 continue
             box = _calibrated_box(mesh, calib).astype(np.float32)
             lmk5 = np.asarray(mesh, np.float32)[list(MESH_LMK5), :2]
-            if how == "track" and hasattr(models.detector, "score_regions"):
-                # re-detection in the predicted region (the box from this frame's landmarks, the previous frame's box,
-                # the landmarks' own box and its halves): the detector's five points there (FaceMesh's points saturate on
-                # profiles, and the pose stage's five-point reading needs the detector's)
-                mb = _mesh_bbox(mesh)
-                w = mb[2] - mb[0]
-                regions = [box, prev_box, mb, mb + [0.35 * w, 0, 0, 0], mb - [0, 0, 0.35 * w, 0]]
-                onet = max(models.detector.score_regions(frame.image, regions), key=lambda d: d.score)
+            if hasattr(models.detector, "score_regions"):
+                # re-detection in the predicted region: the detector's five points there, on propagated frames too
+                # (FaceMesh's points saturate on profiles, and the pose stage's five-point reading needs the
+                # detector's), and a face the detector's last stage does not see is dropped (a carried face never
+                # drifts onto the background between detections). Regions: the box from this frame's landmarks and
+                # the previous frame's box; where O-net doubts both (a profile), also the landmarks' own box and its
+                # halves (on a profile the landmarks also cover the hidden half of the face).
+                onet = max(models.detector.score_regions(frame.image, [box, prev_box]), key=lambda d: d.score)
+                if onet.score < REDETECT_MIN_SCORE:
+                    mb = _mesh_bbox(mesh)
+                    w = mb[2] - mb[0]
+                    more = [mb, mb + [0.35 * w, 0, 0, 0], mb - [0, 0, 0.35 * w, 0]]
+                    onet = max([onet, *models.detector.score_regions(frame.image, more)], key=lambda d: d.score)
                 if onet.score < REDETECT_MIN_SCORE:
                     continue  # the detector's last stage sees no face where the landmarks say one is: drop it
                 lmk5 = onet.lmk5
-            out.append(_Propagated(box, score, lmk5, tid, mesh, calib, how, template))
+            out.append(_Propagated(box, score, lmk5, tid, mesh, calib, found_by, template))
         return sorted(out, key=lambda p: (float(p.box[0]), float(p.box[1])))
 
     def flush() -> None:
-        nonlocal current_clip, done
+        nonlocal current_clip, done, detect_next
         to_detect = [f.image for f, want in pending if want]
         detections = iter(detect_with_fallback(models.detector, to_detect) if to_detect else [])
         for frame, want in pending:
@@ -280,8 +296,15 @@ def analyse_video(video: dict, clips: list[dict], policy, models: FaceModels, ef
                 tracker.reset()
                 carried.clear()
                 current_clip = frame.clip_id
-            if want:
-                found = sorted(next(detections), key=lambda d: (float(d[0].box[0]), float(d[0].box[1])))
+                detect_next = False
+            props = None
+            if not (want or detect_next) and models.facemesh:
+                props = follow(frame, list(carried), "propagated")
+                if len(props) < len(carried):  # a carried face was not followed: the detector on this frame instead
+                    props = None
+            if want or props is None:
+                found = next(detections) if want else detect_with_fallback(models.detector, [frame.image])[0]
+                found = sorted(found, key=lambda d: (float(d[0].box[0]), float(d[0].box[1])))
                 dets = [d for d, _ in found]
                 how = [h for _, h in found]
                 boxes = np.array([d.box for d in dets], np.float32).reshape(-1, 4)
@@ -301,6 +324,8 @@ def analyse_video(video: dict, clips: list[dict], policy, models: FaceModels, ef
                     tracker.live[p.track_id] = (frame.frame_index, p.box.astype(np.float64))
                 carried.clear()
                 carried.update(new_carried)
+                # a face found without landmarks cannot be carried: detect again on the next frame
+                detect_next = len(new_carried) < len(dets) + len(kept)
                 dets += [Detection(p.box, p.score, p.lmk5) for p in kept]
                 how += [p.found_by for p in kept]
                 detected = [True] * len(found) + [False] * len(kept)
@@ -308,7 +333,6 @@ def analyse_video(video: dict, clips: list[dict], policy, models: FaceModels, ef
                 track_ids = list(track_ids) + [p.track_id for p in kept]
                 mesh = list(mesh) + [p.mesh for p in kept]
             else:
-                props = follow(frame, list(carried), "propagated") if models.facemesh else []
                 dets = [Detection(p.box, p.score, p.lmk5) for p in props]
                 how = [p.found_by for p in props]
                 detected = [False] * len(props)

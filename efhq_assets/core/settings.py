@@ -56,6 +56,11 @@ class Settings(pydantic.BaseModel):
     detector: str = pydantic.Field(
         "mtcnn", description="face detector backend (efhq models list), e.g. scrfd_10g_bnkps with its weights. "
                              "Redoes face_detections and everything after it.")
+    detect_stride: int = pydantic.Field(
+        5, ge=1, le=100,
+        description="run the detector on every k-th sampled frame and carry its faces between detections by their "
+                    "landmarks, re-verified by the detector's last stage (1: every frame, as EFHQ). Redoes "
+                    "face_detections and everything after it.")
     pose_camera: str = pydantic.Field(
         "frame", description="camera of the pose fit: frame (focal = the frame's longer side), weak (no perspective, "
                              "for videos that are already face crops) or f:K. Redoes pose_annotations and pose_bins.")

@@ -41,13 +41,13 @@ class FaceAnalysis(dg.ConfigurableResource):
     efhq_min_score: float = 0.9
     efhq_min_side: int = 256
     batch: int = 8
-    # Detect every k-th frame and carry tracks by landmarks in between (benchmarks/analysis.py: 100% coverage
-    # up to k=4 on single-face clips, 93% on a fast multi-face pan at k=2), so the default stays 1.
-    detect_stride: int = 1
+    # None: the data root's `detect_stride` setting (detect every k-th frame, carry faces between; docs/pose_accuracy.md)
+    detect_stride: int | None = None
 
     def resolved(self, settings: Settings) -> "FaceAnalysis":
         """This resource with the data root's settings filled in where it leaves them open."""
-        return self if self.detector is not None else self.model_copy(update={"detector": settings.detector})
+        update = {name: getattr(settings, name) for name in ("detector", "detect_stride") if getattr(self, name) is None}
+        return self.model_copy(update=update) if update else self
 
     def models(self) -> FaceModels:
         if self.detector is None:

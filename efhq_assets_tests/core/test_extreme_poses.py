@@ -275,3 +275,40 @@ def test_bin_table_on_the_pose_benchmarks_renders(models):
     assert bins["profile_recall"] >= 0.9, bins
     assert bins["yaw_bin_accuracy"] >= 0.9 and bins["smallbin_within_one_step"] >= 0.8, bins
     assert table["buckets"]["75-90"]["answer_rate"] == 1.0  # a pose for every full profile, FaceMesh or not
+
+
+def test_a_turn_at_detect_stride_5_keeps_every_frame_k1_keeps(tmp_path, models, astronaut_face):
+    """The shipped default detects on every 5th frame. Through a turn to a full profile and back, the carried frames
+    keep the face wherever the detector on every frame does (the detector runs again where a carried face is not
+    followed or a face was found without landmarks), one track on the face, and every carried face has the
+    detector's own five points (O-net on the predicted region), not FaceMesh's."""
+    yaws = list(np.arange(0, 91, 6)) + list(np.arange(84, -1, -6))
+    video, clips, boxes = _turn_video(tmp_path, astronaut_face, yaws, "turn5")
+    every, _ = analyse_video(video, clips, SamplingPolicy(), models, batch=8)
+    faces, marks = analyse_video(video, clips, SamplingPolicy(), models, batch=8, detect_stride=5)
+    assert {f["frame_index"] for f in every} <= {f["frame_index"] for f in faces}
+    assert len({f["track_id"] for f in faces}) == 1
+    carried = [f for f in faces if not f["detected"]]
+    assert carried and all(f["found_by"] in ("propagated", "track") for f in carried)
+    assert {f["frame_index"] for f in faces if f["detected"]} >= set(range(0, len(yaws), 5))
+    for f in faces:
+        assert iou([[f["x1"], f["y1"], f["x2"], f["y2"]]], [boxes[f["frame_index"]]])[0, 0] > 0.4, f
+    from efhq_assets.core.faces import MESH_LMK5
+
+    mesh_of = {m["frame_index"]: m["lmk478"] for m in marks}
+    for f in carried:
+        mesh5 = np.asarray(mesh_of[f["frame_index"]], np.float32).reshape(-1, 2)[list(MESH_LMK5)]
+        assert not np.allclose(np.asarray(f["lmk5"]).reshape(5, 2), mesh5, atol=0.5)
+
+
+def test_a_face_that_leaves_between_detections_is_not_carried_onto_the_background(tmp_path, models, astronaut_face):
+    yaws = np.arange(0, 41, 5)
+    video, clips, _ = _turn_video(tmp_path, astronaut_face, yaws, "leave5", blank_from=3)
+    faces, _ = analyse_video(video, clips, SamplingPolicy(), models, batch=8, detect_stride=5)
+    assert [f["frame_index"] for f in faces] == [0, 1, 2]
+
+
+def test_detect_stride_must_be_positive(tmp_path, models):
+    with pytest.raises(ValueError, match="detect_stride"):
+        analyse_video({"video_id": "v", "path": str(tmp_path / "none.mp4")}, [], SamplingPolicy(), models,
+                      detect_stride=0)

@@ -504,3 +504,27 @@ def test_facemesh_averages_its_crops():
     assert np.abs(singles[0] - singles[1])[:, :2].max() > 0.1  # the crops really differ
     with pytest.raises(ValueError, match="at least one"):
         FaceMeshLandmarker(expands=())
+
+
+def test_facemesh_crops_run_side_by_side_and_callers_may_share_it():
+    """Each crop has its own graph (run in parallel); two threads calling one landmarker get what one caller gets,
+    and a closed landmarker refuses work."""
+    pytest.importorskip("mediapipe")
+    from concurrent.futures import ThreadPoolExecutor
+
+    from efhq_assets.core.models.facemesh import FaceMeshLandmarker
+    from efhq_assets.core.models.mtcnn import MtcnnDetector
+    from efhq_assets.core.models.sample_images import insightface_t1_bgr
+
+    image = insightface_t1_bgr()
+    boxes = [d.box for d in MtcnnDetector().detect([image])[0]]
+    mesh = FaceMeshLandmarker()
+    alone = mesh.landmarks(image, boxes)
+    with ThreadPoolExecutor(2) as pool:
+        shared = list(pool.map(lambda _: mesh.landmarks(image, boxes), range(4)))
+    for got in shared:
+        for a, b in zip(alone, got):
+            np.testing.assert_array_equal(a, b)
+    mesh.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        mesh.landmarks(image, boxes[:1])

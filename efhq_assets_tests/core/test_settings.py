@@ -29,6 +29,7 @@ def test_defaults_and_round_trip(root):
     ("sampling", "fps:-1", "sampling"),
     ("pose_camera", "f:0", "pose camera must be"),
     ("verification_pairs_per_protocol", 0, "greater than 0"),
+    ("detect_stride", 0, "greater than or equal to 1"),
     ("render_exports", "perhaps", "valid boolean"),
     ("samplign", "all", "unknown setting"),
 ])

@@ -139,11 +139,13 @@ def test_sweep_removes_only_temp_files_of_dead_writers(tmp_path):
     "select video_id, frame_index from frames order by 2",
     "select video_id from frames where false",
 ])
-def test_efhq_sql_csv_fast_path_prints_what_the_csv_module_prints(tmp_path, capsys, monkeypatch, sql):
-    """`efhq sql --format csv` writes large text/integer results from Arrow (cli._sql_csv): the same bytes."""
+@pytest.mark.parametrize("large_from", [1, 2, 10**6])  # every result here large / some / none
+def test_efhq_sql_csv_fast_path_prints_what_the_csv_module_prints(tmp_path, capsys, monkeypatch, sql, large_from):
+    """`efhq sql --format csv` runs the query once and writes large text/integer results from Arrow
+    (cli._sql_csv), small ones by the csv module: the same bytes either way."""
     from efhq_assets import cli
 
-    monkeypatch.setattr(cli, "CSV_ARROW_ROWS", 1)  # every result here is "large"
+    monkeypatch.setattr(cli, "CSV_ARROW_ROWS", large_from)
     root = DataRoot(tmp_path).ensure()
     write_table(root, "frames", "v1", frames_df("v1", 3))
     compact_manifest(root)

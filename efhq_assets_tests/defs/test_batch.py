@@ -191,6 +191,7 @@ def test_face_fingerprint_follows_the_loaded_models(monkeypatch, tmp_path):
     ("pose_camera", "weak", {"pose_annotations", "pose_bins"}),
     ("sampling", "fps:5", set(stages.PER_VIDEO) - {"source_videos"}),
     ("render_exports", True, set()),  # only the splits read it
+    ("detect_stride", 1, set(stages.PER_VIDEO) - {"source_videos", "decoded_frames"}),
 ])
 def test_a_setting_marks_exactly_its_stages_and_below_stale(tmp_path, setting, value, stale):
     root = DataRoot(tmp_path / "root").ensure()
@@ -239,3 +240,12 @@ def test_multi_video_steps_report_progress(capsys, monkeypatch):
     progress.step()
     progress.step()
     assert capsys.readouterr().err.strip().startswith("pose_annotations: 2/2 videos")
+
+
+def test_face_analysis_takes_the_detect_stride_setting_unless_it_sets_one():
+    from efhq_assets.core.settings import Settings
+    from efhq_assets.defs.resources import FaceAnalysis
+
+    assert FaceAnalysis().resolved(Settings()).detect_stride == Settings().detect_stride == 5
+    assert FaceAnalysis().resolved(Settings(detect_stride=1)).detect_stride == 1
+    assert FaceAnalysis(detect_stride=2).resolved(Settings(detect_stride=1)).detect_stride == 2
