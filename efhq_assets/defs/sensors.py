@@ -120,8 +120,11 @@ def plan_tick(root: DataRoot, existing: list[str], cursor: str | None, in_flight
     basis = fingerprint(settings.model_dump(), [s.code_version for s in stages.STAGES],
                                _dir_stamp(root.tables / "review_overrides"))
     busy = in_flight or set()
-    candidates = set(tick.new_keys) | changed | (set(state.get("in_flight", ())) - busy)
-    scan = 0 if cursor is None or basis != state.get("basis") else state.get("scan")
+    # A rescan that changed more catalog rows than a slice (a first tick on a rebuilt catalog: every video) is
+    # planned as a full plan, a slice a tick from the start, not all in this tick (580 s at 50,000 videos).
+    many_changed = len(changed) > FULL_PLAN_PER_TICK
+    candidates = set(tick.new_keys) | (set() if many_changed else changed) | (set(state.get("in_flight", ())) - busy)
+    scan = 0 if cursor is None or basis != state.get("basis") or many_changed else state.get("scan")
     if scan is not None:  # a full plan in progress: the next slice of the videos, in partition-key order
         candidates |= set(wanted[scan: scan + FULL_PLAN_PER_TICK])
         scan = scan + FULL_PLAN_PER_TICK if scan + FULL_PLAN_PER_TICK < len(wanted) else None

@@ -14,9 +14,9 @@ their landmarks averaged.  FaceMesh's points move by a few pixels with the crop
 jitter reaches the pose: on the head-turn benchmark (benchmarks/pose_accuracy.py,
 6 people, valid views, |yaw| <= 60) yaw error was 3.95 deg with one 1.5x crop,
 3.73-3.74 with one 1.3x or 1.8x crop and 3.70 with both averaged; pitch and roll
-also dropped.  It doubles FaceMesh's cost (the end-to-end rate stays above the
-15 fps target, benchmarks/analysis.py).  A crop where FaceMesh finds no face is
-left out of the mean.
+also dropped.  Each crop has its own MediaPipe graph and the two run side by side
+(a graph uses one core), so the second crop costs 0.6x of its serial time on 2 cores.
+A crop where FaceMesh finds no face is left out of the mean.
 
 Extreme poses.  MediaPipe's static mode runs its own short-range face detector on the crop first,
 and that detector gives up on faces turned beyond about 65-70 degrees although the landmark model
