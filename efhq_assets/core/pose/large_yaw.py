@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["LARGE_YAW_KNEE", "LARGE_YAW_SLOPE", "expand_large_yaw", "LMK5_PROFILE_YAW", "LANDMARK_MODEL_RANGE_DEG",
-           "FACEMESH_WRONG_SHAPE_GAP", "lmk5_pose", "profile_takeover", "reject_track_outliers"]
+           "LOST_PROFILE_YAW", "FACEMESH_WRONG_SHAPE_GAP", "lmk5_pose", "profile_takeover", "reject_track_outliers"]
 
 
 #: FaceMesh's landmark model saturates on turned faces: past ~58 degrees its landmarks keep the shape of a ~60
@@ -51,6 +51,11 @@ LMK5_PROFILE_YAW = 55.0
 #: on the box's region, plain or mirrored (head-turn renders of six people, 36 views per angle: no face lost up to
 #: 60 degrees, 2 lost at 70, 20 at 80, 35 at 90; docs/pose_accuracy.md).
 LANDMARK_MODEL_RANGE_DEG = 80.0
+#: A face FaceMesh cannot fit at all whose five points read it turned at least this much (EFHQ's profile boundary)
+#: is beyond FaceMesh's range and reads at least :data:`LANDMARK_MODEL_RANGE_DEG`.  On rolled profiles MTCNN's
+#: points read 48-54 at a true 70-90 (tune people of the head-turn benchmark, roll +-15), under the five-point
+#: profile threshold; every face FaceMesh lost there was at 70 degrees or more.
+LOST_PROFILE_YAW = 45.0
 #: Where the five points read at least this much more than FaceMesh, FaceMesh's landmarks latched onto a wrong
 #: (near frontal) shape, seen on full profiles it followed: its pitch and roll are dropped too, for the five points'.
 FACEMESH_WRONG_SHAPE_GAP = 30.0
@@ -85,8 +90,8 @@ def profile_takeover(facemesh_yaw, lmk5_yaw) -> tuple[np.ndarray, np.ndarray]:
     fastest where FaceMesh saturates (bias within +-3 deg at 60-80 on the same views).  So the five points take
     over (1) where FaceMesh has no fit, and (2) where they read a profile (>= :data:`LMK5_PROFILE_YAW`) and more
     than FaceMesh.  Below that they never do: their eye ratio barely moves near frontal.  MTCNN's points stop
-    moving past 80 degrees, so a profile that FaceMesh cannot find at all (beyond its range,
-    :data:`LANDMARK_MODEL_RANGE_DEG`) reads at least that.
+    moving past 80 degrees, so a turned face (five points >= :data:`LOST_PROFILE_YAW`) that FaceMesh cannot find at
+    all (beyond its range, :data:`LANDMARK_MODEL_RANGE_DEG`) reads at least that.
     ``facemesh_yaw``, ``lmk5_yaw``: (B,) degrees, NaN where absent.  Returns (mask, yaw) with the five points'
     yaw (the floor applied) where the mask is set."""
     fm = np.asarray(facemesh_yaw, np.float64)
@@ -95,7 +100,7 @@ def profile_takeover(facemesh_yaw, lmk5_yaw) -> tuple[np.ndarray, np.ndarray]:
     with np.errstate(invalid="ignore"):
         profile = np.isfinite(y5) & (np.abs(y5) >= LMK5_PROFILE_YAW)
         use = np.isfinite(y5) & (lost | (profile & (np.abs(y5) > np.abs(fm))))
-        beyond = lost & profile
+        beyond = lost & np.isfinite(y5) & (np.abs(y5) >= LOST_PROFILE_YAW)
         yaw = np.where(beyond, np.sign(y5) * np.maximum(np.abs(y5), LANDMARK_MODEL_RANGE_DEG), y5)
     return use, yaw
 
