@@ -203,13 +203,15 @@ def test_profile_takeover_rules():
     from efhq_assets.core.pose.large_yaw import profile_takeover
 
     nan = np.nan
-    fm = np.array([10.0, 50.0, -52.0, nan, nan, 58.0, 40.0, nan, nan])
-    y5 = np.array([30.0, 40.0, -66.0, -60.0, 20.0, 56.0, nan, 48.0, -44.0])
+    fm = np.array([10.0, 50.0, -52.0, nan, nan, 58.0, 40.0, nan, nan, 30.0, -40.0, 20.0])
+    y5 = np.array([30.0, 40.0, -66.0, -60.0, 20.0, 56.0, nan, 48.0, -44.0, 50.0, -50.0, 44.0])
     use, yaw = profile_takeover(fm, y5)
     # near frontal never; a profile above FaceMesh's reading; any reading where FaceMesh has none (a turned face,
     # five points >= 45, it cannot find at all: at least 80); never below FaceMesh's own reading; nothing without
-    # five points
-    assert use.tolist() == [False, False, True, True, True, False, False, True, True]
+    # five points; a turned face FaceMesh reads 15 or more lower (it latched onto a nearer-frontal shape), but not
+    # under 45 or within 15
+    assert use.tolist() == [False, False, True, True, True, False, False, True, True, True, False, False]
+    assert yaw[9] == 50.0
     assert yaw[2] == -66.0 and yaw[3] == -80.0 and yaw[4] == 20.0 and yaw[7] == 80.0 and yaw[8] == -44.0
 
 
