@@ -47,6 +47,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from efhq_assets.demo import corpus, segments  # noqa: E402
+from efhq_assets.core.bins import bin_pose  # noqa: E402
 from efhq_assets.core.faces import DETECT_BATCH, FaceModels, analyse_video, iou  # noqa: E402
 from efhq_assets.core.pose_annotations import LANDMARK_COLUMN, attach_faces, pinhole_camera, pose_rows  # noqa: E402
 from efhq_assets.core.settings import Settings  # noqa: E402
@@ -165,8 +166,8 @@ def turn_accuracy(clips: list[dict], models, stride: int) -> dict:
             bucket = "0-60" if a <= 60 else ("60-75" if a <= 75 else "75-90")
             if est is not None:
                 err[bucket].append(abs(est - truth))
-            want = "frontal" if a < 45 else ("left" if truth > 0 else "right")
-            got = None if est is None else ("frontal" if abs(est) < 45 else ("left" if est > 0 else "right"))
+            want = bin_pose(truth, 0.0)  # EFHQ's bin rules on the yaw axis
+            got = None if est is None else bin_pose(est, 0.0)
             bins_ok.append(got == want)
             if a >= 50:
                 profile.append(got == want)

@@ -252,18 +252,15 @@ def analyse_video(video: dict, clips: list[dict], policy, models: FaceModels, ef
         out = []
         for tid in tids:
             score, calib, prev_mesh, template, prev_box = carried[tid]
-            found_by = how
-            if how == "track":
-                mesh, _ = models.facemesh.track(frame.image, prev_mesh)
-                ok, _ = verify_continued(prev_mesh, mesh, template, frame.image)
-            else:
+            found_by, ok = how, False
+            if how == "propagated":
                 guess = _calibrated_box(prev_mesh, calib)
                 mesh = models.facemesh.landmarks(frame.image, [guess.astype(np.float32)])[0]
                 ok, _ = verify_continued(prev_mesh, mesh, template, frame.image)
-                if not ok:  # turned past the static landmarker: follow it the way a lost track is (what k = 1 does)
-                    mesh, _ = models.facemesh.track(frame.image, prev_mesh)
-                    ok, _ = verify_continued(prev_mesh, mesh, template, frame.image)
-                    found_by = "track"
+            if not ok:  # a lost track, or turned past the static landmarker: the landmark model alone (as k = 1 does)
+                mesh, _ = models.facemesh.track(frame.image, prev_mesh)
+                ok, _ = verify_continued(prev_mesh, mesh, template, frame.image)
+                found_by = "track"
             if not ok:
                 continue
             box = _calibrated_box(mesh, calib).astype(np.float32)

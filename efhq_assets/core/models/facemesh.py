@@ -109,13 +109,12 @@ class FaceMeshLandmarker(ModelBackend):
                             for _ in self.expands]
             for mesh in self._meshes:  # the graph opens its calculators (and logs) asynchronously: one call waits
                 mesh.process(np.zeros((64, 64, 3), np.uint8))
-        self._mesh = self._meshes[0]  # the ROI graph's lock and "closed" flag
         self.fallback = bool(fallback)
         self._roi_graph = None  # built on first use (only turned faces need it)
         self.last_sources: list[str | None] = []
         # a mediapipe graph is not re-entrant: a lock per graph
-        self._lock = threading.Lock()
-        self._locks = [self._lock] + [threading.Lock() for _ in self.expands[1:]]
+        self._locks = [threading.Lock() for _ in self.expands]
+        self._roi_lock = threading.Lock()
         self._pool = None  # threads for the crops beyond the first (built on first use)
 
     def config(self) -> dict:
@@ -156,8 +155,8 @@ class FaceMeshLandmarker(ModelBackend):
         rgb = np.ascontiguousarray(crop[:, :, ::-1])
         roi = rect_pb2.NormalizedRect(x_center=0.5, y_center=0.5, width=1.0 / expand, height=1.0 / expand,
                                       rotation=float(angle))
-        with self._lock:
-            if self._mesh is None:
+        with self._roi_lock:
+            if not self._meshes:
                 raise RuntimeError("FaceMeshLandmarker was closed")
             with quiet_native_logs():
                 res = self._roi_solution().process({"image": rgb, "roi": roi})
@@ -215,7 +214,6 @@ class FaceMeshLandmarker(ModelBackend):
         for mesh in meshes:
             mesh.close()
         self._meshes = []
-        self._mesh = None
         roi = getattr(self, "_roi_graph", None)
         if roi is not None:
             roi.close()

@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["LARGE_YAW_KNEE", "LARGE_YAW_SLOPE", "expand_large_yaw", "LMK5_PROFILE_YAW", "LANDMARK_MODEL_RANGE_DEG",
-           "LOST_PROFILE_YAW", "FACEMESH_UNDER_READ_GAP", "FACEMESH_WRONG_SHAPE_GAP", "lmk5_pose", "profile_takeover", "reject_track_outliers"]
+           "LOST_PROFILE_YAW", "FACEMESH_UNDER_READ_GAP", "FACEMESH_WRONG_SHAPE_GAP", "lmk5_pose", "profile_takeover",
+           "reject_track_outliers"]
 
 
 #: FaceMesh's landmark model saturates on turned faces: past ~58 degrees its landmarks keep the shape of a ~60
@@ -96,9 +97,8 @@ def profile_takeover(facemesh_yaw, lmk5_yaw) -> tuple[np.ndarray, np.ndarray]:
     over (1) where FaceMesh has no fit, (2) where they read a profile (>= :data:`LMK5_PROFILE_YAW`) and more
     than FaceMesh, and (3) where they read a turned face (>= :data:`LOST_PROFILE_YAW`) at least
     :data:`FACEMESH_UNDER_READ_GAP` more than FaceMesh.  Below 45 they never do: their eye ratio barely moves near
-    frontal.  MTCNN's points stop
-    moving past 80 degrees, so a turned face (five points >= :data:`LOST_PROFILE_YAW`) that FaceMesh cannot find at
-    all (beyond its range, :data:`LANDMARK_MODEL_RANGE_DEG`) reads at least that.
+    frontal.  MTCNN's points stop moving past 80 degrees, so a turned face (five points >= :data:`LOST_PROFILE_YAW`)
+    that FaceMesh cannot find at all (beyond its range, :data:`LANDMARK_MODEL_RANGE_DEG`) reads at least that.
     ``facemesh_yaw``, ``lmk5_yaw``: (B,) degrees, NaN where absent.  Returns (mask, yaw) with the five points'
     yaw (the floor applied) where the mask is set."""
     fm = np.asarray(facemesh_yaw, np.float64)
@@ -106,9 +106,10 @@ def profile_takeover(facemesh_yaw, lmk5_yaw) -> tuple[np.ndarray, np.ndarray]:
     lost = ~np.isfinite(fm)
     with np.errstate(invalid="ignore"):
         profile = np.isfinite(y5) & (np.abs(y5) >= LMK5_PROFILE_YAW)
-        under_read = (np.abs(y5) >= LOST_PROFILE_YAW) & (np.abs(y5) - np.abs(fm) >= FACEMESH_UNDER_READ_GAP)
+        turned = np.isfinite(y5) & (np.abs(y5) >= LOST_PROFILE_YAW)
+        under_read = turned & (np.abs(y5) - np.abs(fm) >= FACEMESH_UNDER_READ_GAP)
         use = np.isfinite(y5) & (lost | (profile & (np.abs(y5) > np.abs(fm))) | under_read)
-        beyond = lost & np.isfinite(y5) & (np.abs(y5) >= LOST_PROFILE_YAW)
+        beyond = lost & turned
         yaw = np.where(beyond, np.sign(y5) * np.maximum(np.abs(y5), LANDMARK_MODEL_RANGE_DEG), y5)
     return use, yaw
 
