@@ -108,17 +108,23 @@ def pose_rows(landmark_rows: list[dict], estimator_names=("facemesh", "dlib68"),
     (:func:`efhq_assets.core.pose.large_yaw.profile_takeover`), and isolated single-frame yaw spikes along a track are rejected
     (:func:`efhq_assets.core.pose.large_yaw.reject_track_outliers`). FaceMesh's own yaw gets the large-yaw gain correction
     (:func:`efhq_assets.core.pose.large_yaw.expand_large_yaw`).
+    A FaceMesh fit that puts the nose far from the detector's nose point latched onto another shape and gives no
+    answer (:func:`efhq_assets.core.pose.large_yaw.facemesh_disagrees`).
 
     ``camera`` = ``(focal_px, cx, cy)`` of the video's full frame (see :func:`pinhole_camera`; landmarks
     are in full-frame pixels even for cropped clips): the fit is then perspective (POSIT-style,
     core/pose/fit.py); without it, weak perspective.
     """
     from .pose.estimators import combine, get_estimator
-    from .pose.large_yaw import (FACEMESH_WRONG_SHAPE_GAP, expand_large_yaw, lmk5_pose, profile_takeover,
-                                 reject_track_outliers)
+    from .pose.large_yaw import (FACEMESH_WRONG_SHAPE_GAP, expand_large_yaw, facemesh_disagrees, lmk5_pose,
+                                 profile_takeover, reject_track_outliers)
 
     keys = ["video_id", "clip_id", "frame_index", "face_index"]
     n = len(landmark_rows)
+    l5 = np.full((n, 10), np.nan)  # the detector's five points, where the rows carry them
+    for i, r in enumerate(landmark_rows):
+        if r.get("lmk5") is not None and len(r["lmk5"]) == 10:
+            l5[i] = np.asarray(r["lmk5"], np.float64)
     results: dict[str, tuple] = {}
     rows: list[dict] = []
     combined_sha = hashlib.sha256()
@@ -137,6 +143,11 @@ def pose_rows(landmark_rows: list[dict], estimator_names=("facemesh", "dlib68"),
                 arr[present] = values
             if name == "facemesh":
                 yaw = expand_large_yaw(yaw)  # FaceMesh's saturation past ~58 degrees (core/pose/large_yaw.py)
+                # landmarks that put the nose far from the detector's latched onto another shape: no answer
+                # (a rolled full profile read as frontal would vote for the wrong bin; core/pose/large_yaw.py)
+                off = np.zeros(n, bool)
+                off[present] = facemesh_disagrees(lm, l5[present])
+                yaw, pitch, roll = (np.where(off, np.nan, a) for a in (yaw, pitch, roll))
         results[name] = (yaw, pitch, roll)
         for i, r in enumerate(landmark_rows):
             rows.append({**{k: r[k] for k in keys}, "estimator": name, "yaw": yaw[i], "pitch": pitch[i], "roll": roll[i],
@@ -154,10 +165,6 @@ def pose_rows(landmark_rows: list[dict], estimator_names=("facemesh", "dlib68"),
         # profile_takeover). Pitch and roll stay FaceMesh's where it has a fit of the right shape (the five points'
         # pitch on every taken-over face instead: pitch error at 60-75 degrees 9.0 vs 7.6 held out, 12.0 vs 7.7 tune,
         # on benchmarks/pose_accuracy.py's renders).
-        l5 = np.full((n, 10), np.nan)
-        for i, r in enumerate(landmark_rows):
-            if r.get("lmk5") is not None and len(r["lmk5"]) == 10:
-                l5[i] = np.asarray(r["lmk5"], np.float64)
         y5, p5, r5 = lmk5_pose(l5)
         use5, y5 = profile_takeover(fm_yaw, y5)
         with np.errstate(invalid="ignore"):

@@ -215,6 +215,38 @@ def test_profile_takeover_rules():
     assert yaw[2] == -66.0 and yaw[3] == -80.0 and yaw[4] == 20.0 and yaw[7] == 80.0 and yaw[8] == -44.0
 
 
+def test_a_facemesh_fit_that_misplaces_the_nose_gives_no_answer(models, astronaut_face):
+    """The shape check (core/pose/large_yaw.py facemesh_disagrees): real FaceMesh fits of a real face at 0-60 degrees
+    pass it; the same landmarks moved off the detector's nose by 0.8 eye-to-mouth distances (FaceMesh latched onto
+    another shape, as on rolled full profiles) give no FaceMesh answer, and the combined pose is the five points'."""
+    from efhq_assets.core.faces import landmark_list
+    from efhq_assets.core.pose.large_yaw import FACEMESH_NOSE_GAP, facemesh_disagrees, lmk5_pose
+    from efhq_assets.core.pose_annotations import pose_rows
+    from efhq_assets.demo.face_render import render
+
+    meshes, points = [], []
+    for y in (0, 30, 60, -45):
+        fr, _, _, _ = render(astronaut_face, float(y), 10.0, 5.0, size=512, face_px=300)
+        det = max(models.detector.detect([fr])[0], key=lambda d: d.score)
+        meshes.append(models.facemesh.landmarks_with_source(fr, det.box)[0])
+        points.append(np.asarray(det.lmk5, np.float64).reshape(-1))
+    assert not facemesh_disagrees(np.stack(meshes), np.stack(points)).any()
+    p = points[1].reshape(5, 2)
+    shift = 0.8 * np.linalg.norm((p[3] + p[4]) / 2 - (p[0] + p[1]) / 2)
+    assert 0.8 > FACEMESH_NOSE_GAP
+    moved = meshes[1].copy()
+    moved[:, 0] += shift
+    assert facemesh_disagrees(moved[None], points[1][None]).tolist() == [True]
+    assert facemesh_disagrees(moved[None], np.full((1, 10), np.nan)).tolist() == [False]  # no five points: no check
+    rows = [{"video_id": "v", "clip_id": "c", "frame_index": k, "face_index": 0, "lmk68": None,
+             "lmk478": landmark_list(m), "lmk5": points[1].tolist()} for k, m in enumerate((meshes[1], moved))]
+    out = {(r["estimator"], r["frame_index"]): r for r in pose_rows(rows, estimator_names=("facemesh",))}
+    assert out[("facemesh", 0)]["yaw"] == pytest.approx(out[("combined", 0)]["yaw"]) and 20 < out[("facemesh", 0)]["yaw"] < 40
+    assert out[("facemesh", 1)]["yaw"] is None and out[("facemesh", 1)]["pitch"] is None
+    y5, p5, _ = lmk5_pose(points[1][None])
+    assert out[("combined", 1)]["yaw"] == pytest.approx(y5[0]) and out[("combined", 1)]["pitch"] == pytest.approx(p5[0])
+
+
 def test_level_heads_read_pitch_zero_on_real_photos(models):
     """Pitch zero (core/pose/estimators.py PITCH_ZERO_DEG): the seven real photos of people facing the camera (the astronaut's
     portrait, the six faces of insightface's t1.jpg) read level on the median, within a few degrees."""
