@@ -5,7 +5,7 @@ import polars as pl
 
 from efhq_assets.core.checks import check_poses
 from efhq_assets.core.efhq_import import IMPORTED_ESTIMATORS, imported_pose_rows
-from efhq_assets.core.pose_annotations import POSE_CAMERA_DEFAULT, attach_faces, pose_rows, video_camera
+from efhq_assets.core.pose_annotations import POSE_CAMERA_DEFAULT, attach_faces, pose_rows, video_camera, yaw_sources
 from efhq_assets.core.settings import load_settings
 from efhq_assets.core.storage import empty_frame, read_rows, write_table
 
@@ -52,6 +52,8 @@ def _annotate_poses(context: dg.AssetExecutionContext, root, video_id: str) -> d
     version = record_stage(context, root, "pose_annotations", video_id, df.height, versions)
     combined = df.filter(pl.col("estimator") == "combined") if df.height else df
     metadata = {"faces": len(marks), "rows": df.height, "dagster/row_count": df.height}
+    if not imported:  # how many turned faces the large-yaw rules answered (core/pose/large_yaw.py)
+        metadata.update(yaw_sources(rows, marks))
     if combined.height and combined["yaw"].drop_nulls().len():
         yaw = combined["yaw"].drop_nulls()
         metadata.update({"yaw_min": float(yaw.min()), "yaw_max": float(yaw.max()),
