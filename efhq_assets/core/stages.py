@@ -64,6 +64,7 @@ STAGES: tuple[Stage, ...] = (
     # fallback, track outlier rejection, pitch zero, dlib68 silent beyond 45 degrees (issue 21)
     # 6: dlib68's yaw out of the combined yaw; a turned face FaceMesh cannot fit reads >= 80 from five points >= 45;
     # five points >= 45 take over where FaceMesh reads 15 less
+    # 7: a FaceMesh fit whose nose lies over 0.5 eye-to-mouth distances from the detector's gives no answer
     Stage("pose_annotations", True, ("face_detections",), ("poses",), "pose_annotations-7", "faces", ("pose_camera",)),
     # 2: faces rebuilt from EFHQ metadata keep its released HyperIQA `iqa`
     Stage("quality_scores", True, ("face_detections",), ("quality",), "quality_scores-2", "quality",

@@ -245,7 +245,7 @@ def test_a_facemesh_fit_that_misplaces_the_nose_gives_no_answer(models, astronau
     assert out[("facemesh", 1)]["yaw"] is None and out[("facemesh", 1)]["pitch"] is None
     y5, p5, _ = lmk5_pose(points[1][None])
     assert out[("combined", 1)]["yaw"] == pytest.approx(y5[0]) and out[("combined", 1)]["pitch"] == pytest.approx(p5[0])
-    assert yaw_sources(list(out.values()), rows) == {"facemesh_fits_dropped": 1, "yaw_from_five_points": 1}
+    assert yaw_sources(list(out.values()), rows) == {"facemesh_fits_dropped": 1, "combined_yaw_not_facemesh": 1}
 
 
 def test_level_heads_read_pitch_zero_on_real_photos(models):

@@ -66,7 +66,7 @@ def test_build_runs_several_videos_per_run_and_a_bad_one_fails_alone(tmp_path, m
     assert all("preview" in m for m in frames.values())
     poses = _materializations(instance, "pose_annotations")  # what the large-yaw rules answered, per video
     assert all(m["facemesh_fits_dropped"].value <= m["faces"].value for m in poses.values())
-    assert all(m["yaw_from_five_points"].value <= m["faces"].value for m in poses.values())
+    assert all(m["combined_yaw_not_facemesh"].value <= m["faces"].value for m in poses.values())
     # The failed partition is shown as failed, the others as materialized
     status = instance.get_status_by_partition(dg.AssetKey("source_videos"), ["a", "bad", "c"], video_files)
     assert status["a"].value == "MATERIALIZED" and status["bad"].value == "FAILED"
