@@ -106,7 +106,8 @@ def pose_rows(landmark_rows: list[dict], estimator_names=("facemesh", "dlib68"),
     Rows may carry ``lmk5`` (the detector's five points) and ``track_id`` (:func:`attach_faces`): the combined pose
     then takes the five points' yaw where FaceMesh has no fit or reads less than their profile reading
     (:func:`efhq_assets.core.pose.large_yaw.profile_takeover`), and isolated single-frame yaw spikes along a track are rejected
-    (:func:`efhq_assets.core.pose.large_yaw.reject_track_outliers`). FaceMesh's own yaw gets the large-yaw gain correction
+    (:func:`efhq_assets.core.pose.large_yaw.reject_track_outliers`), as are short runs of profiles read on the wrong
+    side (:func:`efhq_assets.core.pose.large_yaw.fix_side_flips`). FaceMesh's own yaw gets the large-yaw gain correction
     (:func:`efhq_assets.core.pose.large_yaw.expand_large_yaw`).
     A FaceMesh fit that puts the nose far from the detector's nose point latched onto another shape and gives no
     answer (:func:`efhq_assets.core.pose.large_yaw.facemesh_disagrees`).
@@ -116,8 +117,8 @@ def pose_rows(landmark_rows: list[dict], estimator_names=("facemesh", "dlib68"),
     core/pose/fit.py); without it, weak perspective.
     """
     from .pose.estimators import combine, get_estimator
-    from .pose.large_yaw import (FACEMESH_WRONG_SHAPE_GAP, expand_large_yaw, facemesh_disagrees, lmk5_pose,
-                                 profile_takeover, reject_track_outliers)
+    from .pose.large_yaw import (FACEMESH_WRONG_SHAPE_GAP, expand_large_yaw, facemesh_disagrees, fix_side_flips,
+                                 lmk5_pose, profile_takeover, reject_track_outliers)
 
     keys = ["video_id", "clip_id", "frame_index", "face_index"]
     n = len(landmark_rows)
@@ -174,7 +175,9 @@ def pose_rows(landmark_rows: list[dict], estimator_names=("facemesh", "dlib68"),
     # temporal outlier rejection along tracks (rows carry track_id when the caller has it)
     if any(r.get("track_id") is not None for r in landmark_rows):
         tracks = [None if r.get("track_id") is None else (r["clip_id"], r["track_id"]) for r in landmark_rows]
-        cy, _ = reject_track_outliers(cy, tracks, [r["frame_index"] for r in landmark_rows])
+        frames = [r["frame_index"] for r in landmark_rows]
+        cy, _ = fix_side_flips(cy, tracks, frames)  # profiles read on the wrong side, between the right side's
+        cy, _ = reject_track_outliers(cy, tracks, frames)
     # dlib68's predictor (300-W, mostly within +-35 degrees) reads turned faces as near frontal: beyond its range
     # (by the combined pose) it gives no answer, so its misreading does not vote in EFHQ's softbin.
     with np.errstate(invalid="ignore"):

@@ -65,6 +65,7 @@ STAGES: tuple[Stage, ...] = (
     # 6: dlib68's yaw out of the combined yaw; a turned face FaceMesh cannot fit reads >= 80 from five points >= 45;
     # five points >= 45 take over where FaceMesh reads 15 less
     # 7: a FaceMesh fit whose nose lies over 0.5 eye-to-mouth distances from the detector's gives no answer
+    # and short runs of profiles read on the wrong side of a track are flipped back
     Stage("pose_annotations", True, ("face_detections",), ("poses",), "pose_annotations-7", "faces", ("pose_camera",)),
     # 2: faces rebuilt from EFHQ metadata keep its released HyperIQA `iqa`
     Stage("quality_scores", True, ("face_detections",), ("quality",), "quality_scores-2", "quality",

@@ -158,6 +158,39 @@ def test_temporal_outlier_rejection_keeps_real_turns():
     assert not reject_track_outliers(spiky, ["a"] * 9, [k * 50 for k in range(9)])[1].any()
 
 
+def test_short_runs_of_profiles_on_the_wrong_side_are_flipped_and_real_turns_kept():
+    from efhq_assets.core.pose.large_yaw import fix_side_flips
+
+    held = np.array([80, 85, 88, -85, -86, 87, 84, 86.0])  # two frames read on the wrong side of a held profile
+    out, flipped = fix_side_flips(held, ["a"] * 8, list(range(8)))
+    assert flipped.tolist() == [k in (3, 4) for k in range(8)] and out[3] == 85.0 and out[4] == 86.0
+    # a real turn from one profile to the other passes through frontal readings: kept, both ways
+    turn = np.concatenate([np.linspace(90, -90, 37), np.linspace(-90, 90, 37)])
+    assert not fix_side_flips(turn, ["a"] * 74, list(range(74)))[1].any()
+    # kept: a run as long as its neighbours (which side is right is unknown), frames far apart, other tracks,
+    # untracked faces, and a run with a frontal reading beside it
+    assert not fix_side_flips(np.array([85, 85, -85, -85, 85, 85.0]), ["a"] * 6, list(range(6)))[1].any()
+    assert not fix_side_flips(held, ["a"] * 8, [k * 20 for k in range(8)])[1].any()
+    assert not fix_side_flips(held, ["a", "a", "a", "b", "b", "a", "a", "a"], list(range(8)))[1].any()
+    assert not fix_side_flips(held, [None] * 8, list(range(8)))[1].any()
+    assert not fix_side_flips(np.array([80, 85, 88, 10, -85, -86, 87, 84, 86.0]), ["a"] * 9, list(range(9)))[1].any()
+
+    # through pose_rows: a tracked full profile that FaceMesh cannot fit, its five points put the nose on the wrong
+    # side in frames 3 and 4 (the points of the other side's profile)
+    from efhq_assets.core.pose_annotations import pose_rows
+
+    def points(side):  # eyes 10 px apart over a 40 px eye-to-mouth axis: a full profile; the nose on `side`
+        return [100 - 5, 100, 100 + 5, 100, 100 + side * 12, 120, 100 - 3, 140, 100 + 3, 140]
+
+    sides = [1, 1, 1, -1, -1, 1, 1, 1]
+    rows = [{"video_id": "v", "clip_id": "c", "frame_index": k, "face_index": 0, "lmk478": None, "lmk68": None,
+             "lmk5": points(side), "track_id": 7} for k, side in enumerate(sides)]
+    yaws = [r["yaw"] for r in pose_rows(rows) if r["estimator"] == "combined"]
+    assert all(y >= 80 for y in yaws), yaws
+    untracked = [r["yaw"] for r in pose_rows([{**r, "track_id": None} for r in rows]) if r["estimator"] == "combined"]
+    assert [y < 0 for y in untracked] == [k in (3, 4) for k in range(8)], untracked
+
+
 def test_five_point_yaw_flips_with_the_image_and_grows_with_the_turn(models, astronaut_face):
     from efhq_assets.demo.face_render import render
     from efhq_assets.core.pose.large_yaw import lmk5_pose

@@ -12,7 +12,7 @@ import numpy as np
 
 __all__ = ["LARGE_YAW_KNEE", "LARGE_YAW_SLOPE", "expand_large_yaw", "LMK5_PROFILE_YAW", "LANDMARK_MODEL_RANGE_DEG",
            "LOST_PROFILE_YAW", "FACEMESH_UNDER_READ_GAP", "FACEMESH_WRONG_SHAPE_GAP", "FACEMESH_NOSE_GAP",
-           "facemesh_disagrees", "lmk5_pose", "profile_takeover", "reject_track_outliers"]
+           "facemesh_disagrees", "lmk5_pose", "profile_takeover", "fix_side_flips", "reject_track_outliers"]
 
 
 #: FaceMesh's landmark model saturates on turned faces: past ~58 degrees its landmarks keep the shape of a ~60
@@ -138,6 +138,48 @@ def profile_takeover(facemesh_yaw, lmk5_yaw) -> tuple[np.ndarray, np.ndarray]:
     return use, yaw
 
 
+def _track_positions(yaw: np.ndarray, tracks, frames) -> list[list[int]]:
+    """Per track (key not None), the indices of its faces with a finite yaw, in frame order."""
+    by_track: dict = {}
+    for i, t in enumerate(tracks):
+        if t is not None and np.isfinite(yaw[i]):
+            by_track.setdefault(t, []).append(i)
+    return [sorted(idx, key=lambda i: frames[i]) for idx in by_track.values()]
+
+
+def fix_side_flips(yaw, tracks, frames, *, max_gap: int = 5, profile: float = LOST_PROFILE_YAW
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """A head cannot swing from one profile to the other within a few frames without passing through frontal.  So a
+    run of profile readings (|yaw| >= ``profile``) on one side whose track reads the other side's profile right
+    before and right after it (each at most ``max_gap`` frames away, no frontal reading between), in runs longer than
+    it on both sides, took the wrong side, and its sign is flipped.  MTCNN's five points can put the nose on the
+    wrong side of a full profile (docs/pose_accuracy.md), and FaceMesh has no answer there to outvote them.  A real
+    turn passes through frontal readings, so it is never flipped.  Returns (yaw, flipped mask)."""
+    y = np.asarray(yaw, np.float64).copy()
+    flipped = np.zeros(len(y), bool)
+    for idx in _track_positions(y, tracks, frames):
+        runs, k = [], 0  # (first, last position in idx, side)
+        while k < len(idx):
+            if abs(y[idx[k]]) < profile:
+                k += 1
+                continue
+            side, j = np.sign(y[idx[k]]), k
+            while (j + 1 < len(idx) and abs(y[idx[j + 1]]) >= profile and np.sign(y[idx[j + 1]]) == side
+                   and frames[idx[j + 1]] - frames[idx[j]] <= max_gap):
+                j += 1
+            runs.append((k, j, side))
+            k = j + 1
+        for a, b, c in zip(runs, runs[1:], runs[2:]):
+            touching = a[1] + 1 == b[0] and b[1] + 1 == c[0]
+            close = (frames[idx[b[0]]] - frames[idx[a[1]]] <= max_gap) and (frames[idx[c[0]]] - frames[idx[b[1]]] <= max_gap)
+            shorter = b[1] - b[0] < min(a[1] - a[0], c[1] - c[0])
+            if touching and close and a[2] == c[2] == -b[2] and shorter:
+                sel = idx[b[0]:b[1] + 1]
+                y[sel] = -y[sel]
+                flipped[sel] = True
+    return y, flipped
+
+
 def reject_track_outliers(yaw, tracks, frames, *, max_gap: int = 5, neighbours_agree: float = 10.0,
                           spike: float = 25.0) -> tuple[np.ndarray, np.ndarray]:
     """Temporal outlier rejection along tracks: a face whose yaw jumps more than ``spike`` degrees away from both
@@ -149,12 +191,7 @@ def reject_track_outliers(yaw, tracks, frames, *, max_gap: int = 5, neighbours_a
     y = np.asarray(yaw, np.float64).copy()
     out = y.copy()
     replaced = np.zeros(len(y), bool)
-    by_track: dict = {}
-    for i, t in enumerate(tracks):
-        if t is not None and np.isfinite(y[i]):
-            by_track.setdefault(t, []).append(i)
-    for idx in by_track.values():
-        idx = sorted(idx, key=lambda i: frames[i])
+    for idx in _track_positions(y, tracks, frames):
         for a, b, c in zip(idx, idx[1:], idx[2:]):
             if frames[b] - frames[a] > max_gap or frames[c] - frames[b] > max_gap:
                 continue
