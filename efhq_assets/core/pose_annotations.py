@@ -202,11 +202,13 @@ def pose_rows(landmark_rows: list[dict], estimator_names=("facemesh", "dlib68"),
 def yaw_sources(rows: list[dict], landmark_rows: list[dict]) -> dict[str, int]:
     """What :func:`pose_rows` made of a video's faces, for the asset's metadata: FaceMesh fits dropped by the shape
     check (landmarks present, no ``facemesh`` answer), and combined yaws that are not FaceMesh's (the five points'
-    profile reading, a lost face's, or a single-frame spike replaced along its track)."""
-    key = ("clip_id", "frame_index", "face_index")
-    with_mesh = {tuple(r[k] for k in key) for r in landmark_rows if r.get("lmk478") is not None}
-    fm = {tuple(r[k] for k in key): r["yaw"] for r in rows if r["estimator"] == "facemesh"}
+    profile reading, a lost face's, a side flipped back or a single-frame spike replaced along its track)."""
+    def key(r):
+        return r["clip_id"], r["frame_index"], r["face_index"]
+
+    with_mesh = {key(r) for r in landmark_rows if r.get("lmk478") is not None}
+    fm = {key(r): r["yaw"] for r in rows if r["estimator"] == "facemesh"}
     dropped = sum(1 for k in with_mesh if fm.get(k) is None)
     five = sum(1 for r in rows if r["estimator"] == "combined" and r["yaw"] is not None
-               and (fm.get(tuple(r[k] for k in key)) is None or abs(r["yaw"] - fm[tuple(r[k] for k in key)]) > 1e-6))
+               and (fm.get(key(r)) is None or abs(r["yaw"] - fm[key(r)]) > 1e-6))
     return {"facemesh_fits_dropped": dropped, "combined_yaw_not_facemesh": five}
