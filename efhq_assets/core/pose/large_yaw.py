@@ -77,6 +77,14 @@ FACEMESH_WRONG_SHAPE_GAP = 30.0
 FACEMESH_NOSE_GAP = 0.5
 
 
+def _eye_mouth_axis(p: np.ndarray):
+    """(B, 5, 2) five points -> eyes' mean, mouth's mean, the axis between them and its length."""
+    em = (p[:, 0] + p[:, 1]) / 2
+    mm = (p[:, 3] + p[:, 4]) / 2
+    v = mm - em
+    return em, mm, v, np.linalg.norm(v, axis=1)
+
+
 def facemesh_disagrees(lmk478, lmk5) -> np.ndarray:
     """(B, 478, 2+) FaceMesh landmarks and (B, 10) or (B, 5, 2) detector points of the same faces -> (B,) bool: the
     two place the nose more than :data:`FACEMESH_NOSE_GAP` eye-to-mouth distances apart.  False where either is
@@ -85,7 +93,7 @@ def facemesh_disagrees(lmk478, lmk5) -> np.ndarray:
     p = np.asarray(lmk5, np.float64).reshape(-1, 5, 2)
     if m.size == 0:
         return np.zeros(len(p), bool)
-    scale = np.linalg.norm((p[:, 3] + p[:, 4]) / 2 - (p[:, 0] + p[:, 1]) / 2, axis=1)
+    scale = _eye_mouth_axis(p)[3]
     gap = np.linalg.norm(m[:, 1, :2] - p[:, 2], axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.nan_to_num(gap / scale, nan=0.0, posinf=0.0) > FACEMESH_NOSE_GAP
@@ -95,10 +103,7 @@ def lmk5_pose(lmk5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(B, 5, 2) or (B, 10) five points (image-left eye, image-right eye, nose, mouth left, mouth right) -> yaw,
     pitch, roll (B,) degrees, NaN where a face has no finite points."""
     p = np.asarray(lmk5, np.float64).reshape(-1, 5, 2)
-    em = (p[:, 0] + p[:, 1]) / 2
-    mm = (p[:, 3] + p[:, 4]) / 2
-    v = mm - em
-    h = np.linalg.norm(v, axis=1)
+    em, mm, v, h = _eye_mouth_axis(p)
     with np.errstate(invalid="ignore", divide="ignore"):
         u = np.stack([v[:, 1], -v[:, 0]], axis=1) / h[:, None]  # across the face, toward image right when upright
         vd = v / h[:, None]
@@ -171,7 +176,8 @@ def fix_side_flips(yaw, tracks, frames, *, max_gap: int = 5, profile: float = LO
             k = j + 1
         for a, b, c in zip(runs, runs[1:], runs[2:]):
             touching = a[1] + 1 == b[0] and b[1] + 1 == c[0]
-            close = (frames[idx[b[0]]] - frames[idx[a[1]]] <= max_gap) and (frames[idx[c[0]]] - frames[idx[b[1]]] <= max_gap)
+            close = (frames[idx[b[0]]] - frames[idx[a[1]]] <= max_gap
+                     and frames[idx[c[0]]] - frames[idx[b[1]]] <= max_gap)
             shorter = b[1] - b[0] < min(a[1] - a[0], c[1] - c[0])
             if touching and close and a[2] == c[2] == -b[2] and shorter:
                 sel = idx[b[0]:b[1] + 1]
