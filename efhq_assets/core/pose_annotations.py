@@ -108,7 +108,8 @@ def pose_rows(landmark_rows: list[dict], estimator_names=("facemesh", "dlib68"),
     (:func:`efhq_assets.core.pose.large_yaw.profile_takeover`), and isolated single-frame yaw spikes along a track are rejected
     (:func:`efhq_assets.core.pose.large_yaw.reject_track_outliers`), as are short runs of profiles read on the wrong
     side (:func:`efhq_assets.core.pose.large_yaw.fix_side_flips`). FaceMesh's own yaw gets the large-yaw gain correction
-    (:func:`efhq_assets.core.pose.large_yaw.expand_large_yaw`).
+    (:func:`efhq_assets.core.pose.large_yaw.expand_large_yaw`), and its pitch the gain it lacks on pitched heads
+    (:func:`efhq_assets.core.pose.pitch_gain.expand_pitch`).
     A FaceMesh fit that puts the nose far from the detector's nose point latched onto another shape and gives no
     answer (:func:`efhq_assets.core.pose.large_yaw.facemesh_disagrees`).
 
@@ -119,6 +120,7 @@ def pose_rows(landmark_rows: list[dict], estimator_names=("facemesh", "dlib68"),
     from .pose.estimators import combine, get_estimator
     from .pose.large_yaw import (FACEMESH_WRONG_SHAPE_GAP, expand_large_yaw, facemesh_disagrees, fix_side_flips,
                                  lmk5_pose, profile_takeover, reject_track_outliers)
+    from .pose.pitch_gain import expand_pitch
 
     keys = ["video_id", "clip_id", "frame_index", "face_index"]
     n = len(landmark_rows)
@@ -143,6 +145,7 @@ def pose_rows(landmark_rows: list[dict], estimator_names=("facemesh", "dlib68"),
             for arr, values in zip((yaw, pitch, roll, res, conf), (est.yaw, est.pitch, est.roll, est.residual, est.confidence)):
                 arr[present] = values
             if name == "facemesh":
+                pitch = expand_pitch(pitch, expand_large_yaw(yaw))  # followed only part way (core/pose/pitch_gain.py)
                 yaw = expand_large_yaw(yaw)  # FaceMesh's saturation past ~58 degrees (core/pose/large_yaw.py)
                 # landmarks that put the nose far from the detector's latched onto another shape: no answer
                 # (a rolled full profile read as frontal would vote for the wrong bin; core/pose/large_yaw.py)

@@ -303,6 +303,50 @@ def test_level_heads_read_pitch_zero_on_real_photos(models):
     assert abs(np.median(pitches)) <= 4.0, pitches
 
 
+def test_expand_pitch_divides_by_the_slope_at_the_faces_own_yaw():
+    from efhq_assets.core.pose.pitch_gain import PITCH_SLOPE_DOWN, PITCH_SLOPE_UP, expand_pitch
+
+    np.testing.assert_allclose(expand_pitch([PITCH_SLOPE_UP[0] * 35, -PITCH_SLOPE_DOWN[0] * 35, 0.0], [5.0, -5.0, 0.0]),
+                               [35.0, -35.0, 0.0])
+    # the further the head is turned, the more of the nod FaceMesh misses: the same reading means more
+    frontal, turned = expand_pitch([20.0, 20.0], [0.0, 70.0])
+    assert turned > frontal > 20.0
+    assert -expand_pitch([-20.0], [0.0])[0] > frontal  # a nod down is followed less than one up
+    assert np.isnan(expand_pitch([np.nan], [10.0])[0])
+    assert expand_pitch([20.0], [np.nan])[0] == pytest.approx(20.0 / PITCH_SLOPE_UP[0])  # no yaw: read as frontal
+    assert expand_pitch([80.0], [0.0])[0] == 90.0
+
+
+def test_nods_past_efhq_up_down_cut_read_as_up_and_down(models, astronaut_face):
+    """A real face rendered nodding 35 degrees up and down (facing the camera, and turned 25) lands in EFHQ's
+    profile_up / profile_down bins, and a level one in frontal.  FaceMesh alone reads this face's nods down as
+    24-26 degrees (core/pose/pitch_gain.py), which bins them frontal."""
+    from efhq_assets.core.bins import bin_pose
+    from efhq_assets.core.faces import landmark_list
+    from efhq_assets.core.pose.estimators import facemesh_estimator
+    from efhq_assets.core.pose_annotations import pose_rows
+    from efhq_assets.demo.face_render import render
+
+    views = [(y, p) for y in (0.0, 25.0) for p in (-35.0, 0.0, 35.0)]
+    rows = []
+    for k, (y, p) in enumerate(views):
+        frame, box, _, _ = render(astronaut_face, y, p, 0.0, size=512, face_px=280, focal_px=1024.0)
+        m = models.facemesh.landmarks(frame, [box])[0]
+        assert m is not None
+        rows.append({"video_id": "v", "clip_id": "c", "frame_index": k, "face_index": 0, "lmk478": landmark_list(m),
+                     "lmk68": None})
+    got = {r["frame_index"]: (r["yaw"], r["pitch"]) for r in pose_rows(rows, camera=(1024.0, 256.0, 256.0))
+           if r["estimator"] == "combined"}
+    lm = np.stack([np.asarray(r["lmk478"], np.float32).reshape(478, 2) for r in rows])
+    raw = facemesh_estimator().estimate_batch(lm, cameras=(1024.0, (256.0, 256.0))).pitch
+    for k, (y, p) in enumerate(views):
+        want = {35.0: "profile_up", -35.0: "profile_down", 0.0: "frontal"}[p]
+        assert bin_pose(*got[k]) == want, (y, p, got[k])
+        if p < 0:
+            assert abs(got[k][1] - p) < 8.0, (y, p, got[k])
+            assert raw[k] > -30.0  # what the gain is for: without it the nod reads inside the cut
+
+
 def test_bin_table_on_the_pose_benchmarks_renders(models):
     """EFHQ's yaw bins on the benchmark's own renders (benchmarks/pose_accuracy.py: perspective camera, turned toward
     the side the photo saw, every view mirrored), through its chain (the pipeline's detector with mirrored
