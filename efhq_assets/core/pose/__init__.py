@@ -1,7 +1,7 @@
 """Head pose: the project's one angle convention, rotation math, a batched landmark pose fit, the landmark
 estimators and their ensemble.
 
-Modules, cut along their seams (:mod:`.rotations` and :mod:`.large_yaw` import nothing of the package;
+Modules, cut along their seams (:mod:`.rotations`, :mod:`.large_yaw` and :mod:`.pitch_gain` import nothing of the package;
 :mod:`.convention` and :mod:`.fit` build on :mod:`.rotations`, :mod:`.estimators` on :mod:`.fit`):
 
 * :mod:`.convention`: the angle convention (degrees, signs, frames, composition, the mirror and in-plane
@@ -12,6 +12,7 @@ Modules, cut along their seams (:mod:`.rotations` and :mod:`.large_yaw` import n
   fitted) and the ensemble (:func:`~.estimators.combine`);
 * :mod:`.large_yaw`: reading large yaw right (FaceMesh's gain past its saturation, the detector's five points,
   temporal outliers along a track).
+* :mod:`.pitch_gain`: reading pitch at full strength (FaceMesh follows a nod only part of the way).
 
 Import the names from their module (``from efhq_assets.core.pose.rotations import euler_to_matrix``); this
 package re-exports nothing.
