@@ -24,7 +24,7 @@ gain over 0-90 (least-squares slope of the sign-adjusted reading on the true |ya
 recall (true |yaw| >= 50 in the profile bin of the right side; a frame without an answer counts wrong); pitch bias
 and MAE; the full EFHQ bin (yaw and pitch rules).  Baseline in the same run: the same figures for FaceMesh's fit
 alone (its ``facemesh`` rows: its yaw stretch and pitch gain, but no five points and nothing along a track), and the
-combined / FaceMesh ratios.  Full run (4 conditions, 96 frames a clip): about 7 minutes on 2 cores.
+combined / FaceMesh ratios.  Full run (4 conditions, 96 frames a clip): about 8 minutes on 2 cores.
 """
 
 from __future__ import annotations
