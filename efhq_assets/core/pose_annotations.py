@@ -145,8 +145,8 @@ def pose_rows(landmark_rows: list[dict], estimator_names=("facemesh", "dlib68"),
             for arr, values in zip((yaw, pitch, roll, res, conf), (est.yaw, est.pitch, est.roll, est.residual, est.confidence)):
                 arr[present] = values
             if name == "facemesh":
-                pitch = expand_pitch(pitch, expand_large_yaw(yaw))  # followed only part way (core/pose/pitch_gain.py)
                 yaw = expand_large_yaw(yaw)  # FaceMesh's saturation past ~58 degrees (core/pose/large_yaw.py)
+                pitch = expand_pitch(pitch, yaw)  # a nod followed only part way (core/pose/pitch_gain.py)
                 # landmarks that put the nose far from the detector's latched onto another shape: no answer
                 # (a rolled full profile read as frontal would vote for the wrong bin; core/pose/large_yaw.py)
                 off = np.zeros(n, bool)
