@@ -116,15 +116,17 @@ def make_clips(folder: Path, quick: bool) -> list[dict]:
 TURN_PERSON = "t1_person1"  # a held-out person of benchmarks/pose_accuracy.py (nothing was tuned on them)
 
 
-def turn_clips(folder: Path, n: int) -> list[dict]:
-    """Two head turns of one held-out person, 0 -> 90 -> 0 degrees of yaw (a cosine ease, ~4.5 deg a frame at the
-    fastest), toward the side the photo saw and, from the mirrored photo, toward the other side; pinhole camera
-    f = the frame side (what the pose stage assumes for these videos). Returns clips like make_clips, each with
-    its per-frame true yaw."""
+def turn_clips(folder: Path, n: int, person: str = TURN_PERSON, face_px: float = 300.0, pitch: float = 0.0,
+               roll: float = 0.0, seed: int = 1) -> list[dict]:
+    """Two head turns of one person (default: a held-out one), 0 -> 90 -> 0 degrees of yaw (a cosine ease, ~4.5 deg
+    a frame at the fastest) at a fixed ``pitch`` and ``roll``, toward the side the photo saw and, from the mirrored
+    photo, toward the other side; pinhole camera f = the frame side (what the pose stage assumes for these videos).
+    Returns clips like make_clips, each with its per-frame true yaw and its pitch (also used by
+    benchmarks/turn_accuracy.py)."""
     from efhq_assets.demo.face_render import fit_textured_mesh, render
 
-    still = {s.identity: s for s in corpus.face_stills()}[TURN_PERSON]
-    rng = np.random.default_rng(1)
+    still = {s.identity: s for s in corpus.face_stills()}[person]
+    rng = np.random.default_rng(seed)
     out = []
     for mirrored in (False, True):
         image, box = still.image, np.asarray(still.box, np.float64)
@@ -136,14 +138,14 @@ def turn_clips(folder: Path, n: int) -> list[dict]:
         background = segments.tinted_background(rng, (110, 130, 100))
         t = 0.5 - 0.5 * np.cos(2 * np.pi * np.linspace(0.0, 1.0, n))
         yaws = [round(float(side * 90.0 * u), 3) for u in t]
-        frames = [render(face, y, 0.0, 0.0, size=segments.FRAME_SIZE, face_px=300, background=background,
+        frames = [render(face, y, pitch, roll, size=segments.FRAME_SIZE, face_px=face_px, background=background,
                          focal_px=float(segments.FRAME_SIZE))[0] for y in yaws]
-        name = f"turn_{TURN_PERSON}{'_mirrored' if mirrored else ''}"
+        name = f"turn_{person}{'_mirrored' if mirrored else ''}"
         path = folder / f"{name}.mp4"
         write_test_video(path, frames, fps=FPS)
         out.append({"kind": "turn", "video": {"video_id": name, "path": str(path), "fps": FPS},
                     "clips": [{"clip_id": name, "start_frame": 0, "end_frame": n - 1, "crop": None}],
-                    "frames": n, "true_yaw": yaws})
+                    "frames": n, "true_yaw": yaws, "pitch": pitch})
     return out
 
 

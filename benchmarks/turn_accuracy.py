@@ -40,46 +40,18 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from analysis import turn_clips  # noqa: E402  (the head-turn clips benchmarks/analysis.py scores too)
 
 SPLITS = {"tune": (0, 2, 4), "held_out": (1, 3, 5)}
 BUCKETS = ((0, 30), (30, 60), (60, 75), (75, 90))
 CONDITIONS = {"upright": (300, 0.0, 0.0), "small": (120, 0.0, 0.0), "nod_down_rolled": (300, -20.0, 15.0),
               "nod_up": (300, 20.0, 0.0)}
-FPS = 25.0
 
 
 def log(*a):
     print(*a, file=sys.stderr, flush=True)
-
-
-def turn_clips(folder: Path, person: str, n: int, face_px: float, pitch: float, roll: float) -> list[dict]:
-    """Two turns of one person (photo and mirrored photo), 0 -> 90 -> 0 degrees of yaw on a cosine ease."""
-    from efhq_assets.demo import corpus, segments
-    from efhq_assets.demo.face_render import fit_textured_mesh, render
-    from efhq_assets.core.video import write_test_video
-
-    still = {s.identity: s for s in corpus.face_stills()}[person]
-    rng = np.random.default_rng(7)
-    out = []
-    for mirrored in (False, True):
-        image, box = still.image, np.asarray(still.box, np.float64)
-        if mirrored:
-            w = image.shape[1]
-            image, box = np.ascontiguousarray(image[:, ::-1]), np.array([w - box[2], box[1], w - box[0], box[3]])
-        face = fit_textured_mesh(image, box)
-        side = -1.0 if face.still_pose[0] < 0 else 1.0
-        background = segments.tinted_background(rng, (110, 130, 100))
-        t = 0.5 - 0.5 * np.cos(2 * np.pi * np.linspace(0.0, 1.0, n))
-        yaws = [float(side * 90.0 * u) for u in t]
-        frames = [render(face, y, pitch, roll, size=segments.FRAME_SIZE, face_px=face_px,
-                         background=background, focal_px=float(segments.FRAME_SIZE))[0] for y in yaws]
-        name = f"turn_{person}{'_mirrored' if mirrored else ''}"
-        path = folder / f"{name}.mp4"
-        write_test_video(path, frames, fps=FPS)
-        out.append({"video": {"video_id": name, "path": str(path), "fps": FPS},
-                    "clips": [{"clip_id": name, "start_frame": 0, "end_frame": n - 1, "crop": None}],
-                    "truth": [(y, pitch) for y in yaws]})
-    return out
 
 
 def score(pairs: list[tuple[tuple[float, float], tuple | None]]) -> dict:
@@ -127,7 +99,8 @@ def run_clip(clip: dict, models, stride: int, camera) -> dict[str, list]:
     for row in rows:
         if row["estimator"] in by:
             by[row["estimator"]].setdefault(row["frame_index"], (row["yaw"], row["pitch"]))  # one face a frame
-    return {k: [(t, v.get(i)) for i, t in enumerate(clip["truth"])] for k, v in by.items()}
+    truth = [(y, clip["pitch"]) for y in clip["true_yaw"]]
+    return {k: [(t, v.get(i)) for i, t in enumerate(truth)] for k, v in by.items()}
 
 
 def main() -> int:
@@ -159,7 +132,7 @@ def main() -> int:
             for split, people in SPLITS.items():
                 pairs: dict[str, list] = {"combined": [], "facemesh": []}
                 for i in people:
-                    for clip in turn_clips(Path(tmp), f"t1_person{i}", n, face_px, pitch, roll):
+                    for clip in turn_clips(Path(tmp), n, f"t1_person{i}", face_px, pitch, roll, seed=7):
                         for k, v in run_clip(clip, models, stride, camera).items():
                             pairs[k] += v
                 comb, fm = score(pairs["combined"]), score(pairs["facemesh"])
