@@ -208,6 +208,80 @@ def test_five_point_yaw_flips_with_the_image_and_grows_with_the_turn(models, ast
     assert yaws[0] < 15 and yaws[-1] > 60 and np.all(np.diff(yaws) >= 0), yaws
 
 
+def test_a_full_profile_whose_five_points_take_the_wrong_side_is_put_right(models):
+    """MTCNN's first five points can put a full profile's nose on the wrong side (core/faces.py check_profile_sides).
+    A real face (t1.jpg's person 3) rendered at yaw -90, pitch -20, roll 15, the case measured on the benchmark: the
+    detector's own points read it turned the other way; after the side check, the points the pipeline keeps read the
+    right side, as a profile."""
+    from efhq_assets.core.faces import detect_with_fallback
+    from efhq_assets.core.models.sample_images import insightface_t1_bgr
+    from efhq_assets.core.pose.large_yaw import LOST_PROFILE_YAW, lmk5_pose
+    from efhq_assets.demo.face_render import fit_textured_mesh, render
+
+    t1 = insightface_t1_bgr()
+    person = sorted(models.detector.detect([t1])[0], key=lambda d: float(d.box[0]))[3]
+    face = fit_textured_mesh(t1, person.box, models.facemesh)
+    fr, box, _, _ = render(face, -90.0, -20.0, 15.0, size=512, face_px=280.0, focal_px=1024.0)
+    first = [d for d in models.detector.detect([fr])[0] if iou(d.box[None], np.asarray(box)[None])[0, 0] >= 0.3]
+    assert len(first) == 1 and lmk5_pose(first[0].lmk5[None])[0][0] > 0  # the failure the check exists for
+    kept = [d for d, _ in detect_with_fallback(models.detector, [fr])[0]
+            if iou(d.box[None], np.asarray(box)[None])[0, 0] >= 0.3]
+    assert len(kept) == 1 and np.allclose(kept[0].box, first[0].box) and kept[0].score == first[0].score
+    assert lmk5_pose(kept[0].lmk5[None])[0][0] <= -LOST_PROFILE_YAW
+
+
+class RegionsSaying:
+    """A detector whose ``score_regions`` answers with fixed five points: the plain re-run's, and the mirrored
+    re-run's (in the mirrored image's coordinates). Exercises check_profile_sides' vote, not a model."""
+
+    name, weights_sha256 = "regions", "0"
+
+    def __init__(self, plain, mirrored):
+        self.plain, self.mirrored, self.calls = plain, mirrored, 0
+
+    def score_regions(self, image, boxes):
+        from efhq_assets.core.models.base import Detection
+
+        self.calls += 1
+        pts = self.plain if self.calls % 2 else self.mirrored
+        return [Detection(np.asarray(b, np.float32), 0.9, np.asarray(pts, np.float32)) for b in boxes]
+
+
+def test_check_profile_sides_votes_and_leaves_frontal_faces_alone():
+    from efhq_assets.core.faces import check_profile_sides
+    from efhq_assets.core.models.base import Detection
+    from efhq_assets.core.pose.large_yaw import lmk5_pose
+
+    img = np.zeros((100, 100, 3), np.uint8)
+    box = np.array([30, 30, 70, 70], np.float32)
+    # a profile facing image-left (nose left of the eye-to-mouth axis), its mirror image, and a frontal face
+    left = np.array([[44, 45], [50, 45], [36, 55], [44, 64], [48, 64]], np.float32)
+    right = left.copy()
+    right[:, 0] = 100 - right[:, 0]
+    right = right[[1, 0, 2, 4, 3]]
+    frontal = np.array([[40, 45], [60, 45], [50, 55], [42, 64], [58, 64]], np.float32)
+    assert lmk5_pose(left[None])[0][0] < -45 and lmk5_pose(right[None])[0][0] > 45
+    assert abs(lmk5_pose(frontal[None])[0][0]) < 10
+    mirrored_left = left.copy()  # what the mirrored re-run reports for a face facing left: facing right there
+    mirrored_left[:, 0] = 100 - mirrored_left[:, 0]
+
+    def check(first, plain, mirrored):
+        det = RegionsSaying(plain, mirrored)
+        (out,) = check_profile_sides(det, img, [Detection(box, 0.95, first)])
+        return out, det.calls
+
+    out, _ = check(right, left, mirrored_left)  # both re-runs say left: the first (right) points are replaced
+    assert np.allclose(out.lmk5, left) and out.score == 0.95 and np.allclose(out.box, box)
+    out, _ = check(right, left, left)  # the mirrored re-run, mapped back, says right: no vote, kept as it was
+    assert np.allclose(out.lmk5, right)
+    out, _ = check(left, left, mirrored_left)  # all agree: kept
+    assert np.allclose(out.lmk5, left)
+    out, calls = check(frontal, left, mirrored_left)  # a frontal face is never re-run
+    assert np.allclose(out.lmk5, frontal) and calls == 0
+    first = Detection(box, 0.9, right)
+    assert check_profile_sides(object(), img, [first])[0] is first  # a detector without O-net re-runs: as it is
+
+
 def test_five_points_take_over_where_facemesh_saturates(models, astronaut_face):
     """FaceMesh's landmarks under-read large yaw (core/pose/large_yaw.py profile_takeover): on a real face turned to 70
     and 90 degrees the combined yaw is the five points' profile reading, above FaceMesh's, and a profile FaceMesh
