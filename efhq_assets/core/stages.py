@@ -57,8 +57,8 @@ STAGES: tuple[Stage, ...] = (
     Stage("source_videos", True, (), ("videos", "clips"), "source_videos-1", "ingest"),
     Stage("decoded_frames", True, ("source_videos",), ("frames",), "decoded_frames-1", "ingest", ("sampling",)),
     # 3: EFHQ metadata rows rescaled, FaceMesh on imported faces; 4: faces followed through turns, found_by (issue 21);
-    # 5: carried faces re-verified by O-net and given its five points
-    Stage("face_detections", True, ("decoded_frames",), ("faces", "landmarks", "efhq_poses"), "face_detections-5",
+    # 5: carried faces re-verified by O-net and given its five points; 6: turned faces' five points side-checked
+    Stage("face_detections", True, ("decoded_frames",), ("faces", "landmarks", "efhq_poses"), "face_detections-6",
           "faces", ("sampling", "detector", "detect_stride")),
     # 3: perspective fit with the frame's pinhole camera; dlib68 dropped when turned; 4: large-yaw reading, five-point
     # fallback, track outlier rejection, pitch zero, dlib68 silent beyond 45 degrees (issue 21)
