@@ -5,7 +5,7 @@ import polars as pl
 
 from efhq_assets.core.checks import check_faces
 from efhq_assets.core.efhq_import import import_video
-from efhq_assets.core.faces import analyse_video
+from efhq_assets.core.faces import FOUND_BY, analyse_video
 from efhq_assets.core.frames import parse_sampling
 from efhq_assets.core.settings import load_settings
 from efhq_assets.core.storage import empty_frame, read_rows, remove_table_file, write_table
@@ -56,6 +56,9 @@ def _detect_faces(context: dg.AssetExecutionContext, root, face_analysis: FaceAn
     version = record_stage(context, root, "face_detections", video_id, faces_df.height, models.versions(),
                            face_analysis)
     n_pass = int(faces_df["passes_efhq_filter"].sum()) if faces_df.height else 0
+    # how each face was found (faces.found_by): the detector, its mirrored pass, a followed track, or carried
+    # between detector frames; one number per path so the UI can plot them across videos
+    found_by = {f"found_by_{how}": sum(1 for f in faces if f.get("found_by") == how) for how in FOUND_BY}
     passed, details = check_faces(faces)
     return dg.MaterializeResult(data_version=version, check_results=[
         dg.AssetCheckResult(check_name="faces_well_formed", passed=passed, metadata=details)], metadata={
@@ -63,6 +66,7 @@ def _detect_faces(context: dg.AssetExecutionContext, root, face_analysis: FaceAn
         "faces_passing_efhq_filter": n_pass,
         "tracks": faces_df["track_id"].n_unique() if faces_df.height else 0,
         "frames_with_faces": faces_df.select(["clip_id", "frame_index"]).n_unique() if faces_df.height else 0,
+        **found_by,
         "detector": f"{models.detector.name} ({sha[:12]})",
         "dagster/row_count": faces_df.height,
     })

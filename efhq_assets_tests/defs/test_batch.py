@@ -5,6 +5,7 @@ import pytest
 
 from efhq_assets import runner
 from efhq_assets.core import plan, stages
+from efhq_assets.core.faces import FOUND_BY
 from efhq_assets.core.catalog import refresh_catalog, save_source_config
 from efhq_assets.core.sources import SourceConfig
 from efhq_assets.core.storage import DataRoot, query, read_rows
@@ -64,6 +65,8 @@ def test_build_runs_several_videos_per_run_and_a_bad_one_fails_alone(tmp_path, m
     frames = _materializations(instance, "decoded_frames")
     assert {k: m["frames"].value for k, m in frames.items()} == {"a": 5, "b": 7, "c": 9}
     assert all("preview" in m for m in frames.values())
+    faces = _materializations(instance, "face_detections")  # how every face was found, per video
+    assert all(sum(m[f"found_by_{how}"].value for how in FOUND_BY) == m["faces"].value for m in faces.values())
     poses = _materializations(instance, "pose_annotations")  # what the large-yaw rules answered, per video
     assert all(m["facemesh_fits_dropped"].value <= m["faces"].value for m in poses.values())
     assert all(m["combined_yaw_not_facemesh"].value <= m["faces"].value for m in poses.values())
