@@ -21,9 +21,9 @@ as a column, not used as a filter.
 Chain.  The pipeline's own single-frame path: ``faces.detect_with_fallback`` (MTCNN, then MTCNN on the
 mirrored frame where it found nothing, then the side check of turned faces' five points), the detection with
 IoU >= 0.3 to the rendered face box (none: a miss), FaceMesh (two crops, then the landmark model alone on the
-box's ROI, plain or mirrored) and dlib 68 on it,
-then ``pose_annotations.pose_rows`` with the frame's pinhole camera.  A view counts as detected when a face
-box is found, and as answered when it also gets a ``combined`` pose.  Bin figures count a miss as wrong.
+box's ROI, plain or mirrored) and dlib 68 on it, then ``pose_annotations.pose_rows`` with the frame's pinhole
+camera.  A view counts as detected when a face box is found, and as answered when it also gets a ``combined``
+pose.  Bin figures count a miss as wrong.
 
 Peer, in its best configuration.  Plain MediaPipe FaceMesh on one crop (1.3 x and 1.8 x the box, its two best
 single crops, facemesh.py) + ``cv2.solvePnP`` SQPnP of the 468 mesh points with the true camera (f = frame

@@ -58,6 +58,27 @@ def _five_point_yaw(dets: list[Detection]) -> np.ndarray:
     return lmk5_pose(np.stack([np.asarray(d.lmk5, np.float64).reshape(10) for d in dets]))[0]
 
 
+def _onet_plain_and_mirrored(detector, img: np.ndarray, box: np.ndarray) -> tuple[Detection, Detection]:
+    """O-net on ``box`` in the image and in the mirrored image (its points mapped back), both run on a window around
+    the box rather than the whole frame: mirroring a 4K frame and building its pyramid cost more than the detector's
+    own pass. The window holds the squared box O-net reads with a margin, its corner on a multiple of 8 so the
+    pyramid levels line up with the full frame's."""
+    h, w = img.shape[:2]
+    side = float(max(box[2] - box[0], box[3] - box[1]))
+    cx, cy, half = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2, 0.75 * side + 8
+    x0, y0 = (max(0, int(np.floor((c - half) / 8)) * 8) for c in (cx, cy))
+    x1, y1 = min(w, int(np.ceil(cx + half))), min(h, int(np.ceil(cy + half)))
+    window = np.ascontiguousarray(img[y0:y1, x0:x1])
+    ww = window.shape[1]
+    local = (box - [x0, y0, x0, y0]).astype(np.float32)
+    plain = detector.score_regions(window, [local])[0]
+    mirrored_box = np.array([ww - local[2], local[1], ww - local[0], local[3]], np.float32)
+    mirrored = _mirror_detection(detector.score_regions(np.ascontiguousarray(window[:, ::-1]), [mirrored_box])[0], ww)
+    offset = np.array([x0, y0], np.float32)
+    return tuple(Detection(np.asarray(d.box, np.float32) + np.tile(offset, 2), d.score,
+                           np.asarray(d.lmk5, np.float32) + offset) for d in (plain, mirrored))
+
+
 def check_profile_sides(detector, image, dets: list[Detection]) -> list[Detection]:
     """Turned faces' five points, checked for the side they put the nose on.
 
@@ -65,31 +86,27 @@ def check_profile_sides(detector, image, dets: list[Detection]) -> list[Detectio
     spread them over the cheek with the nose on the wrong side, and the pose stage then reads the head turned the
     other way (no FaceMesh fit is left there to outvote them). Where the points read a turned face
     (``large_yaw.LOST_PROFILE_YAW``), O-net is run again on its own final box, once on the image and once on the
-    mirrored image (mapped back); when both re-runs put the nose on the same side and it is not the first one's, the
-    plain re-run's points replace the first ones (box and score are kept). Head-turn renders of six people, |yaw|
-    40-90, pitch -20 / 0 / 20, roll -15 / 0 / 15, 499 turned faces: the first points took the wrong side on 3, the
-    mirrored re-run on none; the vote corrects all three and changes no other. Detectors without an O-net-style
-    ``score_regions`` are returned as they are."""
+    mirrored image (mapped back). When both re-runs put the nose on the same side, it is not the first one's, and
+    the plain re-run's points read a turned face too, those points replace the first ones (box and score are kept).
+    Head-turn renders of six people, |yaw| 40-90, pitch -20 / 0 / 20, roll -15 / 0 / 15, every view mirrored (499
+    turned faces): the first points took the wrong side on 3, the mirrored re-run on none; the vote corrects all
+    three and changes no other (docs/pose_accuracy.md). Detectors without an O-net-style ``score_regions`` are
+    returned as they are."""
     from .pose.large_yaw import LOST_PROFILE_YAW
 
     if not dets or not hasattr(detector, "score_regions"):
         return dets
     yaw = _five_point_yaw(dets)
-    with np.errstate(invalid="ignore"):
-        turned = [k for k in range(len(dets)) if abs(yaw[k]) >= LOST_PROFILE_YAW]
+    turned = [k for k in range(len(dets)) if abs(yaw[k]) >= LOST_PROFILE_YAW]  # NaN compares False
     if not turned:
         return dets
     img = np.asarray(image)
-    w = img.shape[1]
-    boxes = [np.asarray(dets[k].box, np.float32) for k in turned]
-    plain = detector.score_regions(img, boxes)
-    mirrored_boxes = [np.array([w - b[2], b[1], w - b[0], b[3]], np.float32) for b in boxes]
-    mirrored = [_mirror_detection(d, w) for d in detector.score_regions(np.ascontiguousarray(img[:, ::-1]), mirrored_boxes)]
     out = list(dets)
-    side_plain, side_mirrored = np.sign(_five_point_yaw(plain)), np.sign(_five_point_yaw(mirrored))
-    for j, k in enumerate(turned):
-        if side_plain[j] == side_mirrored[j] != np.sign(yaw[k]) and side_plain[j] != 0:
-            out[k] = Detection(dets[k].box, dets[k].score, np.asarray(plain[j].lmk5, np.float32))
+    for k in turned:
+        plain, mirrored = _onet_plain_and_mirrored(detector, img, np.asarray(dets[k].box, np.float64))
+        yaw_plain, yaw_mirrored = _five_point_yaw([plain, mirrored])
+        if np.sign(yaw_plain) == np.sign(yaw_mirrored) != np.sign(yaw[k]) and abs(yaw_plain) >= LOST_PROFILE_YAW:
+            out[k] = Detection(dets[k].box, dets[k].score, np.asarray(plain.lmk5, np.float32))
     return out
 
 

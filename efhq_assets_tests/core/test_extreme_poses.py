@@ -231,54 +231,80 @@ def test_a_full_profile_whose_five_points_take_the_wrong_side_is_put_right(model
 
 
 class RegionsSaying:
-    """A detector whose ``score_regions`` answers with fixed five points: the plain re-run's, and the mirrored
-    re-run's (in the mirrored image's coordinates). Exercises check_profile_sides' vote, not a model."""
+    """A detector whose ``score_regions`` answers with fixed five points, given relative to the box it is asked about
+    (as O-net's are): the plain re-run's, then the mirrored re-run's (as seen in the mirrored image). It records what
+    it was asked, so the test checks the windows and the mirroring. Exercises check_profile_sides' vote, not a
+    model."""
 
     name, weights_sha256 = "regions", "0"
 
     def __init__(self, plain, mirrored):
-        self.plain, self.mirrored, self.calls = plain, mirrored, 0
+        self.answers, self.asked = [plain, mirrored], []
 
     def score_regions(self, image, boxes):
         from efhq_assets.core.models.base import Detection
 
-        self.calls += 1
-        pts = self.plain if self.calls % 2 else self.mirrored
-        return [Detection(np.asarray(b, np.float32), 0.9, np.asarray(pts, np.float32)) for b in boxes]
+        rel = self.answers[len(self.asked) % 2]
+        self.asked.append((np.array(image), [np.asarray(b, np.float32) for b in boxes]))
+        return [Detection(np.asarray(b, np.float32), 0.9,
+                          (b[:2] + rel * (b[2:] - b[:2])).astype(np.float32)) for b in np.asarray(boxes, np.float32)]
 
 
 def test_check_profile_sides_votes_and_leaves_frontal_faces_alone():
     from efhq_assets.core.faces import check_profile_sides
     from efhq_assets.core.models.base import Detection
-    from efhq_assets.core.pose.large_yaw import lmk5_pose
+    from efhq_assets.core.pose.large_yaw import LOST_PROFILE_YAW, lmk5_pose
 
-    img = np.zeros((100, 100, 3), np.uint8)
-    box = np.array([30, 30, 70, 70], np.float32)
-    # a profile facing image-left (nose left of the eye-to-mouth axis), its mirror image, and a frontal face
-    left = np.array([[44, 45], [50, 45], [36, 55], [44, 64], [48, 64]], np.float32)
-    right = left.copy()
-    right[:, 0] = 100 - right[:, 0]
-    right = right[[1, 0, 2, 4, 3]]
-    frontal = np.array([[40, 45], [60, 45], [50, 55], [42, 64], [58, 64]], np.float32)
-    assert lmk5_pose(left[None])[0][0] < -45 and lmk5_pose(right[None])[0][0] > 45
-    assert abs(lmk5_pose(frontal[None])[0][0]) < 10
-    mirrored_left = left.copy()  # what the mirrored re-run reports for a face facing left: facing right there
-    mirrored_left[:, 0] = 100 - mirrored_left[:, 0]
+    img = np.random.default_rng(0).integers(0, 255, (300, 400, 3), dtype=np.uint8)  # not mirror symmetric
+    frontal_box, turned_box = np.array([10, 20, 90, 100], np.float32), np.array([230, 90, 310, 170], np.float32)
+    # five points relative to their box: a profile facing image-left (nose left of the eye-to-mouth axis), the same
+    # face facing right, a face turned a little to the left, and a frontal face
+    left = np.array([[0.35, 0.375], [0.5, 0.375], [0.15, 0.625], [0.35, 0.85], [0.45, 0.85]], np.float32)
+    right = np.stack([1 - left[:, 0], left[:, 1]], axis=1)[[1, 0, 2, 4, 3]]
+    slightly_left = np.array([[0.3, 0.375], [0.65, 0.375], [0.4, 0.625], [0.325, 0.85], [0.625, 0.85]], np.float32)
+    frontal = np.array([[0.25, 0.375], [0.75, 0.375], [0.5, 0.625], [0.3, 0.85], [0.7, 0.85]], np.float32)
 
-    def check(first, plain, mirrored):
-        det = RegionsSaying(plain, mirrored)
-        (out,) = check_profile_sides(det, img, [Detection(box, 0.95, first)])
-        return out, det.calls
+    def at(rel, box):
+        return (box[:2] + rel * (box[2:] - box[:2])).astype(np.float32)
 
-    out, _ = check(right, left, mirrored_left)  # both re-runs say left: the first (right) points are replaced
-    assert np.allclose(out.lmk5, left) and out.score == 0.95 and np.allclose(out.box, box)
-    out, _ = check(right, left, left)  # the mirrored re-run, mapped back, says right: no vote, kept as it was
-    assert np.allclose(out.lmk5, right)
-    out, _ = check(left, left, mirrored_left)  # all agree: kept
-    assert np.allclose(out.lmk5, left)
-    out, calls = check(frontal, left, mirrored_left)  # a frontal face is never re-run
-    assert np.allclose(out.lmk5, frontal) and calls == 0
-    first = Detection(box, 0.9, right)
+    y = {name: lmk5_pose(at(p, turned_box)[None])[0][0] for name, p in
+         (("left", left), ("right", right), ("slightly_left", slightly_left), ("frontal", frontal))}
+    assert y["left"] <= -LOST_PROFILE_YAW and y["right"] >= LOST_PROFILE_YAW and abs(y["frontal"]) < 10, y
+    assert -LOST_PROFILE_YAW < y["slightly_left"] < -30, y
+
+    def check(first, plain, mirrored_back):
+        """The frontal face and a turned one reading ``first``; the re-runs answer ``plain`` and, in the mirrored
+        image, the mirror image of ``mirrored_back``."""
+        seen_mirrored = np.stack([1 - mirrored_back[:, 0], mirrored_back[:, 1]], axis=1)[[1, 0, 2, 4, 3]]
+        det = RegionsSaying(plain, seen_mirrored)
+        faces = [Detection(frontal_box, 0.99, at(frontal, frontal_box)),
+                 Detection(turned_box, 0.95, at(first, turned_box))]
+        out = check_profile_sides(det, img, faces)
+        assert out[0] is faces[0]  # the frontal face is never re-run
+        return out[1], det.asked
+
+    out, asked = check(right, left, left)  # both re-runs say left: the first (right) points are replaced
+    assert np.allclose(out.lmk5, at(left, turned_box), atol=1e-3) and out.score == 0.95
+    assert np.allclose(out.box, turned_box)
+    # two re-runs, only for the turned face: on a window of the image around it (the same pixels under the box),
+    # then on that window mirrored, with the box mirrored in it
+    assert [len(b) for _, b in asked] == [1, 1]
+    (window, (box,)), (mirrored, (mirrored_box,)) = asked
+    x1, y1, x2, y2 = box.astype(int)
+    tx1, ty1, tx2, ty2 = turned_box.astype(int)
+    assert np.array_equal(window[y1:y2, x1:x2], img[ty1:ty2, tx1:tx2]) and np.allclose(box[2:] - box[:2], 80)
+    ww = window.shape[1]
+    assert np.array_equal(mirrored, window[:, ::-1])
+    assert np.allclose(mirrored_box, [ww - box[2], box[1], ww - box[0], box[3]])
+    out, _ = check(right, left, right)  # the mirrored re-run, mapped back, says right: no vote, kept as it was
+    assert np.allclose(out.lmk5, at(right, turned_box))
+    out, _ = check(left, left, left)  # all agree: kept
+    assert np.allclose(out.lmk5, at(left, turned_box))
+    out, _ = check(right, slightly_left, left)  # the re-run's points do not read a turned face: kept
+    assert np.allclose(out.lmk5, at(right, turned_box))
+    out, asked = check(frontal, left, left)  # no turned face: nothing is re-run
+    assert np.allclose(out.lmk5, at(frontal, turned_box)) and asked == []
+    first = Detection(turned_box, 0.9, at(right, turned_box))
     assert check_profile_sides(object(), img, [first])[0] is first  # a detector without O-net re-runs: as it is
 
 

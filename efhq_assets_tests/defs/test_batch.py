@@ -5,8 +5,8 @@ import pytest
 
 from efhq_assets import runner
 from efhq_assets.core import plan, stages
-from efhq_assets.core.faces import FOUND_BY
 from efhq_assets.core.catalog import refresh_catalog, save_source_config
+from efhq_assets.core.faces import FOUND_BY
 from efhq_assets.core.sources import SourceConfig
 from efhq_assets.core.storage import DataRoot, query, read_rows
 from efhq_assets.defs.partitions import video_files
