@@ -25,9 +25,13 @@ DETECT_BATCH = 8
 FOUND_BY = ("detector", "detector_flip", "track", "propagated")
 
 
+def _mirror_box(box, width: int) -> np.ndarray:
+    b = np.asarray(box, np.float32)
+    return np.array([width - b[2], b[1], width - b[0], b[3]], np.float32)
+
+
 def _mirror_detection(det: Detection, width: int) -> Detection:
-    b = np.asarray(det.box, np.float32)
-    box = np.array([width - b[2], b[1], width - b[0], b[3]], np.float32)
+    box = _mirror_box(det.box, width)
     l5 = np.asarray(det.lmk5, np.float32).copy()
     l5[:, 0] = width - l5[:, 0]
     l5 = l5[[1, 0, 2, 4, 3]]  # image-left first again
@@ -72,8 +76,8 @@ def _onet_plain_and_mirrored(detector, img: np.ndarray, box: np.ndarray) -> tupl
     ww = window.shape[1]
     local = (box - [x0, y0, x0, y0]).astype(np.float32)
     plain = detector.score_regions(window, [local])[0]
-    mirrored_box = np.array([ww - local[2], local[1], ww - local[0], local[3]], np.float32)
-    mirrored = _mirror_detection(detector.score_regions(np.ascontiguousarray(window[:, ::-1]), [mirrored_box])[0], ww)
+    mirrored = _mirror_detection(
+        detector.score_regions(np.ascontiguousarray(window[:, ::-1]), [_mirror_box(local, ww)])[0], ww)
     offset = np.array([x0, y0], np.float32)
     return tuple(Detection(np.asarray(d.box, np.float32) + np.tile(offset, 2), d.score,
                            np.asarray(d.lmk5, np.float32) + offset) for d in (plain, mirrored))

@@ -1,5 +1,7 @@
 """`face_detections`: every face in the sampled frames, tracked through each clip, with landmarks."""
 
+from collections import Counter
+
 import dagster as dg
 import polars as pl
 
@@ -58,7 +60,8 @@ def _detect_faces(context: dg.AssetExecutionContext, root, face_analysis: FaceAn
     n_pass = int(faces_df["passes_efhq_filter"].sum()) if faces_df.height else 0
     # how each face was found (faces.found_by): the detector, its mirrored pass, a followed track, or carried
     # between detector frames; one number per path so the UI can plot them across videos
-    found_by = {f"found_by_{how}": sum(1 for f in faces if f.get("found_by") == how) for how in FOUND_BY}
+    counts = Counter(f.get("found_by") for f in faces)
+    found_by = {f"found_by_{how}": counts[how] for how in FOUND_BY}
     passed, details = check_faces(faces)
     return dg.MaterializeResult(data_version=version, check_results=[
         dg.AssetCheckResult(check_name="faces_well_formed", passed=passed, metadata=details)], metadata={
