@@ -40,7 +40,9 @@ Figures per split (``tune``, ``held_out``):
   and the full EFHQ bin (yaw and pitch rules, core/bins.bin_pose) accuracy;
 - pitch: bias and MAE;
 - ``yaw_mae_le60_exact_vertices``: the yaw MAE for |yaw| <= 60 of the pipeline's FaceMesh fit on each render's own
-  mesh vertices, projected exactly (perfect landmarks): the part of the error that the renders' geometry costs.
+  mesh vertices, projected exactly (perfect landmarks): the part of the error that the renders' geometry costs;
+- ``yaw_gain_relative_10_50`` (per estimator, and ``..._exact_vertices``): the slope of the reading against the truth
+  within each turn of one head (|yaw| 10-50, each turn its own intercept), which no mesh's yaw zero can shift.
 Also ``pitch_on_real_photos``: the combined pitch of the seven real photos themselves (people facing the
 camera with a level head: pitch zero, core/pose/estimators.py PITCH_ZERO_DEG).
 """
@@ -178,6 +180,30 @@ def _r(v, n=3):
     return None if v is None or not np.isfinite(v) else round(float(v), n)
 
 
+def relative_yaw_gain(records, value) -> float | None:
+    """Slope of ``value(record)`` (a yaw estimate) against the true yaw within each turn of one head (same person,
+    mirror side, pitch and roll; true |yaw| 10-50), every turn with its own intercept (pooled within-group least
+    squares).  A mesh's yaw zero (its photo's symmetry plane, which reads a few degrees off for photos taken turned)
+    shifts a whole turn and so cannot touch this slope: it measures how far a reading follows a turn, 1 = fully."""
+    groups: dict = {}
+    for r in records:
+        if "person" not in r or not 10 <= abs(r["truth"][0]) <= 50:
+            continue
+        v = value(r)
+        if v is not None and np.isfinite(v):
+            key = (r["person"], r.get("flipped"), r["truth"][1], r["truth"][2])
+            groups.setdefault(key, []).append((r["truth"][0], v))
+    sxy = sxx = 0.0
+    for pts in groups.values():
+        if len(pts) < 3:
+            continue
+        a = np.asarray(pts, np.float64)
+        d = a - a.mean(axis=0)
+        sxy += float((d[:, 0] * d[:, 1]).sum())
+        sxx += float((d[:, 0] ** 2).sum())
+    return _r(sxy / sxx) if sxx > 0 else None
+
+
 def metrics(records, estimators):
     """Figures over ``records`` (dicts: truth (y, p, r), detected, est, fidelity)."""
     from efhq_assets.core.bins import bin_pose
@@ -226,11 +252,13 @@ def metrics(records, estimators):
                 e[f"mae_{a}_{label}"] = _r(np.mean(np.abs(p[:, k] - t[:, k])), 2)
                 e[f"bias_{a}_{label}"] = _r(np.mean(p[:, k] - t[:, k]), 2)
             e[f"yaw_gain_{label}"] = _r(np.polyfit(t[:, 0], p[:, 0], 1)[0])
+        e["yaw_gain_relative_10_50"] = relative_yaw_gain(records, lambda r: (est(r, name) or (None,))[0])
         ests[name] = e
     res["estimators"] = ests
     le60 = [r for r, a in zip(records, ay) if a <= 60 and "exact_vertex_yaw" in r]
     if le60:  # the same views, perfect landmarks (exact_vertex_yaw): what the renders' geometry alone costs the fit
         res["yaw_mae_le60_exact_vertices"] = _r(np.mean([abs(r["exact_vertex_yaw"] - r["truth"][0]) for r in le60]), 2)
+        res["yaw_gain_relative_10_50_exact_vertices"] = relative_yaw_gain(le60, lambda r: r["exact_vertex_yaw"])
 
     # EFHQ bins (combined); a view without a combined pose gets no bin, which is wrong
     ty = np.array([r["truth"][0] for r in records])

@@ -525,3 +525,30 @@ def test_detect_stride_must_be_positive(tmp_path, models):
     with pytest.raises(ValueError, match="detect_stride"):
         analyse_video({"video_id": "v", "path": str(tmp_path / "none.mp4")}, [], SamplingPolicy(), models,
                       detect_stride=0)
+
+
+def test_relative_yaw_gain_ignores_each_meshes_yaw_zero():
+    """benchmarks/pose_accuracy.py's ``yaw_gain_relative_10_50``: a reading that follows 80% of every turn reads 0.8
+    whatever offset each head's turn carries (a mesh's yaw zero), while the plain slope over all views does not;
+    views outside 10-50 and records without a person are left out."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "pose_accuracy.py"
+    spec = importlib.util.spec_from_file_location("pose_accuracy_bench", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    records = []
+    for person, offset in (("a", 6.0), ("b", -2.0)):
+        for flipped in (False, True):
+            sign = -1.0 if flipped else 1.0
+            for yaw in range(0, 91, 10):
+                t = sign * yaw
+                reading = 0.8 * t + sign * offset if 10 <= yaw <= 50 else 500.0  # outside 10-50: never read
+                records.append({"person": person, "flipped": flipped, "truth": (t, 0.0, 0.0), "y": reading})
+    records.append({"truth": (30.0, 0.0, 0.0), "y": -400.0})  # no person: not a turn of a known head
+    assert bench.relative_yaw_gain(records, lambda r: r["y"]) == 0.8
+    inside = [r for r in records if "person" in r and 10 <= abs(r["truth"][0]) <= 50]
+    plain = np.polyfit([r["truth"][0] for r in inside], [r["y"] for r in inside], 1)[0]
+    assert abs(plain - 0.8) > 0.05  # the offsets move a plain slope
+    assert bench.relative_yaw_gain(records[:3], lambda r: r["y"]) is None  # too few points in any turn
