@@ -9,7 +9,9 @@ Every setting of the pose and face stages that was chosen while looking at this 
 tune people only; the held-out figures are the ones to quote.  Both are published.  The skimage astronaut is
 reported apart (``astronaut_circular``): the ``facemesh`` reference was built from FaceMesh on that photo.
 
-Renders.  A textured mesh is fitted to each photo and rendered with a **pinhole camera** (f = frame side, the
+Renders.  A textured mesh is fitted to each photo (yaw zero at the symmetry plane of FaceMesh's depth guess, which
+perfect landmarks read 3-6 degrees turned for photos taken turned; ``--yaw-zero template``: where the symmetric
+``facemesh`` reference reads the mesh's own vertices 0, the convention of 3D-model-fitted pose datasets) and rendered with a **pinhole camera** (f = frame side, the
 pipeline's own camera guess, face centred on the optical axis, frontal face 280 px wide in 512 x 512) at
 |yaw| 0, 10, ..., 90, pitch -20 / 0 / 20, roll 0 / 15 (``--quick``: pitch 0, roll 0), turned toward the side
 the photo saw (the sign of the photo's own yaw; a photo taken at -48 deg shows nothing of the face's other
@@ -106,7 +108,8 @@ def pnp_pose(lmk478: np.ndarray, ref: np.ndarray, size: int, focal_factor: float
 def exact_vertex_yaw(face, angles, focal: float, face_px: float) -> float:
     """The pipeline's FaceMesh fit (its reference, its camera) on the render's own mesh vertices projected exactly as
     ``render`` projects them: perfect landmarks.  Its error is what the renders' geometry itself costs (a mesh of
-    FaceMesh's depth from one photo, yaw zero at its symmetry plane), whatever the landmarker."""
+    FaceMesh's depth from one photo, yaw zero at its symmetry plane, or where this same fit reads it 0 with
+    ``--yaw-zero template``), whatever the landmarker."""
     from efhq_assets.core.pose.estimators import facemesh_estimator
     from efhq_assets.core.pose.rotations import euler_to_matrix_np
 
@@ -183,8 +186,10 @@ def _r(v, n=3):
 def relative_yaw_gain(records, value) -> float | None:
     """Slope of ``value(record)`` (a yaw estimate) against the true yaw within each turn of one head (same person,
     mirror side, pitch and roll; true |yaw| 10-50), every turn with its own intercept (pooled within-group least
-    squares).  A mesh's yaw zero (its photo's symmetry plane, which reads a few degrees off for photos taken turned)
-    shifts a whole turn and so cannot touch this slope: it measures how far a reading follows a turn, 1 = fully."""
+    squares).  An offset in a mesh's yaw zero (e.g. its photo's symmetry plane, which reads a few degrees off for
+    photos taken turned) shifts a whole turn and so cannot touch this slope: it measures how far a reading follows a
+    turn, 1 = fully.  (Another zero still changes which views fall in 10-50, which moves it for a reader whose
+    shortfall grows with the angle.)"""
     groups: dict = {}
     for r in records:
         if "person" not in r or not 10 <= abs(r["truth"][0]) <= 50:
@@ -348,6 +353,9 @@ def main() -> None:
     ap.add_argument("--rolls", default="0,15", help="roll grid of the full run")
     ap.add_argument("--no-astronaut", action="store_true", help="skip the (circular, reported apart) astronaut")
     ap.add_argument("--dump", type=Path, help="also write every view's truth and estimates to this JSON file")
+    ap.add_argument("--yaw-zero", choices=("symmetry", "template"), default="symmetry",
+                    help="each mesh's yaw zero: the symmetry plane of FaceMesh's depth guess (default) or where the "
+                         "symmetric reference reads its exact vertices 0 (demo/face_render.template_yaw_zeroed)")
     args = ap.parse_args()
 
     from efhq_assets.demo.face_render import fit_textured_mesh, render, texture_fidelity
@@ -373,10 +381,11 @@ def main() -> None:
         a = astronaut_bgr()
         persons.append(("astronaut", a, max(detector.detect([a])[0], key=lambda d: d.score).box))
 
-    records, still_poses, render_ms = [], {}, []
+    records, still_poses, zero_shifts, render_ms = [], {}, {}, []
     for person, image, box in persons:
-        face = fit_textured_mesh(image, box, facemesh)
+        face = fit_textured_mesh(image, box, facemesh, yaw_zero=args.yaw_zero)
         still_poses[person] = [round(v, 1) for v in face.still_pose]
+        zero_shifts[person] = round(face.yaw_zero_shift, 2)
         side = -1.0 if face.still_pose[0] < 0 else 1.0  # turn toward the side the photo saw
         frames, boxes, meta = [], [], []
         for y in yaws:
@@ -418,6 +427,8 @@ def main() -> None:
         "grid": {"abs_yaw": yaws, "pitch": list(pitches), "roll": list(rolls), "face_px": args.face_px,
                  "frame": SIZE, "turned_toward": "the side each photo saw; every view also mirrored"},
         "splits": {k: [f"t1_person{i}" for i in v if i in chosen] for k, v in SPLITS.items()},
+        "yaw_zero": args.yaw_zero,
+        "yaw_zero_shift_of_each_mesh": zero_shifts,
         "still_pose_of_each_photo": still_poses,
         "render_ms_mean": round(float(np.mean(render_ms)), 1),
         "peer_method": "plain MediaPipe FaceMesh, one crop (1.3x or 1.8x the box, no ROI fallback), 468 mesh points + "

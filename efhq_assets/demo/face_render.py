@@ -13,15 +13,22 @@ Fit (:func:`fit_textured_mesh`)
      of the left-right pair differences and becomes the head x axis;
    * pitch zero: the project's pitch convention, i.e. the dlib68 mean shape's frame (the same
      tie the ``facemesh`` estimator's reference uses): a rotation about x fitted (2D Procrustes in
-     y-z) on the 19 corresponding points ``IBUG68_TO_FACEMESH``.
+     y-z) on the 19 corresponding points ``IBUG68_TO_FACEMESH``;
+   * with ``yaw_zero="template"``, yaw zero moves to the template's (:func:`template_yaw_zeroed`): for a photo
+     taken turned the symmetry plane of FaceMesh's depth guess is 3-6 degrees off what a symmetric face model
+     reads as frontal, so the mesh is turned about its vertical axis until the ``facemesh`` reference, fitted to
+     its own vertices, reads yaw 0 (the convention of 3D-model-fitted pose datasets such as 300W-LP).
 
    The mesh is de-rotated into that frame, centred on the centroid of the 468 mesh vertices and
    scaled so the frontal face is 1 unit wide (x extent of the 468 vertices).  The rotation taken
    out is the still's own pose (``TexturedFace.still_pose``, project convention).  So rendered
-   angles are **absolute** in the project convention, relative to this person's symmetry plane
-   and the dlib68 pitch zero; they are *not* relative to the still.  This zero is a definition,
-   shared by construction with the ``facemesh`` estimator's reference (built the same way on
-   another person); it is not fitted to any estimator's output.
+   angles are **absolute** in the project convention, relative to this person's template yaw zero
+   (or symmetry plane) and the dlib68 pitch zero; they are *not* relative to the still.  These zeros
+   are definitions.  The pitch zero is shared by construction with the ``facemesh`` estimator's
+   reference (built the same way on another person); the template yaw zero uses that reference on
+   the mesh's own exact vertices, so with perfect landmarks the estimator reads a frontal view 0,
+   and what it reads on a rendered picture is the landmarker's part.  Neither is fitted to any
+   landmarker's output.
 3. Triangles: scipy Delaunay on the frontal (x, y) of the 468 mesh vertices plus the shell (below).
    A frontal face is a height field over (x, y), so this is a valid surface triangulation.
 4. Shell: a few rings of extra vertices around the face oval (MediaPipe's FACEMESH_FACE_OVAL
@@ -58,7 +65,7 @@ from scipy.spatial import Delaunay
 from efhq_assets.core import face_models_3d as fm3d
 from efhq_assets.core.pose.rotations import euler_to_matrix_np, matrix_to_euler_np
 
-__all__ = ["TexturedFace", "fit_textured_mesh", "render", "render_turn_segment",
+__all__ = ["TexturedFace", "fit_textured_mesh", "template_yaw_zeroed", "render", "render_turn_segment",
            "LMK5_INDICES", "default_background"]
 
 #: FaceMesh indices of the 5 landmarks returned by :func:`render` (iris centres, nose tip, mouth corners).
@@ -94,6 +101,10 @@ class TexturedFace:
     face_px_in_still: float
     n_mesh: int = 478
     _orient: float = 1.0  # sign of the frontal image-space area of every triangle
+    #: "symmetry" (the mesh's own symmetry plane) or "template" (:func:`template_yaw_zeroed`), and the yaw the
+    #: template zero turned the mesh by, degrees
+    yaw_zero: str = "symmetry"
+    yaw_zero_shift: float = 0.0
 
     @property
     def n_shell(self) -> int:
@@ -153,13 +164,18 @@ def _head_frame(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return rx @ basis, c
 
 
-def fit_textured_mesh(image_bgr: np.ndarray, box, landmarker=None, landmarks_px: np.ndarray | None = None) -> TexturedFace:
+def fit_textured_mesh(image_bgr: np.ndarray, box, landmarker=None, landmarks_px: np.ndarray | None = None,
+                      yaw_zero: str = "symmetry") -> TexturedFace:
     """Fit a textured mesh to the face in ``box`` (x1, y1, x2, y2) of a BGR photo.
 
     ``landmarker``: a :class:`FaceMeshLandmarker` to reuse (one is created otherwise);
-    ``landmarks_px``: FaceMesh's (478, 3) output if already computed (skips FaceMesh).
+    ``landmarks_px``: FaceMesh's (478, 3) output if already computed (skips FaceMesh);
+    ``yaw_zero``: ``"symmetry"`` (default: the mesh's own symmetry plane) or ``"template"`` (where the
+    symmetric reference reads the mesh 0, :func:`template_yaw_zeroed`).
     Raises ValueError when FaceMesh finds no face.
     """
+    if yaw_zero not in ("template", "symmetry"):
+        raise ValueError(f"yaw_zero must be 'template' or 'symmetry', got {yaw_zero!r}")
     image_bgr = np.asarray(image_bgr)
     if image_bgr.ndim != 3 or image_bgr.shape[2] != 3 or image_bgr.dtype != np.uint8:
         raise ValueError(f"expected a BGR uint8 image (H, W, 3), got {image_bgr.dtype} {image_bgr.shape}")
@@ -217,7 +233,41 @@ def fit_textured_mesh(image_bgr: np.ndarray, box, landmarker=None, landmarks_px:
     area = (p[:, 1, 0] - p[:, 0, 0]) * (p[:, 2, 1] - p[:, 0, 1]) - (p[:, 2, 0] - p[:, 0, 0]) * (p[:, 1, 1] - p[:, 0, 1])
     triangles = triangles[np.abs(area) > 1e-9]
     orient = float(np.sign(np.median(area)))  # Delaunay: all the same sign in (x, y-up)
-    return TexturedFace(verts, uv, triangles, texture, still_pose, width, 478, -orient)  # image v is down
+    face = TexturedFace(verts, uv, triangles, texture, still_pose, width, 478, -orient)  # image v is down
+    return template_yaw_zeroed(face) if yaw_zero == "template" else face
+
+
+def template_yaw_zeroed(face: TexturedFace, iterations: int = 4) -> TexturedFace:
+    """The same textured mesh with yaw zero where a symmetric template reads it 0.
+
+    The symmetry plane of FaceMesh's depth estimate of one photo is a poor zero for photos taken turned: their
+    far half is FaceMesh's guess, and a rigid fit of the (mirror-symmetric) ``facemesh`` reference to the mesh's
+    own vertices, projected exactly, reads its "frontal" view 3-6 degrees turned toward the side the photo saw
+    (docs/pose_accuracy.md).  Pose datasets fitted with a symmetric 3D model (300W-LP, AFLW2000) put zero where
+    the template reads 0.  This turns the mesh about its vertical axis until the reference's fit (weak
+    perspective, i.e. the orthographic projection of the 478 points) reads yaw 0 at (0, 0, 0); pitch and roll
+    zeros stay the mesh's.  Texture coordinates ride with the vertices, so every view is the same picture as
+    before, under an angle shifted by ``yaw_zero_shift``.
+    """
+    from efhq_assets.core.pose.estimators import facemesh_estimator  # torch; only when asked  # noqa: PLC0415
+
+    est = facemesh_estimator()
+    shift = 0.0
+    verts = face.vertices
+    for _ in range(iterations):
+        R = euler_to_matrix_np(shift, 0.0, 0.0)
+        pts = face.vertices[:478] @ R.T
+        uv = np.stack([pts[:, 0], -pts[:, 1]], axis=1) * 200.0  # image-like pixels, v down
+        read = float(est.estimate_batch(uv[None].astype(np.float32)).yaw[0])
+        if abs(read) < 1e-3:
+            break
+        shift -= read
+    R = euler_to_matrix_np(shift, 0.0, 0.0)
+    verts = face.vertices @ R.T
+    # the still's camera pose in the new head frame: camera = R_still h = R_still R^T h'
+    still = matrix_to_euler_np(euler_to_matrix_np(*face.still_pose) @ R.T)
+    return TexturedFace(verts, face.uv, face.triangles, face.texture, tuple(float(v) for v in still),
+                        face.face_px_in_still, face.n_mesh, face._orient, "template", face.yaw_zero_shift + shift)
 
 
 # ------------------------------------------------------------------------------------------

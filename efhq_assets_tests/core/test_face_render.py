@@ -144,3 +144,47 @@ def test_texture_fidelity_falls_as_the_view_leaves_the_photo(face):
     assert FR.texture_fidelity(face, 30.0, 0.0, 25.0) == pytest.approx(FR.texture_fidelity(face, 30.0, 0.0, 0.0))
     # a stricter notion of "seen" can only lower it
     assert FR.texture_fidelity(face, 50.0, 0.0, 0.0, photo_view_limit_deg=45.0) <= FR.texture_fidelity(face, 50.0, 0.0, 0.0)
+
+
+def _template_yaw(face, yaw=0.0):
+    """The ``facemesh`` reference's weak-perspective yaw on the mesh's own 478 points at (yaw, 0, 0): perfect landmarks."""
+    from efhq_assets.core.pose.estimators import facemesh_estimator
+    from efhq_assets.core.pose.rotations import euler_to_matrix_np
+
+    pts = face.vertices[:478] @ euler_to_matrix_np(yaw, 0.0, 0.0).T
+    uv = np.stack([pts[:, 0], -pts[:, 1]], axis=1) * 200.0
+    return float(facemesh_estimator().estimate_batch(uv[None].astype(np.float32)).yaw[0])
+
+
+def test_template_yaw_zero_is_where_the_symmetric_reference_reads_the_mesh_frontal(photo, models):
+    """A photo taken turned (t1.jpg's person 3, about -22 degrees): its mesh's symmetry plane is a zero that perfect
+    landmarks read several degrees turned; the template zero turns the mesh until they read 0. Every view is the same
+    picture under an angle shifted by ``yaw_zero_shift``, and the photo's own pose moves with it."""
+    from efhq_assets.core.pose.rotations import euler_to_matrix_np
+
+    image = photo[0]
+    box = sorted(models[0].detect([image])[0], key=lambda d: float(d.box[0]))[3].box.astype(np.float64)
+    sym = FR.fit_textured_mesh(image, box, landmarker=models[1])
+    tmpl = FR.fit_textured_mesh(image, box, landmarker=models[1], yaw_zero="template")
+    assert sym.yaw_zero == "symmetry" and sym.yaw_zero_shift == 0.0 and tmpl.yaw_zero == "template"
+    off = _template_yaw(sym)
+    assert off < -2.0  # turned further toward the side the photo saw (docs/pose_accuracy.md)
+    assert abs(_template_yaw(tmpl)) < 0.05
+    assert 0.5 * -off < tmpl.yaw_zero_shift < 1.5 * -off  # turned back by about what it read (the fit's gain is not 1)
+    # the same picture: the symmetric mesh at yaw a is the template mesh at a - shift
+    a = -25.0
+    fs, bs, ls, _ = FR.render(sym, a, 0.0, 0.0, size=256, face_px=120)
+    ft, bt, lt, _ = FR.render(tmpl, a - tmpl.yaw_zero_shift, 0.0, 0.0, size=256, face_px=120)
+    assert np.abs(fs.astype(int) - ft.astype(int)).mean() < 0.5
+    np.testing.assert_allclose(ls, lt, atol=1e-3)
+    # the photo's own pose in the new frame puts every vertex where it was
+    np.testing.assert_allclose(sym.vertices @ euler_to_matrix_np(*sym.still_pose).T,
+                               tmpl.vertices @ euler_to_matrix_np(*tmpl.still_pose).T, atol=1e-9)
+    # mirrored photo, mirrored shift
+    w = image.shape[1]
+    flipped = np.ascontiguousarray(image[:, ::-1])
+    mirror = FR.fit_textured_mesh(flipped, [w - box[2], box[1], w - box[0], box[3]], landmarker=models[1],
+                                  yaw_zero="template")
+    assert mirror.yaw_zero_shift == pytest.approx(-tmpl.yaw_zero_shift, abs=1.0)
+    with pytest.raises(ValueError, match="yaw_zero"):
+        FR.fit_textured_mesh(image, box, landmarker=models[1], yaw_zero="nose")
