@@ -11,8 +11,8 @@ reported apart (``astronaut_circular``): the ``facemesh`` reference was built fr
 
 Renders.  A textured mesh is fitted to each photo (yaw zero at the symmetry plane of FaceMesh's depth guess, which
 perfect landmarks read 3-6 degrees turned for photos taken turned; ``--yaw-zero template``: where the symmetric
-``facemesh`` reference reads the mesh's own vertices 0, the convention of 3D-model-fitted pose datasets) and rendered with a **pinhole camera** (f = frame side, the
-pipeline's own camera guess, face centred on the optical axis, frontal face 280 px wide in 512 x 512) at
+``facemesh`` reference reads the mesh's own vertices 0, the convention of 3D-model-fitted pose datasets) and
+rendered with a **pinhole camera** (f = frame side, the pipeline's own camera guess, face centred on the optical axis, frontal face 280 px wide in 512 x 512) at
 |yaw| 0, 10, ..., 90, pitch -20 / 0 / 20, roll 0 / 15 (``--quick``: pitch 0, roll 0), turned toward the side
 the photo saw (the sign of the photo's own yaw; a photo taken at -48 deg shows nothing of the face's other
 side, so a +60 view of it is smeared texture, not a face at +60).  Every frame is also mirrored, which gives
@@ -44,7 +44,8 @@ Figures per split (``tune``, ``held_out``):
 - ``yaw_mae_le60_exact_vertices``: the yaw MAE for |yaw| <= 60 of the pipeline's FaceMesh fit on each render's own
   mesh vertices, projected exactly (perfect landmarks): the part of the error that the renders' geometry costs;
 - ``yaw_gain_relative_10_50`` (per estimator, and ``..._exact_vertices``): the slope of the reading against the truth
-  within each turn of one head (|yaw| 10-50, each turn its own intercept), which no mesh's yaw zero can shift.
+  within each turn of one head (|yaw| 10-50, each turn its own intercept), which an offset in a mesh's yaw zero
+  cannot shift.
 Also ``pitch_on_real_photos``: the combined pitch of the seven real photos themselves (people facing the
 camera with a level head: pitch zero, core/pose/estimators.py PITCH_ZERO_DEG).
 """

@@ -65,7 +65,7 @@ from scipy.spatial import Delaunay
 from efhq_assets.core import face_models_3d as fm3d
 from efhq_assets.core.pose.rotations import euler_to_matrix_np, matrix_to_euler_np
 
-__all__ = ["TexturedFace", "fit_textured_mesh", "template_yaw_zeroed", "render", "render_turn_segment",
+__all__ = ["TexturedFace", "fit_textured_mesh", "template_yaw", "template_yaw_zeroed", "render", "render_turn_segment",
            "LMK5_INDICES", "default_background"]
 
 #: FaceMesh indices of the 5 landmarks returned by :func:`render` (iris centres, nose tip, mouth corners).
@@ -237,6 +237,16 @@ def fit_textured_mesh(image_bgr: np.ndarray, box, landmarker=None, landmarks_px:
     return template_yaw_zeroed(face) if yaw_zero == "template" else face
 
 
+def template_yaw(face: TexturedFace, yaw: float = 0.0) -> float:
+    """What the ``facemesh`` reference's fit (weak perspective) reads on the mesh's own 478 points, turned to
+    ``yaw`` (pitch and roll 0) and projected orthographically: the yaw perfect landmarks would give."""
+    from efhq_assets.core.pose.estimators import facemesh_estimator  # torch; only when asked  # noqa: PLC0415
+
+    pts = face.vertices[:478] @ euler_to_matrix_np(float(yaw), 0.0, 0.0).T
+    uv = np.stack([pts[:, 0], -pts[:, 1]], axis=1) * 200.0  # image-like pixels, v down
+    return float(facemesh_estimator().estimate_batch(uv[None].astype(np.float32)).yaw[0])
+
+
 def template_yaw_zeroed(face: TexturedFace, iterations: int = 4) -> TexturedFace:
     """The same textured mesh with yaw zero where a symmetric template reads it 0.
 
@@ -249,16 +259,9 @@ def template_yaw_zeroed(face: TexturedFace, iterations: int = 4) -> TexturedFace
     zeros stay the mesh's.  Texture coordinates ride with the vertices, so every view is the same picture as
     before, under an angle shifted by ``yaw_zero_shift``.
     """
-    from efhq_assets.core.pose.estimators import facemesh_estimator  # torch; only when asked  # noqa: PLC0415
-
-    est = facemesh_estimator()
     shift = 0.0
-    verts = face.vertices
     for _ in range(iterations):
-        R = euler_to_matrix_np(shift, 0.0, 0.0)
-        pts = face.vertices[:478] @ R.T
-        uv = np.stack([pts[:, 0], -pts[:, 1]], axis=1) * 200.0  # image-like pixels, v down
-        read = float(est.estimate_batch(uv[None].astype(np.float32)).yaw[0])
+        read = template_yaw(face, shift)
         if abs(read) < 1e-3:
             break
         shift -= read

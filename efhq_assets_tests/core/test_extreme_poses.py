@@ -447,22 +447,28 @@ def test_nods_past_efhq_up_down_cut_read_as_up_and_down(models, astronaut_face):
             assert raw[k] > -30.0  # what the gain is for: without it the nod reads inside the cut
 
 
-def test_bin_table_on_the_pose_benchmarks_renders(models):
-    """EFHQ's yaw bins on the benchmark's own renders (benchmarks/pose_accuracy.py: perspective camera, turned toward
-    the side the photo saw, every view mirrored), through its chain (the pipeline's detector with mirrored
-    re-detection, FaceMesh with its ROI fallback, dlib68, pose_rows) and its metrics, for two held-out people: every
-    profile on its side, no frontal face read as profile, every view detected."""
+def _pose_benchmark():
+    """benchmarks/pose_accuracy.py as a module (benchmarks/ is not a package)."""
     import importlib.util
     from pathlib import Path
-
-    from efhq_assets.demo.face_render import fit_textured_mesh, render, texture_fidelity
-    from efhq_assets.core.models.dlib68 import Dlib68Landmarker
-    from efhq_assets.core.models.sample_images import insightface_t1_bgr
 
     path = Path(__file__).resolve().parents[2] / "benchmarks" / "pose_accuracy.py"
     spec = importlib.util.spec_from_file_location("pose_accuracy_bench", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
+    return bench
+
+
+def test_bin_table_on_the_pose_benchmarks_renders(models):
+    """EFHQ's yaw bins on the benchmark's own renders (benchmarks/pose_accuracy.py: perspective camera, turned toward
+    the side the photo saw, every view mirrored), through its chain (the pipeline's detector with mirrored
+    re-detection, FaceMesh with its ROI fallback, dlib68, pose_rows) and its metrics, for two held-out people: every
+    profile on its side, no frontal face read as profile, every view detected."""
+    from efhq_assets.demo.face_render import fit_textured_mesh, render, texture_fidelity
+    from efhq_assets.core.models.dlib68 import Dlib68Landmarker
+    from efhq_assets.core.models.sample_images import insightface_t1_bgr
+
+    bench = _pose_benchmark()
     t1 = insightface_t1_bgr()
     dets = sorted(models.detector.detect([t1])[0], key=lambda d: float(d.box[0]))
     focal, size = 2.0 * bench.SIZE, bench.SIZE
@@ -531,13 +537,7 @@ def test_relative_yaw_gain_ignores_each_meshes_yaw_zero():
     """benchmarks/pose_accuracy.py's ``yaw_gain_relative_10_50``: a reading that follows 80% of every turn reads 0.8
     whatever offset each head's turn carries (a mesh's yaw zero), while the plain slope over all views does not;
     views outside 10-50 and records without a person are left out."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "pose_accuracy.py"
-    spec = importlib.util.spec_from_file_location("pose_accuracy_bench", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = _pose_benchmark()
     records = []
     for person, offset in (("a", 6.0), ("b", -2.0)):
         for flipped in (False, True):

@@ -146,16 +146,6 @@ def test_texture_fidelity_falls_as_the_view_leaves_the_photo(face):
     assert FR.texture_fidelity(face, 50.0, 0.0, 0.0, photo_view_limit_deg=45.0) <= FR.texture_fidelity(face, 50.0, 0.0, 0.0)
 
 
-def _template_yaw(face, yaw=0.0):
-    """The ``facemesh`` reference's weak-perspective yaw on the mesh's own 478 points at (yaw, 0, 0): perfect landmarks."""
-    from efhq_assets.core.pose.estimators import facemesh_estimator
-    from efhq_assets.core.pose.rotations import euler_to_matrix_np
-
-    pts = face.vertices[:478] @ euler_to_matrix_np(yaw, 0.0, 0.0).T
-    uv = np.stack([pts[:, 0], -pts[:, 1]], axis=1) * 200.0
-    return float(facemesh_estimator().estimate_batch(uv[None].astype(np.float32)).yaw[0])
-
-
 def test_template_yaw_zero_is_where_the_symmetric_reference_reads_the_mesh_frontal(photo, models):
     """A photo taken turned (t1.jpg's person 3, about -22 degrees): its mesh's symmetry plane is a zero that perfect
     landmarks read several degrees turned; the template zero turns the mesh until they read 0. Every view is the same
@@ -167,9 +157,9 @@ def test_template_yaw_zero_is_where_the_symmetric_reference_reads_the_mesh_front
     sym = FR.fit_textured_mesh(image, box, landmarker=models[1])
     tmpl = FR.fit_textured_mesh(image, box, landmarker=models[1], yaw_zero="template")
     assert sym.yaw_zero == "symmetry" and sym.yaw_zero_shift == 0.0 and tmpl.yaw_zero == "template"
-    off = _template_yaw(sym)
+    off = FR.template_yaw(sym)
     assert off < -2.0  # turned further toward the side the photo saw (docs/pose_accuracy.md)
-    assert abs(_template_yaw(tmpl)) < 0.05
+    assert abs(FR.template_yaw(tmpl)) < 0.05
     assert 0.5 * -off < tmpl.yaw_zero_shift < 1.5 * -off  # turned back by about what it read (the fit's gain is not 1)
     # the same picture: the symmetric mesh at yaw a is the template mesh at a - shift
     a = -25.0
