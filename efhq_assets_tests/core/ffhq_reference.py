@@ -110,7 +110,7 @@ def align_ffhq_reference(image_bgr, lmk5, output_size: int = 1024, transform_siz
     img = _check_image(image_bgr)
     quad = ffhq_quad(lmk5)
     img, quad, _ = ffhq_prepare(img, quad, output_size, enable_padding, resize=_resize_lanczos_pil,
-                                round_half_up=True)
+                                round_half_up=True, exact_blur=True)
     A = _quad_inverse_matrix(quad, transform_size)
     big = cv2.warpAffine(img, A, (transform_size, transform_size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                          borderMode=cv2.BORDER_REPLICATE)

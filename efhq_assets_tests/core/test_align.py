@@ -156,6 +156,24 @@ def test_ffhq_reference_black_outside_without_padding(faces):
     assert psnr(padded, align.align_ffhq_fast(top, lm2, 256)) >= 35.0
 
 
+def test_padding_blur_on_a_shrunk_copy_matches_the_full_size_blur(faces):
+    """A big face near the frame's edge: FFHQ pads, and its blur (sigma = 2% of the quad) runs on a shrunk copy."""
+    name, img, lm = faces[0]
+    top = int(3 * lm[:2, 1].min()) - 60  # the frame starts just above the eyes: the quad leaves it
+    big = cv2.resize(img, None, fx=3, fy=3, interpolation=cv2.INTER_CUBIC)[top:]
+    lm3 = lm * 3 + 1.0 - [0, top]  # cv2 pixel centres under a 3x resize, then the crop
+    quad = align.ffhq_quad(lm3)
+    sigma = 0.02 * np.hypot(*(quad[3] - quad[0]))
+    assert sigma // align.PAD_BLUR_MIN_SIGMA_PX >= 2, sigma  # the shrunk path runs
+    fast, _, padded = align.ffhq_prepare(big, quad, 1024, True)
+    exact, _, _ = align.ffhq_prepare(big, quad, 1024, True, exact_blur=True)
+    assert padded and fast.shape == exact.shape
+    diff = np.abs(fast.astype(int) - exact)
+    assert diff.max() <= 2 and psnr(fast, exact) > 55.0, (diff.max(), psnr(fast, exact))
+    # the aligned face itself: the fast path against the reference (which blurs at full size)
+    assert psnr(align_ffhq_reference(big, lm3, 512), align.align_ffhq_fast(big, lm3, 512)) >= 35.0
+
+
 def test_ffhq_shrink_path(faces):
     name, img, lm = faces[0]
     big = cv2.resize(img, None, fx=4, fy=4, interpolation=cv2.INTER_CUBIC)

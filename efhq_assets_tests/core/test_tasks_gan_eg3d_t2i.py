@@ -610,3 +610,21 @@ def test_eg3d_export_reads_back_in_eg3ds_loader(real_faces, tmp_path, size, targ
         assert np.array_equal(imgs[b], imgs[a][:, :, ::-1])
         assert np.allclose(labels[a], np.float32(r["camera"]))
         assert np.allclose(labels[b], np.float32(E.mirror_camera(r["yaw"], r["pitch"], r["camera_roll"], camera_fn)))
+
+
+def test_png_encoding_is_lossless_deterministic_and_no_bigger_than_zlibs_default():
+    """The exports' PNGs (zlib's run-length strategy, tasks/common.encode_png) on a real aligned face."""
+    import cv2
+
+    from efhq_assets.core.align import align_ffhq_fast
+    from efhq_assets.core.models.mtcnn import MtcnnDetector
+    from efhq_assets.core.models.sample_images import astronaut_bgr
+
+    image = astronaut_bgr()
+    face = max(MtcnnDetector().detect([image])[0], key=lambda d: d.score)
+    crop = align_ffhq_fast(image, np.asarray(face.lmk5, np.float64), output_size=512)
+    data = C.encode_png(crop)
+    assert data == C.encode_png(crop)  # same pixels, same bytes
+    assert np.array_equal(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED), crop)
+    ok, default = cv2.imencode(".png", crop, [cv2.IMWRITE_PNG_COMPRESSION, 6])
+    assert ok and len(data) <= 1.05 * len(default), (len(data), len(default))
