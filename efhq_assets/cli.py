@@ -130,7 +130,8 @@ def cmd_export(args) -> int:
         return 2
     runner.log(f"efhq export: rendering {args.task} into {out} ...")
     try:
-        result = export_task(root, EXPORTS[args.task], out)
+        result = export_task(root, EXPORTS[args.task], out,
+                             progress=lambda done, total: runner.log(f"efhq export: {done}/{total} rows rendered"))
     except FileNotFoundError as exc:
         print(f"efhq export: {exc}", file=sys.stderr)
         return 2

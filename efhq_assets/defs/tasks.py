@@ -36,6 +36,11 @@ def _asset(name: str, description: str, **kw):
     return dg.asset(**stage_asset_kwargs(name), kinds={"python"}, description=description, **kw)
 
 
+def _export_progress(context, task: str):
+    """The export's progress in the run's log (an export of thousands of faces takes minutes)."""
+    return lambda done, total: context.log.info(f"{task} export: {done}/{total} rows rendered")
+
+
 def build_split(context, storage: EfhqStorage, task: str, table: str, columns):
     """Select rows, write the table, render the export into <data_root>/tasks/<task> when enabled."""
     root = storage.root()
@@ -45,7 +50,7 @@ def build_split(context, storage: EfhqStorage, task: str, table: str, columns):
     result = None
     if exports_in_build(root):
         with swapped_dir(root.tasks / task) as tmp:
-            result = render(root, rows, tmp)
+            result = render(root, rows, tmp, progress=_export_progress(context, task))
     record_lineage(root, table, "all", stages.stage(table).code_version, context.run.run_id, "", df.height)
     return df, result
 
@@ -97,7 +102,7 @@ def split_reenactment(context: dg.AssetExecutionContext, storage: EfhqStorage) -
     result = None
     if exports_in_build(root):
         with swapped_dir(root.tasks / "reenactment") as tmp:
-            result = render(root, (frames, pairs), tmp)
+            result = render(root, (frames, pairs), tmp, progress=_export_progress(context, "reenactment"))
     train_ids = set(df.filter(pl.col("split") == "train")["identity_id"]) if df.height else set()
     test_ids = set(df.filter(pl.col("split") == "test")["identity_id"]) if df.height else set()
     overlap = sorted(train_ids & test_ids)

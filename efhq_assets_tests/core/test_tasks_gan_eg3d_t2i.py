@@ -422,6 +422,53 @@ def test_facemesh_condition_from_real_landmarks(real_faces):
     assert not T.draw_facemesh_condition(xy_c + 2000).any()
 
 
+def _condition_with_mediapipes_drawing(xy, size):
+    """The condition's lines as EFHQ drew them: MediaPipe's drawing_utils.draw_landmarks on normalised points."""
+    from mediapipe.framework.formats import landmark_pb2
+    from mediapipe.python.solutions import drawing_utils
+
+    canvas = np.zeros((size, size, 3), np.uint8)
+    lst = landmark_pb2.NormalizedLandmarkList()
+    for x, y in xy:
+        ok = np.isfinite(x) and np.isfinite(y)
+        lst.landmark.add(x=float((x + 0.5) / size) if ok else -1.0, y=float((y + 0.5) / size) if ok else -1.0)
+    t = max(1, round(size / 256))
+    for name, conns in T._facemesh_parts():
+        drawing_utils.draw_landmarks(canvas, lst, connections=conns, landmark_drawing_spec=None,
+                                     connection_drawing_spec=drawing_utils.DrawingSpec(color=T.CONDITION_COLORS[name],
+                                                                                       thickness=t))
+    return canvas
+
+
+def _without_pupils(canvas, xy):
+    """EFHQ's pupils are drawn over the lines: black out their squares to compare the lines alone."""
+    size = canvas.shape[0]
+    for idx in (T.PUPIL_LEFT_IMG, T.PUPIL_RIGHT_IMG):
+        x, y = xy[idx]
+        if np.isfinite(x) and np.isfinite(y) and 0 <= x < size and 0 <= y < size:
+            canvas[max(int(y) - 2, 0):int(y) + 2, max(int(x) - 2, 0):int(x) + 2] = 0
+    return canvas
+
+
+def test_facemesh_condition_lines_are_mediapipes_pixel_for_pixel(real_faces):
+    images, rows = real_faces
+    rng = np.random.default_rng(3)
+    r = next(r for r in rows if r["lmk478"] is not None)
+    xy = np.asarray(r["lmk478"], np.float64).reshape(478, 2)
+    x1, y1, x2, y2 = r["x1"], r["y1"], r["x2"], r["y2"]
+    for size in (512, 256):
+        base = (xy - [(x1 + x2) / 2, (y1 + y2) / 2]) * size / (max(x2 - x1, y2 - y1) * 1.6) + size / 2
+        off_edge = base + [size * 0.4, 0]  # part of the face leaves the canvas
+        holes = base.copy()
+        holes[rng.choice(478, 40, replace=False)] = np.nan
+        border = base.copy()
+        border[:20] = [[-0.5, size - 0.5]] * 20  # exactly on the canvas' edges (normalised 0 and 1)
+        for case in (base, off_edge, holes, border, base + rng.normal(0, 0.3, base.shape)):
+            lines = _without_pupils(T.draw_facemesh_condition(case, size=size), case)
+            want = _without_pupils(_condition_with_mediapipes_drawing(case, size), case)
+            assert want.any() and np.array_equal(lines, want)
+
+
 def test_select_t2i_filters(real_faces):
     _, rows = real_faces
     sel = T.select_t2i(rows, outside_frame=never_outside)
@@ -628,3 +675,18 @@ def test_png_encoding_is_lossless_deterministic_and_no_bigger_than_zlibs_default
     assert np.array_equal(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED), crop)
     ok, default = cv2.imencode(".png", crop, [cv2.IMWRITE_PNG_COMPRESSION, 6])
     assert ok and len(data) <= 1.05 * len(default), (len(data), len(default))
+
+
+def test_progress_ticker_reports_now_and_then_and_always_the_last_item():
+    seen = []
+    ticker = C.ProgressTicker(5, lambda done, total: seen.append((done, total)), every_s=3600)
+    for _ in range(5):
+        ticker.tick()
+    assert seen == [(5, 5)]  # nothing in between within the interval; the last item always
+    seen.clear()
+    ticker = C.ProgressTicker(3, lambda done, total: seen.append(done), every_s=0)
+    ticker.tick(2)
+    ticker.tick()
+    assert seen == [2, 3]
+    C.ProgressTicker(2).tick(2)  # no report: counts only
+

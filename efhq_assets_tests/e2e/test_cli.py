@@ -146,10 +146,12 @@ def test_demo_splits_exist_and_exports_read_back(demo_root, tmp_path):
     labels = dict(sql(demo_root, "select label, count(*) from split_gan group by 1")[1:])
     assert set(labels) == {"frontal", "extreme"}
     exports = tmp_path / "exports"
-    for task in ("gan", "eg3d", "t2i", "reenactment", "verification"):
-        out = json.loads(run_efhq("export", task, "--out", str(exports / task), data_root=demo_root).stdout)
-        assert out["files"] > 0, task
     n_gan = int(sql(demo_root, "select count(*) from split_gan")[1][0])
+    for task in ("gan", "eg3d", "t2i", "reenactment", "verification"):
+        proc = run_efhq("export", task, "--out", str(exports / task), data_root=demo_root)
+        assert json.loads(proc.stdout)["files"] > 0, task
+        if task == "gan":  # progress on stderr, ending with every row
+            assert f"efhq export: {n_gan}/{n_gan} rows rendered" in proc.stderr, proc.stderr
     zpath = exports / "gan" / "efhq_gan_512.zip"
     with zipfile.ZipFile(zpath) as z:  # read the way StyleGAN2-ADA's ImageFolderDataset does
         meta = json.loads(z.read("dataset.json"))["labels"]

@@ -27,6 +27,7 @@ import json
 import math
 import os
 import tempfile
+import time
 import zipfile
 from pathlib import Path
 from typing import Any, Callable, Hashable, Iterable, Sequence
@@ -54,6 +55,7 @@ __all__ = [
     "lmk478_xy_of",
     "attributes_of",
     "encode_png",
+    "ProgressTicker",
     "atomic_write_bytes",
     "json_bytes",
     "write_json_atomic",
@@ -271,6 +273,25 @@ def attributes_of(row: dict) -> dict | None:
 
 
 # ----------------------------------------------------------------------------- writers
+
+
+class ProgressTicker:
+    """Counts finished items and calls ``report(done, total)`` at most every ``every_s`` seconds, and at the last
+    item (long exports say how far they are: the CLI prints it, a build's run logs it)."""
+
+    def __init__(self, total: int, report: Callable[[int, int], None] | None = None, every_s: float = 5.0):
+        self.total, self.report, self.every_s = int(total), report, float(every_s)
+        self.done = 0
+        self._last = time.monotonic()
+
+    def tick(self, n: int = 1) -> None:
+        self.done += n
+        if self.report is None:
+            return
+        now = time.monotonic()
+        if self.done >= self.total or now - self._last >= self.every_s:
+            self._last = now
+            self.report(self.done, self.total)
 
 
 #: zlib strategy of :func:`encode_png`: ``"rle"`` (shipped) or ``"default"`` (benchmarks/export_speed.py's baseline).

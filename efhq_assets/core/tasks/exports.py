@@ -28,7 +28,7 @@ from ..quality import DEFAULT_SCORER
 from ..settings import load_settings, update_settings
 from ..storage import DataRoot, atomic_write_bytes, atomic_write_parquet, read_rows, write_table
 from .candidates import FrameCache, candidate_rows
-from .common import encode_png, lmk5_of, table_rows, write_json_atomic
+from .common import ProgressTicker, encode_png, lmk5_of, table_rows, write_json_atomic
 from .eg3d import export_eg3d, select_eg3d
 from .gan import EFHQ_GAN_GROUP, PROJECT_GAN_GROUP, export_stylegan_zip, select_gan
 from .reenactment import reenactment_rows, render_reenactment, write_train_test_lists
@@ -106,11 +106,14 @@ def exports_in_build(root: DataRoot) -> bool:
     return load_settings(root).render_exports
 
 
-def _frame_renderer(rows: list[dict], crop):
+def _frame_renderer(rows: list[dict], crop, progress=None):
+    """``render(row)``: the row's frame (decoded once per video) cropped; ``progress(done, total)`` now and then."""
     cache = FrameCache(rows)
+    ticker = ProgressTicker(len(rows), progress)
 
     def render(row):
         frame = cache.frame(row)
+        ticker.tick()
         return None if frame is None else crop(frame, lmk5_of(row))
 
     return render
@@ -120,34 +123,38 @@ def _by_video(rows: list[dict]) -> list[dict]:
     return sorted(rows, key=lambda r: (r["video_id"], r["frame_index"]))
 
 
-def render_gan(root: DataRoot, rows: list[dict], out: Path) -> dict:
-    render = _frame_renderer(rows, lambda frame, lmk5: align_ffhq_fast(frame, lmk5, output_size=GAN_RESOLUTION))
+def render_gan(root: DataRoot, rows: list[dict], out: Path, progress=None) -> dict:
+    render = _frame_renderer(rows, lambda frame, lmk5: align_ffhq_fast(frame, lmk5, output_size=GAN_RESOLUTION),
+                             progress)
     return export_stylegan_zip(_by_video(rows), render, out / f"efhq_gan_{GAN_RESOLUTION}.zip",
                                resolution=GAN_RESOLUTION)
 
 
-def render_eg3d(root: DataRoot, rows: list[dict], out: Path) -> dict:
+def render_eg3d(root: DataRoot, rows: list[dict], out: Path, progress=None) -> dict:
     size = load_settings(root).eg3d_resolution  # 512 (EG3D's FFHQ) or 1024; _mirror copies as EFHQ's preprocessing
-    return export_eg3d(_by_video(rows), _frame_renderer(rows, lambda frame, lmk5: eg3d_crop(frame, lmk5, size=size)[0]),
-                       out, size=size)
+    return export_eg3d(_by_video(rows), _frame_renderer(rows, lambda frame, lmk5: eg3d_crop(frame, lmk5, size=size)[0],
+                                                        progress), out, size=size)
 
 
-def render_t2i(root: DataRoot, rows: list[dict], out: Path) -> dict:
-    return export_t2i(_by_video(rows), _frame_renderer(rows, eg3d_crop), out)
+def render_t2i(root: DataRoot, rows: list[dict], out: Path, progress=None) -> dict:
+    return export_t2i(_by_video(rows), _frame_renderer(rows, eg3d_crop, progress), out)
 
 
-def render_reenactment_export(root: DataRoot, selection: tuple[list[dict], list[dict]], out: Path) -> dict:
+def render_reenactment_export(root: DataRoot, selection: tuple[list[dict], list[dict]], out: Path,
+                              progress=None) -> dict:
     frames, pairs = selection
     by_instance: dict[str, list[dict]] = {}
     for r in frames:
         by_instance.setdefault(r["instance_id"], []).append(r)
     written: list[str] = []
+    ticker = ProgressTicker(len(frames), progress)
     for instance_rows in by_instance.values():
         cache = FrameCache(instance_rows)  # one instance = one clip of one video
         first = instance_rows[0]
         width, height = frame_size(root, first["video_id"])
         written += render_reenactment(instance_rows, lambda i, r=first: cache.frame({**r, "frame_index": i}),
                                       width, height, out)
+        ticker.tick(len(instance_rows))
     write_json_atomic(out / "pairs.json", pairs, indent=1)
     lists = write_train_test_lists(frames, written, out)  # EFHQ's TPS / LIA lists (train_0.25.txt, test_0.25.txt)
     return {"count": len(written), "pairs": len(pairs), "list_lines": lists}
@@ -165,8 +172,9 @@ def select_options(root: DataRoot, task: str) -> dict:
     return {"group_by": EFHQ_GAN_GROUP if load_settings(root).selection == "efhq" else PROJECT_GAN_GROUP}
 
 
-def export_task(root: DataRoot, task: str, out: Path) -> dict:
-    """Render one task's training export into `out` (swapped in when complete). Same selection as its asset."""
+def export_task(root: DataRoot, task: str, out: Path, progress=None) -> dict:
+    """Render one task's training export into `out` (swapped in when complete). Same selection as its asset.
+    ``progress(done, total)``: called now and then with the rows rendered so far (not for `verification`, a copy)."""
     if task == "verification":  # rendered by verification_pairs (the report embeds those very images)
         source = root.tasks / "verification"
         if not source.exists():
@@ -177,7 +185,7 @@ def export_task(root: DataRoot, task: str, out: Path) -> dict:
     select, render = selectors()[task]
     selection = select(candidates(root), **select_options(root, task))
     with swapped_dir(out) as tmp:
-        return render(root, selection, tmp)
+        return render(root, selection, tmp, progress=progress)
 
 def frame_size(root: DataRoot, video_id: str) -> tuple[int, int]:
     v = read_rows(root, "videos", video_id)[0]
