@@ -690,3 +690,34 @@ def test_progress_ticker_reports_now_and_then_and_always_the_last_item():
     assert seen == [2, 3]
     C.ProgressTicker(2).tick(2)  # no report: counts only
 
+
+
+def test_ordered_parallel_map_keeps_the_order_and_raises_at_the_failing_items_turn():
+    import time
+
+    def slow_square(i):
+        time.sleep(0.002 * ((7 * i) % 5))  # later items often finish first
+        if i == 13:
+            raise KeyError(i)
+        return i * i
+
+    assert list(C.ordered_parallel_map(slow_square, range(13), workers=4)) == [i * i for i in range(13)]
+    assert list(C.ordered_parallel_map(slow_square, range(5), workers=1)) == [0, 1, 4, 9, 16]
+    got = []
+    with pytest.raises(KeyError):
+        for v in C.ordered_parallel_map(slow_square, range(40), workers=3, window=4):
+            got.append(v)
+    assert got == [i * i for i in range(13)]  # every item before the failing one, in order
+
+
+def test_exports_are_the_same_bytes_with_one_thread_or_several(real_faces, tmp_path, monkeypatch):
+    images, rows = real_faces
+    gan = G.select_gan(rows, outside_frame=never_outside)
+    eg3d = E.select_eg3d(rows, outside_frame=never_outside, camera_fn=None if HAVE_ALIGN else fake_camera)
+    written = {}
+    for threads in (1, 3):
+        monkeypatch.setattr(C, "EXPORT_THREADS", threads)
+        G.export_stylegan_zip(gan, box_crop(images, 96), tmp_path / f"gan{threads}.zip", resolution=64)
+        E.export_eg3d(eg3d, box_crop(images, 512), tmp_path / f"eg3d{threads}.zip")
+        written[threads] = [(tmp_path / f"{task}{threads}.zip").read_bytes() for task in ("gan", "eg3d")]
+    assert written[1] == written[3] and all(len(b) > 1000 for b in written[1])

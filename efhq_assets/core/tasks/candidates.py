@@ -7,6 +7,7 @@ per-video tables (the manifest is compacted after the splits), so it works insid
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 
 import numpy as np
@@ -92,24 +93,29 @@ def candidate_rows(root, frozen_threshold: float | None = None,
 
 
 class FrameCache:
-    """Frames for render functions, decoded per video in one pass (rows must be visited video by video)."""
+    """Frames for render functions, decoded per video in one pass (rows must be visited video by video).
 
-    def __init__(self, rows: list[dict], max_videos: int = 1):
+    Thread-safe: an export's worker threads (tasks/common.ordered_parallel_map) share one cache, and a few videos
+    stay decoded so that the threads still on the previous video's rows find its frames."""
+
+    def __init__(self, rows: list[dict], max_videos: int = 3):
         self.wanted: dict[str, set[int]] = {}
         for r in rows:
             self.wanted.setdefault(r["video_path"], set()).add(int(r["frame_index"]))
         self.cache: OrderedDict[str, dict[int, np.ndarray]] = OrderedDict()
         self.max_videos = max_videos
+        self._lock = threading.Lock()
 
     def frame(self, row: dict) -> np.ndarray | None:
         from ..video import ClipWindow, iter_clip_frames  # lazy: video imports av and cv2
 
         path = row["video_path"]
-        if path not in self.cache:
-            wanted = self.wanted.get(path, {int(row["frame_index"])})
-            windows = [ClipWindow("_", a, b) for a, b in frame_runs(wanted)]
-            self.cache[path] = {f.frame_index: f.image.copy() for f in iter_clip_frames(path, windows)
-                                if f.frame_index in wanted}
-            while len(self.cache) > self.max_videos:
-                self.cache.popitem(last=False)
-        return self.cache[path].get(int(row["frame_index"]))
+        with self._lock:
+            if path not in self.cache:
+                wanted = self.wanted.get(path, {int(row["frame_index"])})
+                windows = [ClipWindow("_", a, b) for a, b in frame_runs(wanted)]
+                self.cache[path] = {f.frame_index: f.image.copy() for f in iter_clip_frames(path, windows)
+                                    if f.frame_index in wanted}
+                while len(self.cache) > self.max_videos:
+                    self.cache.popitem(last=False)
+            return self.cache[path].get(int(row["frame_index"]))

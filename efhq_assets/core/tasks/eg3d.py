@@ -56,7 +56,8 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from ..align import eg3d_camera_label
-from .common import RENDER_KEYS, DeterministicZip, atomic_write_bytes, encode_png, json_bytes, relative_path, row_key
+from .common import (RENDER_KEYS, DeterministicZip, atomic_write_bytes, encode_png, json_bytes, ordered_parallel_map,
+                     relative_path, row_key)
 from .gan import EFHQ_GAN_GROUP, select_gan
 
 __all__ = ["select_eg3d", "export_eg3d", "mirror_camera", "SPLIT_EG3D_COLUMNS", "EG3D_SIZE"]
@@ -169,23 +170,28 @@ def export_eg3d(
     entries: list[tuple[str, bytes]] = []
     labels, skipped = [], []
 
+    def pngs_of(r):  # in the export's worker threads: the crop's PNG and its mirror's
+        img = render_fn(r)
+        if img is None:
+            return None
+        img = _check_crop(img, size)
+        return encode_png(img), (encode_png(np.ascontiguousarray(img[:, ::-1])) if mirror else None)
+
     zf = DeterministicZip(out) if as_zip else None
     try:
-        for r in ordered:
-            img = render_fn(r)
-            if img is None:
+        for r, pngs in zip(ordered, ordered_parallel_map(pngs_of, ordered)):
+            if pngs is None:
                 skipped.append(row_key(r))
                 continue
-            img = _check_crop(img, size)
             cam = [float(v) for v in r["camera"]]
             if len(cam) != 25:
                 raise ValueError(f"row {row_key(r)} has a camera of {len(cam)} values, expected 25")
-            entries.append((r["path"], encode_png(img)))
+            entries.append((r["path"], pngs[0]))
             labels.append([r["path"], cam])
             if mirror:
                 mname = r["path"][: -len(".png")] + "_mirror.png"
                 roll = _camera_roll_of(r)
-                entries.append((mname, encode_png(np.ascontiguousarray(img[:, ::-1]))))
+                entries.append((mname, pngs[1]))
                 labels.append([mname, mirror_camera(r["yaw"], r["pitch"], roll, camera_fn)])
             for name, data in entries:
                 if zf is not None:

@@ -111,10 +111,11 @@ def _frame_renderer(rows: list[dict], crop, progress=None):
     cache = FrameCache(rows)
     ticker = ProgressTicker(len(rows), progress)
 
-    def render(row):
+    def render(row):  # called from the export's worker threads (tasks/common.ordered_parallel_map)
         frame = cache.frame(row)
+        out = None if frame is None else crop(frame, lmk5_of(row))
         ticker.tick()
-        return None if frame is None else crop(frame, lmk5_of(row))
+        return out
 
     return render
 

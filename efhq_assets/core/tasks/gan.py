@@ -46,6 +46,7 @@ import numpy as np
 
 from ..align import ffhq_outside_frame
 from .common import (EFHQ_DROPPED_LABELS, DeterministicZip, cap_per_group, encode_png, extremeness_sort_key,
+                     ordered_parallel_map,
                      finite_or_none, json_bytes, lmk5_of, relative_path, render_fields, row_key, split_of)
 
 __all__ = [
@@ -210,13 +211,17 @@ def export_stylegan_zip(
     if len(set(paths)) != len(paths):
         raise ValueError("duplicate paths in split_gan rows")
     labels, metadata, skipped = [], {}, []
+
+    def png_of(r):  # in the export's worker threads
+        img = render_fn(r)
+        return None if img is None else encode_png(_to_resolution(img, resolution))
+
     with DeterministicZip(out_zip) as zf:
-        for r in ordered:
-            img = render_fn(r)
-            if img is None:
+        for r, png in zip(ordered, ordered_parallel_map(png_of, ordered)):
+            if png is None:
                 skipped.append(row_key(r))
                 continue
-            zf.add(r["path"], encode_png(_to_resolution(img, resolution)))
+            zf.add(r["path"], png)
             labels.append([r["path"], int(r["class_index"])])
             metadata[r["path"]] = {
                 "video_id": r["video_id"],

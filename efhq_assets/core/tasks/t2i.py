@@ -61,8 +61,8 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from ..align import warp_points
-from .common import (atomic_write_bytes, attributes_of, encode_png, finite_or_none, lmk478_xy_of, relative_path,
-                     render_fields, row_key)
+from .common import (atomic_write_bytes, attributes_of, encode_png, finite_or_none, lmk478_xy_of,
+                     ordered_parallel_map, relative_path, render_fields, row_key)
 from .gan import EFHQ_GAN_GROUP, select_gan
 
 __all__ = [
@@ -414,11 +414,11 @@ def export_t2i(
     out = Path(out_dir)
     ordered = sorted(rows, key=lambda r: r["source_path"])
     lines, skipped, efhq_prompts = [], [], {}
-    for r in ordered:
+
+    def pngs_of(r):  # in the export's worker threads: the condition's PNG and the crop's
         res = render_target_fn(r)
         if res is None:
-            skipped.append(row_key(r))
-            continue
+            return None
         crop, M = res
         crop = np.asarray(crop)
         if crop.dtype != np.uint8 or crop.shape != (size, size, 3):
@@ -428,9 +428,14 @@ def export_t2i(
         if xy is None:
             raise ValueError(f"row {row_key(r)} has no 478-point landmarks (lmk478)")
         xy_crop = np.asarray(warp_points(xy, np.asarray(M, dtype=np.float64)), dtype=np.float64)
-        cond = draw_facemesh_condition(xy_crop, size=size)
-        for (path, data), efhq_dir in (((r["source_path"], encode_png(cond)), "condition_images"),
-                                       ((r["target_path"], encode_png(crop)), "target_images")):
+        return encode_png(draw_facemesh_condition(xy_crop, size=size)), encode_png(crop)
+
+    for r, pngs in zip(ordered, ordered_parallel_map(pngs_of, ordered)):
+        if pngs is None:
+            skipped.append(row_key(r))
+            continue
+        for (path, data), efhq_dir in (((r["source_path"], pngs[0]), "condition_images"),
+                                       ((r["target_path"], pngs[1]), "target_images")):
             atomic_write_bytes(out / path, data)
             _link_or_write(out / path, out / efhq_dir / _efhq_name(r), data)
         prompt = r.get("prompt") or caption(r)
