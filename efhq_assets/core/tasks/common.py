@@ -27,6 +27,7 @@ import json
 import math
 import os
 import tempfile
+import threading
 import time
 import zipfile
 from pathlib import Path
@@ -313,8 +314,6 @@ class ProgressTicker:
     item (long exports say how far they are: the CLI prints it, a build's run logs it).  Thread-safe."""
 
     def __init__(self, total: int, report: Callable[[int, int], None] | None = None, every_s: float = 5.0):
-        import threading
-
         self.total, self.report, self.every_s = int(total), report, float(every_s)
         self.done = 0
         self._last = time.monotonic()

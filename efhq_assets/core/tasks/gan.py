@@ -46,8 +46,8 @@ import numpy as np
 
 from ..align import ffhq_outside_frame
 from .common import (EFHQ_DROPPED_LABELS, DeterministicZip, cap_per_group, encode_png, extremeness_sort_key,
-                     ordered_parallel_map,
-                     finite_or_none, json_bytes, lmk5_of, relative_path, render_fields, row_key, split_of)
+                     finite_or_none, json_bytes, lmk5_of, ordered_parallel_map, relative_path, render_fields, row_key,
+                     split_of)
 
 __all__ = [
     "CLASS_NAMES",
