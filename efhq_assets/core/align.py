@@ -214,15 +214,16 @@ def _pad_blur(f: np.ndarray, sigma: float, *, exact: bool = False) -> np.ndarray
     adds 1/12 px^2 of variance there, and linear upsampling, which adds 1/6) and brings it back."""
     import cv2  # noqa: PLC0415
 
+    def gaussian(img: np.ndarray, s: float) -> np.ndarray:
+        radius = int(4.0 * s + 0.5)  # truncate 4; cv2 BORDER_REFLECT == scipy's mode='reflect'
+        return cv2.GaussianBlur(img, (2 * radius + 1, 2 * radius + 1), s, s, borderType=cv2.BORDER_REFLECT)
+
     h, w = f.shape[:2]
     d = int(sigma // PAD_BLUR_MIN_SIGMA_PX)
     if exact or d < 2:
-        radius = int(4.0 * sigma + 0.5)  # cv2 BORDER_REFLECT == scipy's mode='reflect'
-        return cv2.GaussianBlur(f, (2 * radius + 1, 2 * radius + 1), sigma, sigma, borderType=cv2.BORDER_REFLECT)
+        return gaussian(f, sigma)
     small = cv2.resize(f, (max(1, round(w / d)), max(1, round(h / d))), interpolation=cv2.INTER_AREA)
-    s = float(np.sqrt((sigma / d) ** 2 - 1.0 / 12.0 - 1.0 / 6.0))
-    radius = int(4.0 * s + 0.5)
-    small = cv2.GaussianBlur(small, (2 * radius + 1, 2 * radius + 1), s, s, borderType=cv2.BORDER_REFLECT)
+    small = gaussian(small, float(np.sqrt((sigma / d) ** 2 - 1.0 / 12.0 - 1.0 / 6.0)))
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 

@@ -53,6 +53,7 @@ numpy only at module level; cv2, mediapipe and ``align`` are imported inside fun
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path
@@ -202,8 +203,10 @@ PUPIL_LEFT_IMG = 468   # centre of the iris of the image-left eye (subject's rig
 PUPIL_RIGHT_IMG = 473
 
 
+@functools.lru_cache(maxsize=1)
 def _facemesh_parts():
-    """(name, sorted connections) of the drawn FaceMesh parts, in drawing order (MediaPipe's connection sets)."""
+    """(name, sorted connections) of the drawn FaceMesh parts, in drawing order (MediaPipe's connection sets; built
+    once, not per condition image)."""
     try:
         from mediapipe.python.solutions import face_mesh_connections as fmc
     except ImportError:  # pragma: no cover - older/newer layouts
