@@ -73,6 +73,7 @@ __all__ = [
     "IBUG68_MIRROR",
     "IBUG68_TO_FACEMESH",
     "FACEMESH_STABLE_INDICES",
+    "FACEMESH_OVAL_INDICES",
     "IBUG68_INNER_INDICES",
     "load_insightface_meanshape68",
     "dlib68_reference",
@@ -107,6 +108,12 @@ IBUG68_INNER_INDICES = np.arange(17, 68)
 
 #: FaceMesh points used for pose: the 468 mesh vertices (iris points follow gaze).
 FACEMESH_STABLE_INDICES = np.arange(468)
+
+#: The 36 FaceMesh vertices of the face oval (the vertices of MediaPipe's ``FACEMESH_FACE_OVAL`` connections;
+#: a test checks them against the installed package): the outline from the forehead round the jaw.
+FACEMESH_OVAL_INDICES = np.array([10, 21, 54, 58, 67, 93, 103, 109, 127, 132, 136, 148, 149, 150, 152, 162, 172, 176,
+                                  234, 251, 284, 288, 297, 323, 332, 338, 356, 361, 365, 377, 378, 379, 389, 397, 400,
+                                  454])
 
 #: Corresponding points (iBUG index -> FaceMesh index), measured by nearest
 #: neighbours between dlib's 68 points and FaceMesh's 478 on skimage's astronaut

@@ -14,10 +14,17 @@ LANDMARK_COLUMN = {"facemesh": ("lmk478", 478, 2), "dlib68": ("lmk68", 68, 2)}
 
 
 def reference_sha256(estimator) -> str:
-    """Landmark estimators have no weights; their 'model version' is the 3D reference they fit."""
+    """Landmark estimators have no weights; their 'model version' is the 3D reference they fit (and the points'
+    weights, where they have any)."""
     ref = np.ascontiguousarray(np.asarray(estimator.reference_3d, np.float64))
     idx = np.ascontiguousarray(np.asarray(estimator.landmark_indices, np.int64))
-    return hashlib.sha256(ref.tobytes() + idx.tobytes()).hexdigest()
+    h = hashlib.sha256(ref.tobytes() + idx.tobytes())
+    for w in (getattr(estimator, "weights", None), getattr(estimator, "yaw_weights", None)):
+        if w is not None:
+            h.update(np.ascontiguousarray(np.asarray(w, np.float64)).tobytes())
+    if getattr(estimator, "yaw_weights", None) is not None:
+        h.update(repr(float(estimator.yaw_weights_below)).encode())
+    return h.hexdigest()
 
 
 DLIB_YAW_LIMIT = 35.0  # dlib's 68-point predictor was trained on 300-W faces, mostly within this yaw

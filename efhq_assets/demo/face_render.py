@@ -238,13 +238,17 @@ def fit_textured_mesh(image_bgr: np.ndarray, box, landmarker=None, landmarks_px:
 
 
 def template_yaw(face: TexturedFace, yaw: float = 0.0) -> float:
-    """What the ``facemesh`` reference's fit (weak perspective) reads on the mesh's own 478 points, turned to
-    ``yaw`` (pitch and roll 0) and projected orthographically: the yaw perfect landmarks would give."""
+    """What the ``facemesh`` reference's equal-weight rigid fit (weak perspective) reads on the mesh's own 478
+    points, turned to ``yaw`` (pitch and roll 0) and projected orthographically: the yaw perfect landmarks would
+    give.  The pipeline's near-frontal oval weighting (``FACEMESH_OVAL_YAW_WEIGHT``) is left out, so that this zero
+    is a property of the mesh and the symmetric model, not of the estimator's tuning."""
     from efhq_assets.core.pose.estimators import facemesh_estimator  # torch; only when asked  # noqa: PLC0415
 
     pts = face.vertices[:478] @ euler_to_matrix_np(float(yaw), 0.0, 0.0).T
     uv = np.stack([pts[:, 0], -pts[:, 1]], axis=1) * 200.0  # image-like pixels, v down
-    return float(facemesh_estimator().estimate_batch(uv[None].astype(np.float32)).yaw[0])
+    estimator = facemesh_estimator()
+    estimator.yaw_weights = None
+    return float(estimator.estimate_batch(uv[None].astype(np.float32)).yaw[0])
 
 
 def template_yaw_zeroed(face: TexturedFace, iterations: int = 4) -> TexturedFace:

@@ -165,6 +165,75 @@ ESTIMATORS = {"facemesh": facemesh_estimator(), "dlib68": dlib68_estimator()}
 GRID = [(y, p, r) for y in (-80, -60, -30, 0, 30, 60, 80) for p in (-40, 0, 40) for r in (-40, 0, 40)]
 
 
+def test_facemesh_oval_indices_are_mediapipes_face_oval():
+    from mediapipe.python.solutions.face_mesh_connections import FACEMESH_FACE_OVAL
+
+    assert sorted(F.FACEMESH_OVAL_INDICES.tolist()) == sorted({i for edge in FACEMESH_FACE_OVAL for i in edge})
+
+
+def test_oval_weighted_yaw_near_frontal_only_and_never_pitch_or_roll():
+    """Near frontal, FaceMesh's yaw comes from the fit that weights the face oval (FACEMESH_OVAL_YAW_WEIGHT); turned
+    faces and every pitch and roll keep the equal-weight fit.  Landmarks whose oval is turned 8 degrees further than
+    the inner face pull the near-frontal reading toward the oval's yaw, and leave a turned face's alone."""
+    from efhq_assets.core.pose.estimators import FACEMESH_OVAL_YAW_BELOW, FACEMESH_OVAL_YAW_WEIGHT
+
+    est = ESTIMATORS["facemesh"]
+    assert FACEMESH_OVAL_YAW_WEIGHT > 1 and 0 < FACEMESH_OVAL_YAW_BELOW <= 45
+    plain = facemesh_estimator()
+    plain.yaw_weights = None
+    oval = np.isin(np.arange(478), F.FACEMESH_OVAL_INDICES)
+    inner_yaw = np.array([10.0, -10.0, 40.0])
+    pitch = np.array([10.0, -5.0, 0.0])
+    lm = project_np(est.reference_3d, inner_yaw, pitch, np.zeros(3), scale=180.0, translation=(640, 360))
+    lm[:, oval] = project_np(est.reference_3d, inner_yaw + 8 * np.sign(inner_yaw), pitch, np.zeros(3), scale=180.0,
+                             translation=(640, 360))[:, oval]
+    got, ref = est.estimate_batch(lm), plain.estimate_batch(lm)
+    near = np.abs(ref.yaw) < FACEMESH_OVAL_YAW_BELOW
+    assert near.tolist() == [True, True, False]
+    # near frontal: further toward the oval's yaw than the equal-weight fit, by more than a degree
+    assert np.all(np.abs(got.yaw[near]) > np.abs(ref.yaw[near]) + 1.0)
+    assert np.all(np.abs(got.yaw[near]) < np.abs(inner_yaw[near]) + 8)
+    assert got.yaw[~near] == pytest.approx(ref.yaw[~near], abs=1e-9)
+    np.testing.assert_allclose(got.pitch, ref.pitch, atol=1e-9)
+    np.testing.assert_allclose(got.roll, ref.roll, atol=1e-9)
+    np.testing.assert_allclose(got.residual, ref.residual, atol=1e-9)
+    # exact projections still read exactly, whichever fit answers
+    exact = project_np(est.reference_3d, np.array([5.0, -20.0, 60.0]), np.zeros(3), np.zeros(3), scale=180.0,
+                       translation=(640, 360))
+    np.testing.assert_allclose(est.estimate_batch(exact).yaw, [5.0, -20.0, 60.0], atol=0.05)
+
+
+def test_oval_weighted_yaw_keeps_each_faces_own_camera():
+    """Only some faces of a batch get the oval-weighted fit: each keeps its own per-face camera (batched == one by
+    one), and pinhole projections still read exactly."""
+    est = ESTIMATORS["facemesh"]
+    ref = est.reference_3d[est.landmark_indices]
+    ang = np.array([[5.0, 10.0, 0.0], [40.0, -5.0, 10.0], [-12.0, 0.0, -5.0]])
+    focal = np.array([900.0, 1400.0, 2000.0])
+    centre = np.array([[300.0, 200.0], [640.0, 360.0], [960.0, 540.0]])
+    lm = np.zeros((3, 478, 2), np.float32)
+    for i in range(3):
+        lm[i, est.landmark_indices] = _pinhole(ref, ang[i:i + 1], focal=focal[i], centre=tuple(centre[i]),
+                                               distance=3.0)[0]
+    batched = est.estimate_batch(lm, cameras=(focal, centre)).yaw
+    single = [est.estimate_batch(lm[i:i + 1], cameras=(focal[i], centre[i])).yaw[0] for i in range(3)]
+    np.testing.assert_allclose(batched, single, atol=1e-4)
+    np.testing.assert_allclose(batched, ang[:, 0], atol=0.05)
+
+
+def test_yaw_weights_are_part_of_the_estimators_version():
+    from efhq_assets.core.pose.estimators import LandmarkPoseEstimator
+    from efhq_assets.core.pose_annotations import reference_sha256
+
+    est = facemesh_estimator()
+    plain = facemesh_estimator()
+    plain.yaw_weights = None
+    assert reference_sha256(est) != reference_sha256(plain)
+    assert reference_sha256(est) == reference_sha256(facemesh_estimator())
+    with pytest.raises(ValueError, match="one weight per fitted point"):
+        LandmarkPoseEstimator("x", est.reference_3d, est.landmark_indices, yaw_weights=np.ones(5))
+
+
 @pytest.mark.parametrize("name", list(ESTIMATORS))
 def test_fit_recovers_known_rotations(name):
     est = ESTIMATORS[name]

@@ -17,6 +17,8 @@ __all__ = [
     "PoseEstimate",
     "LandmarkPoseEstimator",
     "PITCH_ZERO_DEG",
+    "FACEMESH_OVAL_YAW_WEIGHT",
+    "FACEMESH_OVAL_YAW_BELOW",
     "facemesh_estimator",
     "dlib68_estimator",
     "ESTIMATOR_NAMES",
@@ -58,27 +60,37 @@ class LandmarkPoseEstimator:
     """Head pose from one landmark scheme: a 3D reference of the *full* scheme + the subset fitted.
 
     ``estimate_batch`` accepts (B, N_full, 2) landmarks in image pixels (the landmarker's own
-    output order) and fits only ``landmark_indices``.
+    output order) and fits only ``landmark_indices``.  ``yaw_weights`` (one per fitted point), where given,
+    weight a second fit whose yaw replaces the first fit's wherever that reads |yaw| below ``yaw_weights_below``;
+    pitch and roll are always the first fit's.
     """
 
     name: str
     reference_3d: np.ndarray
     landmark_indices: np.ndarray | None = None
     weights: np.ndarray | None = None
+    yaw_weights: np.ndarray | None = None
+    yaw_weights_below: float = 0.0
 
     def __post_init__(self):
         self.reference_3d = np.asarray(self.reference_3d, dtype=np.float64)
         if self.landmark_indices is None:
             self.landmark_indices = np.arange(len(self.reference_3d))
         self.landmark_indices = np.asarray(self.landmark_indices, dtype=np.int64)
+        if self.yaw_weights is not None:
+            self.yaw_weights = np.asarray(self.yaw_weights, dtype=np.float64)
+            if self.yaw_weights.shape != self.landmark_indices.shape:
+                raise ValueError(f"{self.name}: yaw_weights has shape {self.yaw_weights.shape}, expected one weight "
+                                 f"per fitted point {self.landmark_indices.shape}")
 
     @property
     def n_points(self) -> int:
         return len(self.reference_3d)
 
-    def fit(self, landmarks_2d, *, device=None, cameras=None) -> PoseFit:
+    def fit(self, landmarks_2d, *, device=None, cameras=None, weights=None) -> PoseFit:
         """``cameras``: optional ``(focal_px, principal_point)`` (scalars / (B,) and (2,) / (B, 2)) for a
-        perspective fit; weak perspective without."""
+        perspective fit; weak perspective without.  ``weights``: the fitted points' weights (default ``weights``);
+        the line of sight stays the one through the centre of the points under ``self.weights``."""
         lm = np.asarray(landmarks_2d, dtype=np.float32)
         if lm.ndim == 2:
             lm = lm[None]
@@ -86,8 +98,9 @@ class LandmarkPoseEstimator:
             raise ValueError(f"{self.name}: expected (B, {self.n_points}, 2) landmarks, got {lm.shape}")
         idx = self.landmark_indices
         focal, principal = cameras if cameras is not None else (None, None)
-        return fit_pose(lm[:, idx], self.reference_3d[idx], self.weights, device=device, focal_px=focal,
-                        principal_point=principal)
+        sight = None if weights is None else (np.ones(len(idx)) if self.weights is None else self.weights)
+        return fit_pose(lm[:, idx], self.reference_3d[idx], self.weights if weights is None else weights,
+                        device=device, focal_px=focal, principal_point=principal, sight_weights=sight)
 
     def estimate_batch(self, landmarks_2d, *, device=None, cameras=None) -> PoseEstimate:
         lm = np.asarray(landmarks_2d, dtype=np.float32)
@@ -99,7 +112,27 @@ class LandmarkPoseEstimator:
         fit = self.fit(lm, device=device, cameras=cameras)
         to = lambda t: t.double().cpu().numpy()  # noqa: E731
         res = to(fit.residual)
-        return PoseEstimate(to(fit.yaw), to(fit.pitch), to(fit.roll), res, residual_confidence(res))
+        yaw = to(fit.yaw)
+        if self.yaw_weights is not None:
+            with np.errstate(invalid="ignore"):
+                small = np.abs(yaw) < self.yaw_weights_below
+            if small.any():
+                yaw_small = to(self.fit(lm[small], device=device, cameras=_cameras_of(cameras, small, len(lm)),
+                                        weights=self.yaw_weights).yaw)
+                yaw[small] = np.where(np.isfinite(yaw_small), yaw_small, yaw[small])
+        return PoseEstimate(yaw, to(fit.pitch), to(fit.roll), res, residual_confidence(res))
+
+
+def _cameras_of(cameras, keep: np.ndarray, n: int):
+    """The ``(focal_px, principal_point)`` of the faces ``keep`` selects, where they are given per face."""
+    if cameras is None:
+        return None
+    focal, principal = (np.asarray(v, dtype=np.float64) for v in cameras)
+    if focal.ndim == 1 and len(focal) == n:
+        focal = focal[keep]
+    if principal.ndim == 2 and len(principal) == n:
+        principal = principal[keep]
+    return focal, principal
 
 
 #: Pitch zero (degrees) of each estimator's 3D reference: the reference is turned by this much about its x axis so
@@ -122,13 +155,28 @@ def _pitch_zeroed(reference: np.ndarray, degrees: float) -> np.ndarray:
     return np.asarray(reference, np.float64) @ R.T
 
 
+#: Yaw of faces FaceMesh reads within :data:`FACEMESH_OVAL_YAW_BELOW` degrees of frontal comes from a fit that weights
+#: the 36 face-oval points :data:`FACEMESH_OVAL_YAW_WEIGHT` times (a third of the fit): near frontal the outline is
+#: seen on both sides, and its left-right asymmetry is the widest lever on yaw.  Turned further, the near side's
+#: outline becomes the silhouette and slides (as dlib's jaw points do), so the oval would read a turn low; turned
+#: faces, and pitch and roll everywhere, keep the equal-weight fit.  Chosen on benchmarks/pose_accuracy.py's tune
+#: people (default grid, combined yaw MAE at |yaw| <= 60: 4.67 with equal weights; oval x2 / x4 / x6 / x8 / x12 below
+#: 45 degrees: 4.45 / 4.24 / 4.15 / 4.12 / 4.15).  The cut: 45 read the tune people best (4.15; 35: 4.22, 30: 4.39,
+#: 25: 4.43), but it made the astronaut's 30-60 degree views worse (5.21 -> 6.58), and perfect landmarks showed why:
+#: on the renders of photos taken turned, the oval agrees with the meshes' symmetry plane (the benchmark's yaw zero),
+#: not with a head.  Below 25 every t1 person improved and the astronaut stayed (3.93 -> 3.97).  docs/pose_accuracy.md.
+FACEMESH_OVAL_YAW_WEIGHT = 6.0
+FACEMESH_OVAL_YAW_BELOW = 25.0
+
+
 def facemesh_estimator() -> LandmarkPoseEstimator:
     """FaceMesh (478 points in MediaPipe order; the 468 mesh vertices are fitted, iris points not)."""
     from efhq_assets.core import face_models_3d as fm3d  # numpy only  # noqa: PLC0415
 
+    idx = fm3d.FACEMESH_STABLE_INDICES
+    yaw_weights = np.where(np.isin(idx, fm3d.FACEMESH_OVAL_INDICES), FACEMESH_OVAL_YAW_WEIGHT, 1.0)
     return LandmarkPoseEstimator("facemesh", _pitch_zeroed(fm3d.facemesh_reference(), PITCH_ZERO_DEG["facemesh"]),
-                                 fm3d.FACEMESH_STABLE_INDICES)
-
+                                 idx, yaw_weights=yaw_weights, yaw_weights_below=FACEMESH_OVAL_YAW_BELOW)
 
 
 def dlib68_estimator(*, with_jaw: bool = False) -> LandmarkPoseEstimator:

@@ -101,6 +101,7 @@ def fit_pose(
     focal_px=None,
     principal_point=None,
     perspective_iterations: int = 40,
+    sight_weights=None,
 ) -> PoseFit:
     """Fit a rigid pose of ``reference_3d`` to B sets of 2D landmarks.
 
@@ -115,7 +116,9 @@ def fit_pose(
     until no landmark moves by more than 1e-5 of its distance to the principal point, at most
     ``perspective_iterations`` times (3-6 steps for faces near the optical axis, more far off it).  The angles
     (and ``rotation``) of a perspective fit are relative to the line of sight to the face, not to the
-    optical axis (:func:`_relative_to_line_of_sight`).
+    optical axis (:func:`_relative_to_line_of_sight`), through the centre of the points weighted by
+    ``sight_weights`` (default: the fit's own ``weights``), so that fits with different weights share one line of
+    sight.
     Returns a :class:`PoseFit` with (B,) angles in degrees (NaN for faces with < 4 valid points).
     """
     dev = torch.device(device) if device is not None else default_device()
@@ -152,24 +155,31 @@ def fit_pose(
         if shrink is not None:  # ...and the final fit on the converged points gets the full count
             fit = _fit_weak(c[:, None] + rel * shrink[..., None], ref, weights, iterations=iterations, device=dev,
                             autocast=autocast, squeeze=False)
-        fit = _relative_to_line_of_sight(fit, ref, f, c)
+        sight = fit.centre_weights
+        if sight_weights is not None:
+            sw = torch.as_tensor(sight_weights).to(device=dev, dtype=torch.float32).expand(B, ref.shape[0])
+            sw = torch.where(fit.centre_weights > 0, sw, torch.zeros_like(sw))  # the same valid points
+            sight = sw / sw.sum(-1, keepdim=True).clamp_min(1e-12)
+        fit = _relative_to_line_of_sight(fit, ref, f, c, sight)
         if squeeze:
             fit = PoseFit(*(getattr(fit, name)[0] for name in PoseFit.__dataclass_fields__))
         return fit
 
 
-def _relative_to_line_of_sight(fit: PoseFit, ref: torch.Tensor, f: torch.Tensor, c: torch.Tensor) -> PoseFit:
+def _relative_to_line_of_sight(fit: PoseFit, ref: torch.Tensor, f: torch.Tensor, c: torch.Tensor,
+                               sight: torch.Tensor) -> PoseFit:
     """Re-express a perspective fit relative to the ray from the camera to the face.
 
     A face near the top of a wide frame that looks straight at the camera is turned toward it, so in
     camera axes it reads as pitched down; its picture (and its crop in the dataset) is that of a
     frontal face.  EFHQ bins faces by how they look, so the angles are taken relative to the line of
     sight (the "allocentric" pose): ``R = R_ray^T R_camera`` with ``R_ray`` the smallest rotation
-    taking the optical axis to the ray through the fitted centre of the landmarks (its depth offset
-    is 0, so its corrected image point is its true one).  For a face on the optical axis nothing
-    changes; weak-perspective fits are already relative to the line of sight.
+    taking the optical axis to the ray through the centre of the landmarks weighted by ``sight`` (B, N),
+    placed by the fitted pose (for the fit's own weights its depth offset is 0, so its corrected image point is its
+    true one).  For a face on the optical axis nothing changes; weak-perspective fits are already relative to the
+    line of sight.
     """
-    Xc = (fit.centre_weights[..., None] * ref[None]).sum(1)  # (B, 3) head frame
+    Xc = (sight[..., None] * ref[None]).sum(1)  # (B, 3) head frame
     cam = (torch.nan_to_num(fit.rotation) @ Xc[..., None])[..., 0]
     centre = torch.nan_to_num(fit.translation) + torch.nan_to_num(fit.scale)[:, None] * torch.stack(
         [cam[:, 0], -cam[:, 1]], dim=-1)  # (B, 2) pixels
