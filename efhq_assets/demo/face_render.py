@@ -246,9 +246,7 @@ def template_yaw(face: TexturedFace, yaw: float = 0.0) -> float:
 
     pts = face.vertices[:478] @ euler_to_matrix_np(float(yaw), 0.0, 0.0).T
     uv = np.stack([pts[:, 0], -pts[:, 1]], axis=1) * 200.0  # image-like pixels, v down
-    estimator = facemesh_estimator()
-    estimator.yaw_weights = None
-    return float(estimator.estimate_batch(uv[None].astype(np.float32)).yaw[0])
+    return float(facemesh_estimator().fit(uv[None].astype(np.float32)).yaw[0])  # fit(): the equal-weight fit
 
 
 def template_yaw_zeroed(face: TexturedFace, iterations: int = 4) -> TexturedFace:

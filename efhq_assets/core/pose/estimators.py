@@ -160,11 +160,11 @@ def _pitch_zeroed(reference: np.ndarray, degrees: float) -> np.ndarray:
 #: seen on both sides, and its left-right asymmetry is the widest lever on yaw.  Turned further, the near side's
 #: outline becomes the silhouette and slides (as dlib's jaw points do), so the oval would read a turn low; turned
 #: faces, and pitch and roll everywhere, keep the equal-weight fit.  Chosen on benchmarks/pose_accuracy.py's tune
-#: people (default grid, combined yaw MAE at |yaw| <= 60: 4.67 with equal weights; oval x2 / x4 / x6 / x8 / x12 below
-#: 45 degrees: 4.45 / 4.24 / 4.15 / 4.12 / 4.15).  The cut: 45 read the tune people best (4.15; 35: 4.22, 30: 4.39,
-#: 25: 4.43), but it made the astronaut's 30-60 degree views worse (5.21 -> 6.58), and perfect landmarks showed why:
-#: on the renders of photos taken turned, the oval agrees with the meshes' symmetry plane (the benchmark's yaw zero),
-#: not with a head.  Below 25 every t1 person improved and the astronaut stayed (3.93 -> 3.97).  docs/pose_accuracy.md.
+#: people (default grid, combined yaw MAE at |yaw| <= 60: 4.67 with equal weights; with the cut at 25, oval x4 / x6 /
+#: x12 / x20: 4.49 / 4.46 / 4.42 / 4.41).  The cut: 45 read the tune people best (4.24; 35: 4.30, 30: 4.44), but
+#: every cut past 25 made the astronaut's 30-60 degree views worse (5.21 -> 6.13 at 45), and perfect landmarks showed
+#: why: on the renders of photos taken turned, the oval agrees with the meshes' symmetry plane (the benchmark's yaw
+#: zero), not with a head.  At 25 every t1 person improved and the astronaut stayed at 3.93.  docs/pose_accuracy.md.
 FACEMESH_OVAL_YAW_WEIGHT = 6.0
 FACEMESH_OVAL_YAW_BELOW = 25.0
 
