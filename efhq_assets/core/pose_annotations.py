@@ -23,7 +23,7 @@ def reference_sha256(estimator) -> str:
         if w is not None:
             h.update(np.ascontiguousarray(np.asarray(w, np.float64)).tobytes())
     if getattr(estimator, "yaw_weights", None) is not None:
-        h.update(repr(float(estimator.yaw_weights_below)).encode())
+        h.update(repr((float(estimator.yaw_weights_below), float(estimator.yaw_weights_fade))).encode())
     return h.hexdigest()
 
 

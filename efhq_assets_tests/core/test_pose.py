@@ -203,6 +203,27 @@ def test_oval_weighted_yaw_near_frontal_only_and_never_pitch_or_roll():
     np.testing.assert_allclose(est.estimate_batch(exact).yaw, [5.0, -20.0, 60.0], atol=0.05)
 
 
+def test_oval_weighted_yaw_has_no_step_at_the_cut():
+    """The oval fit's share fades out before FACEMESH_OVAL_YAW_BELOW: a face turning through the cut in 0.25-degree
+    steps, whose oval reads 8 degrees further turned than its inner face (so the two fits differ by degrees), reads
+    a yaw that moves by about a step each time, never jumps; with the fade switched off the same turn jumps."""
+    from efhq_assets.core.pose.estimators import FACEMESH_OVAL_YAW_BELOW, FACEMESH_OVAL_YAW_FADE
+
+    assert 0 < FACEMESH_OVAL_YAW_FADE < FACEMESH_OVAL_YAW_BELOW
+    est = ESTIMATORS["facemesh"]
+    oval = np.isin(np.arange(478), F.FACEMESH_OVAL_INDICES)
+    inner_yaw = np.arange(FACEMESH_OVAL_YAW_BELOW - FACEMESH_OVAL_YAW_FADE - 4, FACEMESH_OVAL_YAW_BELOW + 3, 0.25)
+    zeros = np.zeros_like(inner_yaw)
+    lm = project_np(est.reference_3d, inner_yaw, zeros, zeros, scale=180.0, translation=(640, 360))
+    lm[:, oval] = project_np(est.reference_3d, inner_yaw + 8, zeros, zeros, scale=180.0,
+                             translation=(640, 360))[:, oval]
+    steps = np.diff(est.estimate_batch(lm).yaw)
+    assert np.all(steps > 0) and steps.max() < 0.75, steps.max()
+    hard = facemesh_estimator()
+    hard.yaw_weights_fade = 0.0
+    assert np.abs(np.diff(hard.estimate_batch(lm).yaw)).max() > 1.0
+
+
 def test_oval_weighted_yaw_keeps_each_faces_own_camera():
     """Only some faces of a batch get the oval-weighted fit: each keeps its own per-face camera (batched == one by
     one), and pinhole projections still read exactly."""
