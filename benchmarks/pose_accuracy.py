@@ -109,8 +109,9 @@ def pnp_pose(lmk478: np.ndarray, ref: np.ndarray, size: int, focal_factor: float
 def exact_vertex_yaw(face, angles, focal: float, face_px: float) -> float:
     """The pipeline's FaceMesh fit (its reference, its camera) on the render's own mesh vertices projected exactly as
     ``render`` projects them: perfect landmarks.  Its error is what the renders' geometry itself costs (a mesh of
-    FaceMesh's depth from one photo, yaw zero at its symmetry plane, or where this same fit reads it 0 with
-    ``--yaw-zero template``), whatever the landmarker."""
+    FaceMesh's depth from one photo, yaw zero at its symmetry plane, or with ``--yaw-zero template`` where the
+    equal-weight fit reads it 0: this shipped fit, with its near-frontal oval weighting, reads such a mesh a little
+    off 0), whatever the landmarker."""
     from efhq_assets.core.pose.estimators import facemesh_estimator
     from efhq_assets.core.pose.rotations import euler_to_matrix_np
 

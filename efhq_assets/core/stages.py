@@ -67,6 +67,7 @@ STAGES: tuple[Stage, ...] = (
     # 7: a FaceMesh fit whose nose lies over 0.5 eye-to-mouth distances from the detector's gives no answer
     # and short runs of profiles read on the wrong side of a track are flipped back
     # 8: FaceMesh's pitch gets its gain back (core/pose/pitch_gain.py); dlib68's pitch out of the combined pitch
+    # 9: near-frontal yaw from a fit that weights the face oval 6x (below 25); 10: its share fades from 20 to 30
     Stage("pose_annotations", True, ("face_detections",), ("poses",), "pose_annotations-10", "faces", ("pose_camera",)),
     # 2: faces rebuilt from EFHQ metadata keep its released HyperIQA `iqa`
     Stage("quality_scores", True, ("face_detections",), ("quality",), "quality_scores-2", "quality",

@@ -89,7 +89,7 @@ def test_a_face_turning_0_to_90_keeps_one_track_without_drift(tmp_path, models, 
             cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
             assert truth[0] < cx < truth[2] and truth[1] < cy < truth[3], f
     assert all(m["lmk478"] is not None for m in marks)
-    # and the pose stage reads the followed frames as the turn they are (profile at the end)
+    # and the pose stage reads the followed frames as the turn they are (profile bins at 50-75)
     from efhq_assets.core.pose_annotations import pinhole_camera, pose_rows
 
     rows = {r["frame_index"]: r["yaw"] for r in pose_rows(marks, ("facemesh",), camera=pinhole_camera(512, 512))

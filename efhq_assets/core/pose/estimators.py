@@ -85,6 +85,9 @@ class LandmarkPoseEstimator:
             if self.yaw_weights.shape != self.landmark_indices.shape:
                 raise ValueError(f"{self.name}: yaw_weights has shape {self.yaw_weights.shape}, expected one weight "
                                  f"per fitted point {self.landmark_indices.shape}")
+            if not 0.0 <= self.yaw_weights_fade <= self.yaw_weights_below:
+                raise ValueError(f"{self.name}: yaw_weights_fade must lie in [0, yaw_weights_below "
+                                 f"{self.yaw_weights_below}], got {self.yaw_weights_fade}")
 
     @property
     def n_points(self) -> int:
@@ -130,9 +133,9 @@ class LandmarkPoseEstimator:
 
 def _cameras_of(cameras, keep: np.ndarray, n: int):
     """The ``(focal_px, principal_point)`` of the faces ``keep`` selects, where they are given per face."""
-    if cameras is None:
-        return None
-    focal, principal = (np.asarray(v, dtype=np.float64) for v in cameras)
+    if cameras is None or cameras[0] is None:  # weak perspective: nothing per face
+        return cameras
+    focal, principal = (np.asarray(v.cpu() if hasattr(v, "cpu") else v, dtype=np.float64) for v in cameras)
     if focal.ndim == 1 and len(focal) == n:
         focal = focal[keep]
     if principal.ndim == 2 and len(principal) == n:
