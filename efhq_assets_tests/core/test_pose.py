@@ -172,6 +172,17 @@ def test_facemesh_oval_indices_are_mediapipes_face_oval():
     assert sorted(F.FACEMESH_OVAL_INDICES.tolist()) == sorted({i for edge in FACEMESH_FACE_OVAL for i in edge})
 
 
+def _oval_turned_further(est, inner_yaw, pitch, extra: float = 8.0) -> np.ndarray:
+    """Exact projections of the reference at ``inner_yaw`` / ``pitch``, except the face oval, turned ``extra`` degrees
+    further (away from frontal): landmarks on which the equal-weight and the oval-weighted fits disagree."""
+    oval = np.isin(np.arange(478), F.FACEMESH_OVAL_INDICES)
+    zeros = np.zeros_like(inner_yaw)
+    lm = project_np(est.reference_3d, inner_yaw, pitch, zeros, scale=180.0, translation=(640, 360))
+    lm[:, oval] = project_np(est.reference_3d, inner_yaw + extra * np.sign(inner_yaw), pitch, zeros, scale=180.0,
+                             translation=(640, 360))[:, oval]
+    return lm
+
+
 def test_oval_weighted_yaw_near_frontal_only_and_never_pitch_or_roll():
     """Near frontal, FaceMesh's yaw comes from the fit that weights the face oval (FACEMESH_OVAL_YAW_WEIGHT); turned
     faces and every pitch and roll keep the equal-weight fit.  Landmarks whose oval is turned 8 degrees further than
@@ -182,12 +193,8 @@ def test_oval_weighted_yaw_near_frontal_only_and_never_pitch_or_roll():
     assert FACEMESH_OVAL_YAW_WEIGHT > 1 and 0 < FACEMESH_OVAL_YAW_BELOW <= 45
     plain = facemesh_estimator()
     plain.yaw_weights = None
-    oval = np.isin(np.arange(478), F.FACEMESH_OVAL_INDICES)
     inner_yaw = np.array([10.0, -10.0, 40.0])
-    pitch = np.array([10.0, -5.0, 0.0])
-    lm = project_np(est.reference_3d, inner_yaw, pitch, np.zeros(3), scale=180.0, translation=(640, 360))
-    lm[:, oval] = project_np(est.reference_3d, inner_yaw + 8 * np.sign(inner_yaw), pitch, np.zeros(3), scale=180.0,
-                             translation=(640, 360))[:, oval]
+    lm = _oval_turned_further(est, inner_yaw, np.array([10.0, -5.0, 0.0]))
     got, ref = est.estimate_batch(lm), plain.estimate_batch(lm)
     near = np.abs(ref.yaw) < FACEMESH_OVAL_YAW_BELOW
     assert near.tolist() == [True, True, False]
@@ -212,12 +219,8 @@ def test_oval_weighted_yaw_has_no_step_at_the_cut():
 
     assert 0 < FACEMESH_OVAL_YAW_FADE < FACEMESH_OVAL_YAW_BELOW
     est = ESTIMATORS["facemesh"]
-    oval = np.isin(np.arange(478), F.FACEMESH_OVAL_INDICES)
     inner_yaw = np.arange(FACEMESH_OVAL_YAW_BELOW - FACEMESH_OVAL_YAW_FADE - 4, FACEMESH_OVAL_YAW_BELOW + 3, 0.25)
-    zeros = np.zeros_like(inner_yaw)
-    lm = project_np(est.reference_3d, inner_yaw, zeros, zeros, scale=180.0, translation=(640, 360))
-    lm[:, oval] = project_np(est.reference_3d, inner_yaw + 8, zeros, zeros, scale=180.0,
-                             translation=(640, 360))[:, oval]
+    lm = _oval_turned_further(est, inner_yaw, np.zeros_like(inner_yaw))
     steps = np.diff(est.estimate_batch(lm).yaw)
     assert np.all(steps > 0) and steps.max() < 0.75, steps.max()
     hard = facemesh_estimator()
